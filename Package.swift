@@ -1,0 +1,110 @@
+// swift-tools-version:6.1
+// SwiftESB: an enterprise service bus server in Swift. Layers, bottom up:
+// C shims -> client wrappers -> (SDK, in ./SDK) -> core -> HTTP face -> executables.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "SwiftESB",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "esbd", targets: ["esbd"]),
+        .executable(name: "esb", targets: ["esb"]),
+    ],
+    dependencies: [
+        .package(path: "SDK"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1",
+                 traits: ["FullFoundation"]),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // C shims: module maps and static inline wrappers, no logic.
+        .systemLibrary(name: "CESBRabbitMQ", pkgConfig: "librabbitmq",
+                       providers: [.apt(["librabbitmq-dev"])]),
+        .systemLibrary(name: "CESBHiredis",
+                       providers: [.apt(["libhiredis-dev"])]),
+
+        // Client wrappers: safe Swift over one C library each.
+        .target(name: "ESBAMQP", dependencies: ["CESBRabbitMQ"], swiftSettings: swiftSettings),
+        .target(name: "ESBRedis", dependencies: ["CESBHiredis"], swiftSettings: swiftSettings),
+
+        // The core: configuration, ODB, secrets, logging, systemd, plugin loading.
+        .target(
+            name: "ESBCore",
+            dependencies: [
+                "ESBAMQP", "ESBRedis",
+                .product(name: "ESBService", package: "SDK"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // The HTTP face: routes, DTOs, auth, metrics endpoint.
+        .target(
+            name: "ESBHTTP",
+            dependencies: [
+                "ESBCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Executables: thin.
+        .executableTarget(
+            name: "esbd",
+            dependencies: [
+                "ESBCore", "ESBHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "esb",
+            dependencies: [
+                "ESBCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Benchmark anchor: the minimal Hummingbird app TARGETS.md compares against.
+        .executableTarget(
+            name: "HummingbirdAnchor",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            path: "Benchmarks/HummingbirdAnchor"
+        ),
+
+        .testTarget(
+            name: "ESBCoreTests",
+            dependencies: ["ESBCore", "ESBAMQP", "ESBRedis"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ESBIntegrationTests",
+            dependencies: [
+                "ESBCore",
+                .product(name: "ESBService", package: "SDK"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,137 @@
+import Foundation
+
+/// The typed contents of server.conf (INTERFACES.md §2). Every default below is the one
+/// used when the key is absent; relative paths are resolved against server.conf's directory.
+public struct ServerConfig: Sendable, Equatable {
+    /// The absolute path of the file this was read from.
+    public var path: String
+    public var main: Main
+    public var crypto: Crypto
+    public var admin: Admin
+    public var odb: ODB
+    /// `nil` when server.conf has no `[kvdb]` section: kvdb calls then fail with a named error.
+    public var kvdb: KVDB?
+    public var hotDeploy: HotDeploy
+    public var async: Async
+    /// `[startup_services]` in file order.
+    public var startupServices: [StartupService]
+
+    /// `[main]`.
+    public struct Main: Sendable, Equatable {
+        /// `name`, default `server1`: shows in logs, metrics and health.
+        public var name = "server1"
+        /// `bind`, default `127.0.0.1:17010`: channels, admin API, dashboard, metrics.
+        public var bind = BindAddress(host: "127.0.0.1", port: 17010)
+        /// `work_dir`, default `./work`: compiled services, caches, backups.
+        public var workDir: String
+        /// `log_level`, default `info`.
+        public var logLevel: LogLevel = .info
+        /// `log_format`, default `text`.
+        public var logFormat: LogFormat = .text
+        /// `graceful_shutdown_seconds`, default 10.
+        public var gracefulShutdownSeconds = 10
+        /// `startup_service_timeout_seconds`, default 60.
+        public var startupServiceTimeoutSeconds = 60
+    }
+
+    /// `[crypto]`.
+    public struct Crypto: Sendable, Equatable {
+        /// `secret_key_path`, default `./secret.key`: 32 bytes from `esb create-key`.
+        public var secretKeyPath: String
+    }
+
+    /// `[admin]`.
+    public struct Admin: Sendable, Equatable {
+        /// `username`, default `admin`.
+        public var username = "admin"
+        /// `password_file`, default `./admin.password`.
+        public var passwordFile: String
+    }
+
+    /// `[odb]`.
+    public struct ODB: Sendable, Equatable {
+        /// `engine`, default and only value `sqlite`.
+        public var engine = "sqlite"
+        /// `path`, default `./esb.db`.
+        public var path: String
+    }
+
+    /// `[kvdb]`: Redis.
+    public struct KVDB: Sendable, Equatable {
+        /// `host`, default `127.0.0.1`.
+        public var host = "127.0.0.1"
+        /// `port`, default 6379.
+        public var port = 6379
+        /// `db`, default 0.
+        public var db = 0
+        /// `password`, or the contents of `password_file`; `nil` when neither is set.
+        public var password: Secret?
+        /// `password_file`, read at start and on reload.
+        public var passwordFile: String?
+        /// `unix_socket_path`; when set it is used instead of host and port.
+        public var unixSocketPath: String?
+        /// `timeout_ms`, default 2000.
+        public var timeoutMilliseconds = 2000
+        /// `pool_size`, default 4.
+        public var poolSize = 4
+    }
+
+    /// `[hot_deploy]`.
+    public struct HotDeploy: Sendable, Equatable {
+        /// `pickup_dir`, default `./pickup`.
+        public var pickupDir: String
+        /// `backup_history`, default 100 versions kept per unit.
+        public var backupHistory = 100
+        /// `delete_after_pickup`, default false.
+        public var deleteAfterPickup = false
+        /// `swiftc`, default `swiftc` (looked up on PATH; use an absolute path under systemd).
+        public var swiftc = "swiftc"
+        /// `extra_module_paths`, default none: directories of prebuilt modules.
+        public var extraModulePaths: [String] = []
+    }
+
+    /// `[async]`.
+    public struct Async: Sendable, Equatable {
+        /// `max_concurrency`, default 16.
+        public var maxConcurrency = 16
+        /// `retention_days`, default 7.
+        public var retentionDays = 7
+    }
+
+    /// One `[startup_services]` line.
+    public struct StartupService: Sendable, Equatable {
+        public enum Payload: Sendable, Equatable {
+            /// The raw value; empty means an empty payload.
+            case inline(String)
+            /// `file://PATH`, resolved to an absolute path.
+            case file(String)
+        }
+        public var service: String
+        public var payload: Payload
+        public var line: Int
+    }
+
+    /// A host and port to listen on.
+    public struct BindAddress: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    /// A secret value whose description never shows it.
+    public struct Secret: Sendable, Equatable, CustomStringConvertible {
+        public var value: String
+        public init(_ value: String) { self.value = value }
+        public var description: String { "********" }
+    }
+}
+
+/// `log_level` values, as swift-log's levels.
+public enum LogLevel: String, Sendable, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
+}
+
+/// `log_format` values.
+public enum LogFormat: String, Sendable, CaseIterable {
+    case text, json
+}

@@ -1,0 +1,69 @@
+import Foundation
+
+/// Runs `swiftc` to build a service library against the shared SDK.
+///
+/// One module cache serves the whole process life, which makes a warm compile several
+/// times faster than a cold one.
+public struct SwiftCompiler: Sendable {
+    /// The `swiftc` to run: a path, or a name looked up on PATH.
+    public var swiftc: String
+    public var sdk: SDKLocation
+    /// The clang/Swift module cache shared by every compile.
+    public var moduleCachePath: String
+
+    public init(swiftc: String, sdk: SDKLocation, moduleCachePath: String) {
+        self.swiftc = swiftc
+        self.sdk = sdk
+        self.moduleCachePath = moduleCachePath
+    }
+
+    /// The outcome of one compile.
+    public struct Output: Sendable {
+        public var succeeded: Bool
+        /// What the compiler printed (diagnostics as file:line:col).
+        public var diagnostics: String
+    }
+
+    /// Compiles `sources` into the shared library `output` as module `moduleName`.
+    public func compileLibrary(sources: [String], moduleName: String, output: String,
+                               extraArguments: [String] = []) async throws -> Output {
+        var arguments = [
+            "-emit-library", "-parse-as-library", "-module-name", moduleName,
+            "-swift-version", "6", "-Onone",
+            "-I", sdk.moduleDirectory, "-L", sdk.libraryDirectory, "-lESBService",
+            "-module-cache-path", moduleCachePath,
+            "-Xlinker", "-rpath", "-Xlinker", sdk.libraryDirectory,
+            "-o", output,
+        ]
+        arguments += extraArguments
+        arguments += sources
+        return try await run(arguments)
+    }
+
+    private func run(_ arguments: [String]) async throws -> Output {
+        let process = Process()
+        if swiftc.contains("/") {
+            process.executableURL = URL(fileURLWithPath: swiftc)
+            process.arguments = arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [swiftc] + arguments
+        }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Reading to EOF and waiting both block: do them on a GCD thread, never on the
+        // cooperative pool. Reading before waiting keeps a chatty compiler from filling
+        // the pipe and stalling forever.
+        let (status, data): (Int32, Data) = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                continuation.resume(returning: (process.terminationStatus, data))
+            }
+        }
+        return Output(succeeded: status == 0, diagnostics: String(decoding: data, as: UTF8.self))
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Writes log lines to stderr as text or JSON, with the process-wide ``LogSettings``.
+///
+/// Text: `2026-11-29T11:22:57.123Z info esbd: message esb.key=value`.
+/// JSON: one object a line with `ts`, `level`, `logger`, `message` and the metadata keys.
+public struct StderrLogHandler: LogHandler {
+    private static let output = Mutex(())
+
+    public var metadata: Logger.Metadata = [:]
+    public var metadataProvider: Logger.MetadataProvider?
+    private let label: String
+    private let settings: LogSettings
+    private var levelOverride: Logger.Level?
+
+    public init(label: String, settings: LogSettings) {
+        self.label = label
+        self.settings = settings
+    }
+
+    /// Installs this handler for every logger of the process; call once, first thing.
+    public static func bootstrap(settings: LogSettings) {
+        LoggingSystem.bootstrap { label in StderrLogHandler(label: label, settings: settings) }
+    }
+
+    public var logLevel: Logger.Level {
+        get { levelOverride ?? settings.level }
+        set { levelOverride = newValue }
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let provided = metadataProvider?.get() { merged.merge(provided) { $1 } }
+        if let extra = event.metadata { merged.merge(extra) { $1 } }
+        let line = switch settings.format {
+        case .text: Self.text(level: event.level, label: label, message: event.message.description, metadata: merged)
+        case .json: Self.json(level: event.level, label: label, message: event.message.description, metadata: merged)
+        }
+        Self.output.withLock { _ in
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+    }
+
+    static func timestamp() -> String {
+        Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)
+            .timeZone(separator: .omitted).dateSeparator(.dash).timeSeparator(.colon))
+    }
+
+    static func text(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
+        var line = "\(timestamp()) \(level) \(label): \(message)"
+        for key in metadata.keys.sorted() {
+            line += " \(key)=\(metadata[key]!)"
+        }
+        return line
+    }
+
+    static func json(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
+        var object: [String: Any] = ["ts": timestamp(), "level": level.rawValue, "logger": label, "message": message]
+        for (key, value) in metadata { object[key] = value.jsonValue }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+            return text(level: level, label: label, message: message, metadata: metadata)
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+extension Logger.MetadataValue {
+    var jsonValue: Any {
+        switch self {
+        case .string(let value): value
+        case .stringConvertible(let value): value.description
+        case .array(let values): values.map(\.jsonValue)
+        case .dictionary(let values): values.mapValues(\.jsonValue)
+        }
+    }
+}

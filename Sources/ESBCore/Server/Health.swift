@@ -1,0 +1,33 @@
+/// What `GET /esb/health` reports: the server and each component's state.
+public struct HealthReport: Sendable, Codable, Equatable {
+    /// `ok` when every component is, `degraded` otherwise.
+    public var status: Status
+    public var server: String
+    public var components: [String: Component]
+
+    public enum Status: String, Sendable, Codable { case ok, degraded }
+
+    /// One component: the ODB, kvdb, an AMQP outconn's pool…
+    public struct Component: Sendable, Codable, Equatable {
+        public var status: Status
+        /// What the component is doing or why it is degraded.
+        public var detail: String?
+        /// `true` for components the server cannot work without (the ODB): 503 when degraded.
+        public var critical: Bool
+
+        public init(status: Status, detail: String? = nil, critical: Bool = false) {
+            self.status = status
+            self.detail = detail
+            self.critical = critical
+        }
+    }
+
+    public init(server: String, components: [String: Component]) {
+        self.server = server
+        self.components = components
+        status = components.values.allSatisfy { $0.status == .ok } ? .ok : .degraded
+    }
+
+    /// Whether a critical component is down (answer 503).
+    public var isUnusable: Bool { components.values.contains { $0.critical && $0.status != .ok } }
+}

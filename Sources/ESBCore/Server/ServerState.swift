@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// What the running server shares between its parts: the ODB, secrets, and the settings
+/// that SIGHUP may change.
+public final class ServerState: Sendable {
+    public let odb: ODB
+    public let secrets: SecretBox
+    public let logSettings: LogSettings
+    /// When the process started serving.
+    public let startedAt: Date
+
+    private struct Live {
+        var config: ServerConfig
+        var credentials: AdminCredentials
+    }
+    private let live: Mutex<Live>
+
+    public init(config: ServerConfig, credentials: AdminCredentials, odb: ODB, secrets: SecretBox,
+                logSettings: LogSettings) {
+        self.odb = odb
+        self.secrets = secrets
+        self.logSettings = logSettings
+        self.startedAt = Date()
+        live = Mutex(Live(config: config, credentials: credentials))
+    }
+
+    /// The configuration in force.
+    public var config: ServerConfig { live.withLock { $0.config } }
+    /// The admin credentials in force.
+    public var credentials: AdminCredentials { live.withLock { $0.credentials } }
+
+    /// Applies a re-read configuration; returns a line for each change that needs a restart.
+    public func apply(_ config: ServerConfig, credentials: AdminCredentials) -> [String] {
+        let old = live.withLock { state in
+            defer { state = Live(config: config, credentials: credentials) }
+            return state.config
+        }
+        logSettings.update(level: config.main.logLevel, format: config.main.logFormat)
+        return Self.changesNeedingRestart(from: old, to: config)
+    }
+
+    /// Checks every component; the ODB is critical, the others only degrade.
+    public func health() async -> HealthReport {
+        var components: [String: HealthReport.Component] = [:]
+        if let problem = await odb.check() {
+            components["odb"] = .init(status: .degraded, detail: problem.message, critical: true)
+        } else {
+            components["odb"] = .init(status: .ok, detail: "sqlite \(odb.path)", critical: true)
+        }
+        return HealthReport(server: config.main.name, components: components)
+    }
+
+    static func changesNeedingRestart(from old: ServerConfig, to new: ServerConfig) -> [String] {
+        var notes: [String] = []
+        if old.main.bind != new.main.bind {
+            notes.append("[main] bind changed from \(old.main.bind) to \(new.main.bind)")
+        }
+        if old.main.workDir != new.main.workDir {
+            notes.append("[main] work_dir changed from \(old.main.workDir) to \(new.main.workDir)")
+        }
+        if old.odb != new.odb { notes.append("[odb] changed") }
+        if old.crypto != new.crypto { notes.append("[crypto] changed") }
+        return notes
+    }
+}

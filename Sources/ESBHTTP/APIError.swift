@@ -1,0 +1,49 @@
+import Foundation
+import Hummingbird
+
+/// An error answered as `{"error": {"code", "message", "field"}}` (INTERFACES.md §7).
+public struct APIError: HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var message: String
+    public var field: String?
+    public var headers: HTTPFields = [:]
+
+    public init(_ status: HTTPResponse.Status, code: String, _ message: String, field: String? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+    }
+
+    public static func notFound(_ message: String) -> APIError { .init(.notFound, code: "not_found", message) }
+    public static func unauthorized() -> APIError {
+        var error = APIError(.unauthorized, code: "unauthorized", "valid admin credentials are required (HTTP basic auth)")
+        error.headers[.wwwAuthenticate] = #"Basic realm="SwiftESB", charset="UTF-8""#
+        return error
+    }
+
+    struct Body: Encodable {
+        struct Detail: Encodable {
+            var code: String
+            var message: String
+            var field: String?
+
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(code, forKey: .code)
+                try container.encode(message, forKey: .message)
+                try container.encode(field, forKey: .field)  // explicit null when absent
+            }
+            enum CodingKeys: String, CodingKey { case code, message, field }
+        }
+        var error: Detail
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body = Body(error: .init(code: code, message: message, field: field))
+        var response = try JSON.response(body, status: status)
+        for field in headers { response.headers.append(field) }
+        return response
+    }
+}

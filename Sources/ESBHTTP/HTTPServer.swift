@@ -1,0 +1,31 @@
+import ESBCore
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+
+/// Builds the one HTTP listener: channels, admin API, dashboard, metrics.
+public enum HTTPServer {
+    /// The Hummingbird application for `state`, bound to `[main] bind`.
+    /// - Parameter onListening: called with the bound port once the listener accepts.
+    public static func makeApplication(
+        state: ServerState, metrics: MetricsExporter, logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void
+    ) -> some ApplicationProtocol {
+        let router = Router(context: BasicRequestContext.self)
+        router.middlewares.add(MetricsMiddleware())
+        router.middlewares.add(JSONErrorMiddleware())
+
+        SystemRoutes(state: state, metrics: metrics).register(on: router)
+        let api = router.group("/esb/api").add(middleware: AdminAuthMiddleware(state: state))
+        AdminRoutes(state: state).register(on: api)
+
+        let bind = state.config.main.bind
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(bind.host, port: bind.port), serverName: "SwiftESB"),
+            onServerRunning: { channel in await onListening(channel.localAddress?.port ?? bind.port) },
+            logger: logger
+        )
+    }
+}

@@ -1,0 +1,18 @@
+import ESBCore
+import Foundation
+import Hummingbird
+
+/// `/esb/api/*`: the admin API, behind basic auth. Later issues add their routes here.
+struct AdminRoutes {
+    let state: ServerState
+
+    func register(on api: RouterGroup<BasicRequestContext>) {
+        api.get("services") { _, _ in
+            try JSON.response([String]())
+        }
+        api.get("openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.adminAPI.json)))
+        }
+    }
+}

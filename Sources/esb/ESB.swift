@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// `esb`: the SwiftESB admin command line.
+@main
+struct ESB: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "esb",
+        abstract: "Administer a SwiftESB server.",
+        subcommands: [ConfigCommand.self, CreateKeyCommand.self, PingCommand.self])
+}

@@ -1,0 +1,81 @@
+import ESBCore
+import ESBHTTP
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Composes the server from its parts and runs it until SIGTERM/SIGINT.
+enum Daemon {
+    /// sysexits' EX_CONFIG: systemd's unit does not restart on it.
+    static let configErrorStatus: Int32 = 78
+
+    static func run(configPath: String) async -> Int32 {
+        let loaded: ServerConfig.Loaded
+        do {
+            loaded = try ServerConfig.load(path: configPath)
+        } catch {
+            FileHandle.standardError.write(Data("esbd: configuration error\n\(error)\n".utf8))
+            return configErrorStatus
+        }
+        let config = loaded.config
+        let logSettings = LogSettings(level: config.main.logLevel, format: config.main.logFormat)
+        StderrLogHandler.bootstrap(settings: logSettings)
+        var logger = Logger(label: "esbd")
+        logger[metadataKey: "esb.server"] = "\(config.main.name)"
+        for warning in loaded.warnings { logger.warning("\(warning)") }
+
+        let credentials: AdminCredentials
+        let secrets: SecretBox
+        do {
+            credentials = try AdminCredentials(config: config)
+            secrets = try SecretBox(keyFile: config.crypto.secretKeyPath)
+            try FileManager.default.createDirectory(atPath: config.main.workDir, withIntermediateDirectories: true)
+        } catch {
+            logger.critical("configuration error: \(error)")
+            return configErrorStatus
+        }
+
+        let odb: ODB
+        do {
+            odb = try ODB(path: config.odb.path)
+        } catch {
+            logger.critical("\(error)")
+            return 1
+        }
+
+        let state = ServerState(config: config, credentials: credentials, odb: odb, secrets: secrets,
+                                logSettings: logSettings)
+        let notifier = SystemdNotifier()
+        let metrics = MetricsExporter(server: config.main.name)
+        let app = HTTPServer.makeApplication(state: state, metrics: metrics, logger: logger) { [logger] port in
+            logger.notice("listening", metadata: ["esb.bind": "\(config.main.bind.host):\(port)"])
+            notifier.ready()
+        }
+
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: app),
+            .init(service: ReloadService(state: state, notifier: notifier, logger: logger),
+                  successTerminationBehavior: .ignore),
+        ]
+        if let interval = SystemdNotifier.watchdogInterval() {
+            services.append(.init(service: WatchdogService(notifier: notifier, interval: interval),
+                                  successTerminationBehavior: .ignore))
+        }
+        // Last in the list, so it is the first told about a graceful shutdown.
+        services.append(.init(service: StoppingNotifierService(notifier: notifier, logger: logger),
+                              successTerminationBehavior: .ignore))
+
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(config.main.gracefulShutdownSeconds)
+        groupConfiguration.maximumCancellationDuration = .seconds(5)
+        do {
+            try await ServiceGroup(configuration: groupConfiguration).run()
+        } catch {
+            logger.critical("server stopped on an error: \(error)")
+            return 1
+        }
+        logger.notice("stopped")
+        return 0
+    }
+}

@@ -26,6 +26,9 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        // swift-corelibs URLSession never completes a request answered 401 with
+        // WWW-Authenticate, so the CLI and the tests use AsyncHTTPClient.
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // C shims: module maps and static inline wrappers, no logic.
@@ -81,6 +84,7 @@ let package = Package(
             name: "esb",
             dependencies: [
                 "ESBCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -95,7 +99,7 @@ let package = Package(
 
         .testTarget(
             name: "ESBCoreTests",
-            dependencies: ["ESBCore", "ESBAMQP", "ESBRedis"],
+            dependencies: ["ESBCore", "ESBAMQP", "ESBRedis", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -103,6 +107,7 @@ let package = Package(
             dependencies: [
                 "ESBCore",
                 .product(name: "ESBService", package: "SDK"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,3 +1,4 @@
+import ESBCore
 import Foundation
 import Metrics
 import Prometheus
@@ -52,12 +53,10 @@ struct ProcessFigures {
     static func read() -> ProcessFigures {
         var figures = ProcessFigures()
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
-        if let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) {
-            let fields = statm.split(separator: " ").compactMap { Int($0) }
-            if fields.count > 1 {
-                figures.virtualBytes = fields[0] * pageSize
-                figures.residentBytes = fields[1] * pageSize
-            }
+        let fields = ProcFile.read("/proc/self/statm").split(separator: " ").compactMap { Int($0) }
+        if fields.count > 1 {
+            figures.virtualBytes = fields[0] * pageSize
+            figures.residentBytes = fields[1] * pageSize
         }
         var usage = rusage()
         if getrusage(RUSAGE_SELF.rawValue, &usage) == 0 {

@@ -1,7 +1,7 @@
+import AsyncHTTPClient
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import NIOCore
+import NIOHTTP1
 
 /// A small HTTP client for the admin API.
 struct AdminClient {
@@ -18,30 +18,25 @@ struct AdminClient {
 
     func request(_ method: String, _ path: String, body: Data? = nil,
                  contentType: String = "application/json", authenticated: Bool = true) async throws -> Reply {
-        guard let url = URL(string: baseURL.trimmingSuffix("/") + path) else {
-            throw CLIError("invalid server URL '\(baseURL)'")
+        let url = baseURL.trimmingSuffix("/") + path
+        var request = HTTPClientRequest(url: url)
+        request.method = HTTPMethod(rawValue: method)
+        if let body {
+            request.body = .bytes(ByteBuffer(bytes: body))
+            request.headers.add(name: "Content-Type", value: contentType)
         }
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        request.httpBody = body
-        request.timeoutInterval = 300
-        if body != nil { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
         if authenticated {
-            let token = Data("\(user):\(password)".utf8).base64EncodedString()
-            request.setValue("Basic \(token)", forHTTPHeaderField: "Authorization")
+            request.headers.add(name: "Authorization", value: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString())
         }
-        let (data, response): (Data, URLResponse)
         do {
-            (data, response) = try await URLSession.shared.data(for: request)
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(300))
+            let bytes = try await response.body.collect(upTo: 256 << 20)
+            var headers: [String: String] = [:]
+            for header in response.headers { headers[header.name.lowercased()] = header.value }
+            return Reply(status: Int(response.status.code), body: Data(bytes.readableBytesView), headers: headers)
         } catch {
-            throw CLIError("cannot reach \(url.absoluteString): \(error.localizedDescription)")
+            throw CLIError("cannot reach \(url): \(error)")
         }
-        let http = response as? HTTPURLResponse
-        var headers: [String: String] = [:]
-        for (key, value) in http?.allHeaderFields ?? [:] {
-            headers["\(key)".lowercased()] = "\(value)"
-        }
-        return Reply(status: http?.statusCode ?? 0, body: data, headers: headers)
     }
 
     /// Fails with the server's own error message when the status is not 2xx.

@@ -34,14 +34,13 @@ public struct INIDocument: Sendable, Equatable {
         var sections: [Section] = []
         var problems: [ConfigDiagnostic] = []
         var lineNumber = 0
-        var body = Substring(text)
+        // "\r\n" is a single Character in Swift: normalise before splitting into lines.
+        var body = Substring(text.replacingOccurrences(of: "\r\n", with: "\n"))
         if body.hasPrefix("\u{FEFF}") { body = body.dropFirst() }
 
         for rawLine in body.split(separator: "\n", omittingEmptySubsequences: false) {
             lineNumber += 1
-            var line = rawLine
-            if line.hasSuffix("\r") { line = line.dropLast() }
-            let trimmed = line.drop { $0 == " " || $0 == "\t" }
+            let trimmed = rawLine.drop { $0 == " " || $0 == "\t" }
             guard let first = trimmed.first, first != "#", first != ";" else { continue }
 
             func fail(_ message: String) {

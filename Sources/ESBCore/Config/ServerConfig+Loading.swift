@@ -130,7 +130,7 @@ extension ServerConfig {
         if let cocoa = error as? CocoaError, let underlying = cocoa.userInfo[NSUnderlyingErrorKey] as? POSIXError {
             return String(cString: strerror(underlying.code.rawValue))
         }
-        if let cocoa = error as? CocoaError, cocoa.code == .fileReadNoSuchFile { return "no such file" }
+        if let cocoa = error as? CocoaError, cocoa.code == .fileReadNoSuchFile { return String(cString: strerror(ENOENT)) }
         return "\(error.localizedDescription)"
     }
 }

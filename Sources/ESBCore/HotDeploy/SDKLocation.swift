@@ -17,7 +17,7 @@ public struct SDKLocation: Sendable, Equatable {
     /// The SDK mapped into this process, found in `/proc/self/maps`.
     /// - Throws: ``PluginLoadError`` when the process does not use a shared ESBService.
     public static func current() throws(PluginLoadError) -> SDKLocation {
-        let maps = (try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8)) ?? ""
+        let maps = ProcFile.read("/proc/self/maps")
         for line in maps.split(separator: "\n") {
             guard let slash = line.firstIndex(of: "/") else { continue }
             let path = String(line[slash...])

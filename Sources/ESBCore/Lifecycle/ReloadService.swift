@@ -36,6 +36,7 @@ public struct ReloadService: Service, CustomStringConvertible {
             for note in restartNeeded {
                 logger.warning("\(note): needs a restart to take effect")
             }
+            logger.debug("reload applied", metadata: ["esb.config": "\(path)"])
             logger.notice("configuration reloaded", metadata: ["esb.log_level": "\(loaded.config.main.logLevel)"])
         } catch {
             logger.error("reload failed; keeping the configuration in force:\n\(error)")

@@ -1,0 +1,101 @@
+import Foundation
+
+/// Where the built binaries and the package are, and helpers every end-to-end test uses.
+enum TestEnvironment {
+    /// `.build/<triple>/debug`: the test executable lives there beside esbd and esb.
+    static let buildDirectory: String = {
+        if let override = ProcessInfo.processInfo.environment["ESB_BUILD_DIR"], !override.isEmpty { return override }
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (executable as NSString).deletingLastPathComponent
+    }()
+
+    static let packageRoot: String = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+
+    static var esbd: String { buildDirectory + "/esbd" }
+    static var esb: String { buildDirectory + "/esb" }
+
+    /// A fresh directory under the system temporary directory.
+    static func temporaryDirectory(_ prefix: String) -> String {
+        let path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))").path
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// A TCP port that was free a moment ago on 127.0.0.1.
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
+                _ = bind(fd, socketAddress, length)
+                _ = getsockname(fd, socketAddress, &length)
+            }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Whether something accepts TCP connections on 127.0.0.1:`port`.
+    static func isListening(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+}
+
+/// The outcome of running a command to completion.
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs a program to completion off the cooperative pool.
+func runCommand(_ path: String, _ arguments: [String], environment: [String: String]? = nil,
+                directory: String? = nil) async throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    return await withCheckedContinuation { continuation in
+        DispatchQueue.global().async {
+            let group = DispatchGroup()
+            let outData = DataBox(), errData = DataBox()
+            // Both pipes are drained at once so that neither can fill up and stall the child.
+            DispatchQueue.global().async(group: group) { outData.data = out.fileHandleForReading.readDataToEndOfFile() }
+            DispatchQueue.global().async(group: group) { errData.data = err.fileHandleForReading.readDataToEndOfFile() }
+            group.wait()
+            process.waitUntilExit()
+            continuation.resume(returning: CommandResult(
+                status: process.terminationStatus,
+                stdout: String(decoding: outData.data, as: UTF8.self),
+                stderr: String(decoding: errData.data, as: UTF8.self)))
+        }
+    }
+}
+
+/// Written by one reader thread, read after `group.wait()`: no concurrent access.
+private final class DataBox: @unchecked Sendable {
+    var data = Data()
+}

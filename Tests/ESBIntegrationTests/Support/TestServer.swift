@@ -1,0 +1,122 @@
+import AsyncHTTPClient
+import ESBCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A real esbd process on a temporary directory, random port and its own notify socket.
+final class TestServer: @unchecked Sendable {
+    let directory: String
+    let port: Int
+    let notify: NotifySocket
+    let configPath: String
+    let stderrPath: String
+    let password = "test-pass-\(UUID().uuidString.prefix(6))"
+    private(set) var process: Process?
+
+    /// Writes server.conf (with `extra` appended to [main] and `sections` after), a key and a password.
+    init(name: String = "test-server", main extra: String = "", sections: String = "") throws {
+        directory = TestEnvironment.temporaryDirectory("esbd")
+        port = TestEnvironment.freePort()
+        notify = NotifySocket(directory: directory)
+        configPath = directory + "/server.conf"
+        stderrPath = directory + "/esbd.stderr"
+        try SecretBox.createKeyFile(at: directory + "/secret.key")
+        try (password + "\n").write(toFile: directory + "/admin.password", atomically: true, encoding: .utf8)
+        try writeConfig(name: name, main: extra, sections: sections)
+    }
+
+    func writeConfig(name: String = "test-server", main extra: String = "", sections: String = "") throws {
+        let text = """
+            [main]
+            name = \(name)
+            bind = 127.0.0.1:\(port)
+            graceful_shutdown_seconds = 5
+            \(extra)
+            [crypto]
+            secret_key_path = ./secret.key
+            [admin]
+            password_file = ./admin.password
+            [odb]
+            path = ./esb.db
+            \(sections)
+            """
+        try text.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    /// Starts esbd and waits for `READY=1`.
+    func start(waitForReady: Bool = true) async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestEnvironment.esbd)
+        process.arguments = ["--config", configPath]
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = notify.path
+        process.environment = environment
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        if waitForReady {
+            guard await notify.wait(for: "READY=1") != nil else {
+                throw TestFailure("esbd sent no READY=1; stderr:\n\(log)")
+            }
+        }
+    }
+
+    var log: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    func signal(_ number: Int32) {
+        if let process { kill(process.processIdentifier, number) }
+    }
+
+    /// Waits for the process to exit and returns its status.
+    func waitForExit(timeout: Double = 30) async -> Int32? {
+        guard let process else { return nil }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    func stop() async {
+        signal(SIGTERM)
+        if await waitForExit(timeout: 15) == nil { signal(SIGKILL) }
+    }
+
+    struct Reply {
+        var status: Int
+        var body: Data
+        var headers: [String: String]
+        var text: String { String(decoding: body, as: UTF8.self) }
+        var json: [String: Any]? { try? JSONSerialization.jsonObject(with: body) as? [String: Any] }
+    }
+
+    /// One HTTP request; `credentials` nil sends none.
+    func request(_ method: String, _ path: String, body: Data? = nil,
+                 credentials: (String, String)? = nil) async throws -> Reply {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        request.method = HTTPMethod(rawValue: method)
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        if let (user, password) = credentials {
+            request.headers.add(name: "Authorization", value: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString())
+        }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let bytes = try await response.body.collect(upTo: 64 << 20)
+        var headers: [String: String] = [:]
+        for header in response.headers { headers[header.name.lowercased()] = header.value }
+        return Reply(status: Int(response.status.code), body: Data(bytes.readableBytesView), headers: headers)
+    }
+
+    var admin: (String, String) { ("admin", password) }
+
+    deinit {
+        if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

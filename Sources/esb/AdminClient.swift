@@ -9,6 +9,15 @@ struct AdminClient {
     var user: String
     var password: String
 
+    /// One client for the life of the command. A refused connection fails at once instead of
+    /// being retried until the deadline: an operator wants "cannot reach" now.
+    static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(10)
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
+
     struct Reply {
         var status: Int
         var body: Data
@@ -29,7 +38,7 @@ struct AdminClient {
             request.headers.add(name: "Authorization", value: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString())
         }
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(300))
+            let response = try await Self.http.execute(request, timeout: .seconds(300))
             let bytes = try await response.body.collect(upTo: 256 << 20)
             var headers: [String: String] = [:]
             for header in response.headers { headers[header.name.lowercased()] = header.value }

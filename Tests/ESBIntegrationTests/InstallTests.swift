@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+import ESBCore
+
+/// scripts/install.sh into a temporary root: the layout, the unit, the generated server.conf,
+/// the installed esbd running, and a service compiled against the installed SDK.
+@Suite struct InstallTests {
+    @Test func installedLayoutRunsAndCompilesServices() async throws {
+        let root = TestEnvironment.temporaryDirectory("install")
+        let install = try await runCommand(
+            "/bin/bash", [TestEnvironment.packageRoot + "/scripts/install.sh", "--root", root, "--prefix", "/usr",
+                          "--build-dir", TestEnvironment.buildDirectory, "--no-user"])
+        #expect(install.status == 0, "\(install.stdout)\(install.stderr)")
+
+        let lib = root + "/usr/lib/esb"
+        for file in ["esbd", "esb", "libESBService.so", "Modules/ESBService.swiftmodule"] {
+            #expect(FileManager.default.fileExists(atPath: "\(lib)/\(file)"), "\(file)")
+        }
+        #expect(FileManager.default.isExecutableFile(atPath: root + "/usr/bin/esbd"))
+
+        let unit = try String(contentsOfFile: root + "/etc/systemd/system/esbd.service", encoding: .utf8)
+        #expect(unit.contains("Type=notify"))
+        #expect(unit.contains("ExecStart=\(root)/usr/bin/esbd --config \(root)/etc/esb/server.conf"))
+        #expect(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"))
+        #expect(unit.contains("RestartPreventExitStatus=78"))
+        #expect(unit.contains("User=esb"))
+        #expect(!unit.contains("@PREFIX@"))
+
+        let configPath = root + "/etc/esb/server.conf"
+        let config = try ServerConfig.load(path: configPath).config
+        #expect(config.main.workDir == root + "/var/lib/esb/work")
+        #expect(config.odb.path == root + "/var/lib/esb/esb.db")
+        #expect(config.crypto.secretKeyPath == root + "/etc/esb/secret.key")
+        #expect(config.hotDeploy.swiftc.hasPrefix("/"), "absolute swiftc for systemd")
+        #expect(config.startupServices.contains { $0.payload == .file(root + "/etc/esb/payloads/hello.json") })
+
+        // The installed esbd runs on the installed configuration.
+        let port = TestEnvironment.freePort()
+        var text = try String(contentsOfFile: configPath, encoding: .utf8)
+        text = text.replacingOccurrences(of: "bind = 127.0.0.1:17010", with: "bind = 127.0.0.1:\(port)")
+        try text.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let notify = NotifySocket(directory: root)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: root + "/usr/bin/esbd")
+        process.arguments = ["--config", configPath]
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = notify.path
+        process.environment = environment
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { process.terminate() }
+        #expect(await notify.wait(for: "READY=1") != nil)
+        let ping = try await runCommand(root + "/usr/bin/esb", ["ping", "--url", "http://127.0.0.1:\(port)"])
+        #expect(ping.status == 0, "\(ping.stderr)")
+
+        // A service compiles against the installed SDK alone.
+        let source = root + "/Svc.swift"
+        try """
+            import ESBService
+            struct Svc: Service {
+                static let name = "installed.svc"
+                func handle(_ request: ServiceRequest, context: ServiceContext) async throws -> ServiceResponse { .text("ok") }
+            }
+            @_cdecl("esb_plugin_main")
+            public func esbPluginMain() -> UnsafeMutableRawPointer { ServicePlugin(services: [Svc.self]).retainedPointer() }
+            """.write(toFile: source, atomically: true, encoding: .utf8)
+        let sdk = SDKLocation(libraryDirectory: lib, moduleDirectory: lib + "/Modules")
+        let compiler = SwiftCompiler(swiftc: config.hotDeploy.swiftc, sdk: sdk, moduleCachePath: root + "/module-cache")
+        let output = try await compiler.compileLibrary(sources: [source], moduleName: "Svc_installed", output: root + "/libSvc.so")
+        #expect(output.succeeded, "\(output.diagnostics)")
+        let plugin = try PluginLoader.load(path: root + "/libSvc.so")
+        #expect(plugin.services.map { $0.name } == ["installed.svc"])
+    }
+}

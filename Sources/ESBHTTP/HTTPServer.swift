@@ -13,7 +13,7 @@ public enum HTTPServer {
         onListening: @escaping @Sendable (Int) async -> Void
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
-        router.middlewares.add(MetricsMiddleware())
+        router.middlewares.add(RequestMetricsMiddleware(metrics: RequestMetrics()))
         router.middlewares.add(JSONErrorMiddleware())
 
         SystemRoutes(state: state, metrics: metrics).register(on: router)

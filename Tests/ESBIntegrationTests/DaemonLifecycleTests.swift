@@ -1,3 +1,4 @@
+import ESBCore
 import Foundation
 import Testing
 
@@ -48,8 +49,9 @@ import Testing
         #expect((rss?.split(separator: " ").last.flatMap { Double($0) } ?? 0) > 1_000_000, "RSS is read from /proc")
         #expect(metrics.text.contains("process_cpu_seconds_total "))
         #expect(metrics.text.contains(#"esb_server_info{server="e2e-1"} 1"#))
-        #expect(metrics.text.contains(#"http_route="/esb/ping""#), "requests by route")
-        #expect(metrics.text.contains("http_server_request_duration"), "durations")
+        #expect(metrics.text.contains(#"esb_http_requests_total{route="/esb/ping",method="GET",status="200"} 1"#), "requests by route")
+        #expect(metrics.text.contains(#"esb_http_requests_total{route="NotFound",method="GET",status="404"} 1"#))
+        #expect(metrics.text.contains(#"esb_http_request_duration_seconds_bucket{route="/esb/ping",method="GET",status="200""#), "durations")
     }
 
     @Test func notifiesSystemdThroughReloadAndShutdownAndExitsZero() async throws {
@@ -65,6 +67,20 @@ import Testing
         #expect(await server.notify.wait(for: "STOPPING=1") != nil)
         #expect(await server.waitForExit() == 0)
         #expect(!TestEnvironment.isListening(port: server.port))
+    }
+
+    @Test func sendsWatchdogKeepalivesWhenSystemdAsks() async throws {
+        let server = try TestServer()
+        try await server.start(environment: ["WATCHDOG_USEC": "200000"])
+        defer { Task { await server.stop() } }
+        #expect(await server.notify.wait(for: "WATCHDOG=1", timeout: 10) != nil)
+        #expect(await server.notify.wait(for: "WATCHDOG=1", timeout: 10) != nil, "repeatedly")
+    }
+
+    @Test func watchdogMeantForAnotherProcessIsIgnored() {
+        #expect(SystemdNotifier.watchdogInterval(environment: ["WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"]) == nil)
+        #expect(SystemdNotifier.watchdogInterval(environment: ["WATCHDOG_USEC": "200000"]) == .milliseconds(200))
+        #expect(SystemdNotifier.watchdogInterval(environment: [:]) == nil)
     }
 
     @Test func sigintAlsoStopsGracefully() async throws {

@@ -54,21 +54,12 @@ import ESBCore
         #expect(ping.status == 0, "\(ping.stderr)")
 
         // A service compiles against the installed SDK alone.
-        let source = root + "/Svc.swift"
-        try """
-            import ESBService
-            struct Svc: Service {
-                static let name = "installed.svc"
-                func handle(_ request: ServiceRequest, context: ServiceContext) async throws -> ServiceResponse { .text("ok") }
-            }
-            @_cdecl("esb_plugin_main")
-            public func esbPluginMain() -> UnsafeMutableRawPointer { ServicePlugin(services: [Svc.self]).retainedPointer() }
-            """.write(toFile: source, atomically: true, encoding: .utf8)
-        let sdk = SDKLocation(libraryDirectory: lib, moduleDirectory: lib + "/Modules")
-        let compiler = SwiftCompiler(swiftc: config.hotDeploy.swiftc, sdk: sdk, moduleCachePath: root + "/module-cache")
-        let output = try await compiler.compileLibrary(sources: [source], moduleName: "Svc_installed", output: root + "/libSvc.so")
-        #expect(output.succeeded, "\(output.diagnostics)")
-        let plugin = try PluginLoader.load(path: root + "/libSvc.so")
+        let fixture = try await PluginFixture.compile(
+            PluginFixture.serviceSource(typeName: "Svc", serviceName: "installed.svc", body: #".text("ok")"#),
+            moduleName: "Svc_installed", sdk: SDKLocation(libraryDirectory: lib, moduleDirectory: lib + "/Modules"),
+            swiftc: config.hotDeploy.swiftc, in: root)
+        #expect(fixture.output.succeeded, "\(fixture.output.diagnostics)")
+        let plugin = try PluginLoader.load(path: fixture.library)
         #expect(plugin.services.map { $0.name } == ["installed.svc"])
     }
 }

@@ -9,33 +9,14 @@ import ESBCore
     struct NoHost: ServiceHost {}
 
     @Test func compiledServiceLoadsIntoTheHostAndAnswers() async throws {
-        let directory = TestEnvironment.temporaryDirectory("plugin")
-        let source = directory + "/Hello.swift"
-        try """
-            import ESBService
-
-            struct Hello: Service {
-                static let name = "test.hello"
-                func handle(_ request: ServiceRequest, context: ServiceContext) async throws -> ServiceResponse {
-                    .text("hello \\(request.text) via \\(request.channel)")
-                }
-            }
-
-            @_cdecl("esb_plugin_main")
-            public func esbPluginMain() -> UnsafeMutableRawPointer {
-                ServicePlugin(services: [Hello.self]).retainedPointer()
-            }
-            """.write(toFile: source, atomically: true, encoding: .utf8)
-
         let sdk = try SDKLocation.current()
         #expect(FileManager.default.fileExists(atPath: sdk.moduleDirectory + "/ESBService.swiftmodule"))
-        let compiler = SwiftCompiler(swiftc: "swiftc", sdk: sdk, moduleCachePath: directory + "/module-cache")
-        let library = directory + "/libHello.so"
-        let output = try await compiler.compileLibrary(
-            sources: [source], moduleName: "Hello_\(UUID().uuidString.prefix(8).lowercased())", output: library)
-        #expect(output.succeeded, "\(output.diagnostics)")
+        let source = PluginFixture.serviceSource(typeName: "Hello", serviceName: "test.hello",
+                                                 body: #".text("hello \(request.text) via \(request.channel)")"#)
+        let fixture = try await PluginFixture.compile(source, moduleName: "Hello_\(UUID().uuidString.prefix(8).lowercased())")
+        #expect(fixture.output.succeeded, "\(fixture.output.diagnostics)")
 
-        let plugin = try PluginLoader.load(path: library)
+        let plugin = try PluginLoader.load(path: fixture.library)
         #expect(plugin.services.map { $0.name } == ["test.hello"])
         let service = plugin.services[0].init()
         let context = ServiceContext(cid: "c1", serviceName: "test.hello",
@@ -46,24 +27,14 @@ import ESBCore
     }
 
     @Test func compileErrorsComeBackWithFileLineAndColumn() async throws {
-        let directory = TestEnvironment.temporaryDirectory("plugin")
-        let source = directory + "/Broken.swift"
-        try "import ESBService\nlet x: Int = \"no\"\n".write(toFile: source, atomically: true, encoding: .utf8)
-        let compiler = SwiftCompiler(swiftc: "swiftc", sdk: try SDKLocation.current(),
-                                     moduleCachePath: directory + "/module-cache")
-        let output = try await compiler.compileLibrary(sources: [source], moduleName: "Broken", output: directory + "/libBroken.so")
-        #expect(!output.succeeded)
-        #expect(output.diagnostics.contains("Broken.swift:2:14: error"))
+        let fixture = try await PluginFixture.compile("import ESBService\nlet x: Int = \"no\"\n", moduleName: "Broken")
+        #expect(!fixture.output.succeeded)
+        #expect(fixture.output.diagnostics.contains("Broken.swift:2:14: error"))
     }
 
     @Test func aLibraryWithoutTheEntryPointIsRefusedByName() async throws {
-        let directory = TestEnvironment.temporaryDirectory("plugin")
-        let source = directory + "/Plain.swift"
-        try "public func nothing() {}\n".write(toFile: source, atomically: true, encoding: .utf8)
-        let compiler = SwiftCompiler(swiftc: "swiftc", sdk: try SDKLocation.current(),
-                                     moduleCachePath: directory + "/module-cache")
-        let library = directory + "/libPlain.so"
-        #expect(try await compiler.compileLibrary(sources: [source], moduleName: "Plain", output: library).succeeded)
-        #expect(throws: PluginLoadError.self) { try PluginLoader.load(path: library) }
+        let fixture = try await PluginFixture.compile("public func nothing() {}\n", moduleName: "Plain")
+        #expect(fixture.output.succeeded)
+        #expect(throws: PluginLoadError.self) { try PluginLoader.load(path: fixture.library) }
     }
 }

@@ -28,6 +28,8 @@ public final class ServerState: Sendable {
 
     /// The configuration in force.
     public var config: ServerConfig { live.withLock { $0.config } }
+    /// `[main] name` in force, without copying the whole configuration.
+    public var name: String { live.withLock { $0.config.main.name } }
     /// The admin credentials in force.
     public var credentials: AdminCredentials { live.withLock { $0.credentials } }
 

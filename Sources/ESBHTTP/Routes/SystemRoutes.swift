@@ -1,6 +1,7 @@
 import ESBCore
 import Foundation
 import Hummingbird
+import Synchronization
 
 /// Routes that need no credentials: liveness, readiness, Prometheus metrics.
 struct SystemRoutes {
@@ -8,8 +9,12 @@ struct SystemRoutes {
     let metrics: MetricsExporter
 
     func register(on router: Router<BasicRequestContext>) {
+        // Liveness probes and load balancers call this constantly: the body is encoded
+        // once per server name (which SIGHUP may change), not once per request.
+        let cache = PingBodyCache()
         router.get("/esb/ping") { _, _ in
-            try JSON.response(["status": "ok", "server": state.config.main.name])
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: .init(byteBuffer: cache.body(for: state.name)))
         }
         router.get("/esb/health") { _, _ in
             let report = await state.health()
@@ -18,6 +23,21 @@ struct SystemRoutes {
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(bytes: metrics.render())))
+        }
+    }
+}
+
+/// The encoded `/esb/ping` body for the current server name.
+final class PingBodyCache: Sendable {
+    private let cached = Mutex<(name: String, body: ByteBuffer)?>(nil)
+
+    func body(for name: String) -> ByteBuffer {
+        cached.withLock { cached in
+            if let cached, cached.name == name { return cached.body }
+            let data = (try? JSON.encoder.encode(["status": "ok", "server": name])) ?? Data()
+            let body = ByteBuffer(bytes: data)
+            cached = (name, body)
+            return body
         }
     }
 }

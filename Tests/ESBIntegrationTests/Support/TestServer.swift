@@ -45,12 +45,13 @@ final class TestServer: @unchecked Sendable {
     }
 
     /// Starts esbd and waits for `READY=1`.
-    func start(waitForReady: Bool = true) async throws {
+    func start(waitForReady: Bool = true, environment extra: [String: String] = [:]) async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.esbd)
         process.arguments = ["--config", configPath]
         var environment = ProcessInfo.processInfo.environment
         environment["NOTIFY_SOCKET"] = notify.path
+        environment.merge(extra) { $1 }
         process.environment = environment
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)

@@ -9,7 +9,7 @@ public enum HTTPServer {
     /// The Hummingbird application for `state`, bound to `[main] bind`.
     /// - Parameter onListening: called with the bound port once the listener accepts.
     public static func makeApplication(
-        state: ServerState, metrics: MetricsExporter, logger: Logger,
+        state: ServerState, runtime: ServiceRuntime, metrics: MetricsExporter, logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
@@ -19,6 +19,7 @@ public enum HTTPServer {
         SystemRoutes(state: state, metrics: metrics).register(on: router)
         let api = router.group("/esb/api").add(middleware: AdminAuthMiddleware(state: state))
         AdminRoutes(state: state).register(on: api)
+        ServiceRoutes(runtime: runtime).register(on: api)
 
         let bind = state.config.main.bind
         return Application(

@@ -6,5 +6,6 @@ struct ESB: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "esb",
         abstract: "Administer a SwiftESB server.",
-        subcommands: [ConfigCommand.self, CreateKeyCommand.self, PingCommand.self])
+        subcommands: [ConfigCommand.self, CreateKeyCommand.self, PingCommand.self, DeployCommand.self,
+                      InvokeCommand.self, ServicesCommand.self, DeploymentsCommand.self])
 }

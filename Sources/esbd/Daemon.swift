@@ -47,13 +47,26 @@ enum Daemon {
                                 logSettings: logSettings)
         let notifier = SystemdNotifier()
         let metrics = MetricsExporter(server: config.main.name)
-        let app = HTTPServer.makeApplication(state: state, metrics: metrics, logger: logger) { [logger] port in
+        let runtime: ServiceRuntime
+        do {
+            try FileManager.default.createDirectory(atPath: config.hotDeploy.pickupDir, withIntermediateDirectories: true)
+            runtime = try ServiceRuntime(state: state, logger: logger)
+        } catch {
+            logger.critical("cannot set up services: \(error)")
+            return 1
+        }
+        await deployAtStart(runtime: runtime, notifier: notifier, logger: logger)
+
+        let app = HTTPServer.makeApplication(state: state, runtime: runtime, metrics: metrics, logger: logger) { [logger] port in
             logger.notice("listening", metadata: ["esb.bind": "\(config.main.bind.host):\(port)"])
+            // Startup services run once the listener accepts; READY=1 does not wait for them.
+            Task { await runtime.startup.run() }
             notifier.ready()
         }
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: app),
+            .init(service: runtime.pickup, successTerminationBehavior: .ignore),
             .init(service: ReloadService(state: state, notifier: notifier, logger: logger),
                   successTerminationBehavior: .ignore),
         ]
@@ -77,5 +90,26 @@ enum Daemon {
         }
         logger.notice("stopped")
         return 0
+    }
+
+    /// Redeploys the registry, then what waits in the pickup directory, asking systemd for
+    /// more start time while compiles run.
+    static func deployAtStart(runtime: ServiceRuntime, notifier: SystemdNotifier, logger: Logger) async {
+        let keepAlive = Task {
+            while !Task.isCancelled {
+                notifier.extendTimeout(microseconds: 30_000_000)
+                try? await Task.sleep(for: .seconds(10))
+            }
+        }
+        defer { keepAlive.cancel() }
+        do {
+            let outcomes = try await runtime.deployer.restore()
+            let failed = outcomes.filter { $0.status != "deployed" }.count
+            logger.notice("registry restored", metadata: ["esb.units": "\(outcomes.count)", "esb.failed": "\(failed)",
+                                                          "esb.cached": "\(outcomes.filter(\.cached).count)"])
+        } catch {
+            logger.error("cannot read the deployment registry: \(error)")
+        }
+        await runtime.pickup.deployExisting()
     }
 }

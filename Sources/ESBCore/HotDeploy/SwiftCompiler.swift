@@ -40,6 +40,13 @@ public struct SwiftCompiler: Sendable {
         return try await run(arguments)
     }
 
+    /// `swiftc --version`, which keys the artifact cache.
+    public func version() async throws -> String {
+        let output = try await run(["--version"])
+        guard output.succeeded else { throw DeployError(.compileFailed, "'\(swiftc) --version' failed: \(output.diagnostics)") }
+        return output.diagnostics.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     private func run(_ arguments: [String]) async throws -> Output {
         let process = Process()
         if swiftc.contains("/") {

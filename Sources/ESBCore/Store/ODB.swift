@@ -42,6 +42,7 @@ public final class ODB: Sendable {
             try db.execute(sql: "INSERT INTO esb_meta(key, value) VALUES ('created_at', ?)",
                            arguments: [Date().ISO8601Format()])
         }
+        DeploymentStore.migrate(&migrator)
         return migrator
     }
 

@@ -7,9 +7,6 @@ struct AdminRoutes {
     let state: ServerState
 
     func register(on api: RouterGroup<BasicRequestContext>) {
-        api.get("services") { _, _ in
-            try JSON.response([String]())
-        }
         api.get("openapi.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"],
                      body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.adminAPI.json)))

@@ -112,6 +112,44 @@ final class TestServer: @unchecked Sendable {
 
     var admin: (String, String) { ("admin", password) }
 
+    var pickupDirectory: String { directory + "/pickup" }
+
+    /// Drops a file into the pickup directory the way editors and deploy tools do: written
+    /// elsewhere, then renamed into place.
+    func drop(_ name: String, _ contents: String) throws {
+        try FileManager.default.createDirectory(atPath: pickupDirectory, withIntermediateDirectories: true)
+        let temporary = directory + "/.\(name).\(UUID().uuidString.prefix(6))"
+        try contents.write(toFile: temporary, atomically: false, encoding: .utf8)
+        guard rename(temporary, pickupDirectory + "/" + name) == 0 else { throw TestFailure("rename failed") }
+    }
+
+    /// The deployment unit `name` from the admin API.
+    func deployment(_ name: String) async throws -> [String: Any]? {
+        let reply = try await request("GET", "/esb/api/deployments", credentials: admin)
+        let units = (try JSONSerialization.jsonObject(with: reply.body) as? [[String: Any]]) ?? []
+        return units.first { $0["name"] as? String == name }
+    }
+
+    /// Waits until `unit` reports `status` at a version above `after` (or any version).
+    @discardableResult
+    func waitForDeployment(_ unit: String, status: String = "deployed", afterVersion: Int = 0,
+                           timeout: Double = 60) async throws -> [String: Any] {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let found = try await deployment(unit), found["status"] as? String == status,
+               status == "failed" || (found["version"] as? Int ?? 0) > afterVersion {
+                return found
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestFailure("\(unit) did not reach '\(status)'; deployments: \(String(describing: try await deployment(unit)))\nlog:\n\(log)")
+    }
+
+    /// `POST /esb/api/invoke/{service}` with a text payload.
+    func invoke(_ service: String, _ payload: String = "") async throws -> Reply {
+        try await request("POST", "/esb/api/invoke/\(service)", body: Data(payload.utf8), credentials: admin)
+    }
+
     deinit {
         if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }

@@ -1,0 +1,217 @@
+import Foundation
+
+/// Outgoing connections defined in the server (`outconn_amqp`, `outconn_plain_http`).
+public struct Outgoing: Sendable {
+    let context: ServiceContext
+
+    /// Pooled, confirmed AMQP outgoing connections.
+    public var amqp: AMQPOutgoing { AMQPOutgoing(context: context) }
+    /// Outgoing HTTP connections, by name: `outgoing.http["crm"]`.
+    public var http: HTTPOutgoing { HTTPOutgoing(context: context) }
+}
+
+/// Sends to RabbitMQ through an outgoing AMQP connection.
+public struct AMQPOutgoing: Sendable {
+    let context: ServiceContext
+
+    /// Publishes `message` and, with publisher confirms on (the default), returns only once
+    /// the broker has acknowledged it.
+    ///
+    /// Properties given here win over the outconn's defaults; unset ones are not sent.
+    /// - Throws: ``ServiceError`` `amqp.unknown_outconn`, `amqp.inactive`, `amqp.returned`
+    ///   (with reply code and text), `amqp.nacked`, `amqp.confirm_timeout`,
+    ///   `amqp.connection_failed`, `amqp.channel_closed`, `amqp.pool_timeout`.
+    public func send(_ message: Data, outconn: String, exchange: String, routingKey: String,
+                     properties: AMQPProperties = .init(), headers: [String: AMQPHeaderValue] = [:]) async throws {
+        try await context.host.amqpSend(message, outconn: outconn, exchange: exchange, routingKey: routingKey,
+                                        properties: properties, headers: headers, from: context)
+    }
+
+    /// ``send(_:outconn:exchange:routingKey:properties:headers:)`` with a UTF-8 text message.
+    public func send(_ message: String, outconn: String, exchange: String, routingKey: String,
+                     properties: AMQPProperties = .init(), headers: [String: AMQPHeaderValue] = [:]) async throws {
+        try await send(Data(message.utf8), outconn: outconn, exchange: exchange, routingKey: routingKey,
+                       properties: properties, headers: headers)
+    }
+}
+
+/// AMQP basic properties of one message; `nil` means "use the outconn's default, if any".
+public struct AMQPProperties: Sendable, Equatable {
+    public var contentType: String?
+    public var contentEncoding: String?
+    /// 1 transient, 2 persistent.
+    public var deliveryMode: Int?
+    /// 0–9.
+    public var priority: Int?
+    /// Milliseconds.
+    public var expiration: Int?
+    public var userId: String?
+    public var appId: String?
+    public var correlationId: String?
+    public var replyTo: String?
+    public var messageId: String?
+    public var type: String?
+    public var timestamp: Date?
+
+    public init(contentType: String? = nil, contentEncoding: String? = nil, deliveryMode: Int? = nil,
+                priority: Int? = nil, expiration: Int? = nil, userId: String? = nil, appId: String? = nil,
+                correlationId: String? = nil, replyTo: String? = nil, messageId: String? = nil,
+                type: String? = nil, timestamp: Date? = nil) {
+        self.contentType = contentType
+        self.contentEncoding = contentEncoding
+        self.deliveryMode = deliveryMode
+        self.priority = priority
+        self.expiration = expiration
+        self.userId = userId
+        self.appId = appId
+        self.correlationId = correlationId
+        self.replyTo = replyTo
+        self.messageId = messageId
+        self.type = type
+        self.timestamp = timestamp
+    }
+}
+
+/// A value in an AMQP headers table.
+public indirect enum AMQPHeaderValue: Sendable, Equatable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral,
+    ExpressibleByFloatLiteral, ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral
+{
+    case string(String)
+    case int(Int)
+    case double(Double)
+    case bool(Bool)
+    case table([String: AMQPHeaderValue])
+    case array([AMQPHeaderValue])
+
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(integerLiteral value: Int) { self = .int(value) }
+    public init(floatLiteral value: Double) { self = .double(value) }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(arrayLiteral elements: AMQPHeaderValue...) { self = .array(elements) }
+    public init(dictionaryLiteral elements: (String, AMQPHeaderValue)...) {
+        self = .table(Dictionary(elements, uniquingKeysWith: { $1 }))
+    }
+}
+
+/// Outgoing HTTP connections by name.
+public struct HTTPOutgoing: Sendable {
+    let context: ServiceContext
+
+    /// The connection called `name`; errors surface when it is used.
+    public subscript(name: String) -> HTTPConnection { HTTPConnection(name: name, context: context) }
+}
+
+/// One outgoing HTTP connection (`outconn_plain_http`): address, path, format and security
+/// come from its definition; calls add path parameters, query, headers and a body.
+public struct HTTPConnection: Sendable {
+    /// The connection's name.
+    public let name: String
+    let context: ServiceContext
+
+    func send(_ method: String, path: [String: String], query: [String: String], headers: [String: String],
+              body: Data?) async throws -> OutgoingHTTPResponse {
+        try await context.host.httpRequest(
+            OutgoingHTTPRequest(connection: name, method: method, pathParameters: path, query: query,
+                                headers: headers, body: body),
+            from: context)
+    }
+
+    public func get(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                    body: Data? = nil) async throws -> OutgoingHTTPResponse {
+        try await send("GET", path: path, query: query, headers: headers, body: body)
+    }
+    public func post(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                     body: Data? = nil) async throws -> OutgoingHTTPResponse {
+        try await send("POST", path: path, query: query, headers: headers, body: body)
+    }
+    public func put(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                    body: Data? = nil) async throws -> OutgoingHTTPResponse {
+        try await send("PUT", path: path, query: query, headers: headers, body: body)
+    }
+    public func patch(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                      body: Data? = nil) async throws -> OutgoingHTTPResponse {
+        try await send("PATCH", path: path, query: query, headers: headers, body: body)
+    }
+    public func delete(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                       body: Data? = nil) async throws -> OutgoingHTTPResponse {
+        try await send("DELETE", path: path, query: query, headers: headers, body: body)
+    }
+
+    public func get(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                    body: String) async throws -> OutgoingHTTPResponse {
+        try await get(path: path, query: query, headers: headers, body: Data(body.utf8))
+    }
+    public func post(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                     body: String) async throws -> OutgoingHTTPResponse {
+        try await post(path: path, query: query, headers: headers, body: Data(body.utf8))
+    }
+    public func put(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                    body: String) async throws -> OutgoingHTTPResponse {
+        try await put(path: path, query: query, headers: headers, body: Data(body.utf8))
+    }
+    public func patch(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                      body: String) async throws -> OutgoingHTTPResponse {
+        try await patch(path: path, query: query, headers: headers, body: Data(body.utf8))
+    }
+    public func delete(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                       body: String) async throws -> OutgoingHTTPResponse {
+        try await delete(path: path, query: query, headers: headers, body: Data(body.utf8))
+    }
+
+    public func get(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                    body: some Encodable) async throws -> OutgoingHTTPResponse {
+        try await get(path: path, query: query, headers: headers, body: try JSONEncoder().encode(body))
+    }
+    public func post(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                     body: some Encodable) async throws -> OutgoingHTTPResponse {
+        try await post(path: path, query: query, headers: headers, body: try JSONEncoder().encode(body))
+    }
+    public func put(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                    body: some Encodable) async throws -> OutgoingHTTPResponse {
+        try await put(path: path, query: query, headers: headers, body: try JSONEncoder().encode(body))
+    }
+    public func patch(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                      body: some Encodable) async throws -> OutgoingHTTPResponse {
+        try await patch(path: path, query: query, headers: headers, body: try JSONEncoder().encode(body))
+    }
+    public func delete(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
+                       body: some Encodable) async throws -> OutgoingHTTPResponse {
+        try await delete(path: path, query: query, headers: headers, body: try JSONEncoder().encode(body))
+    }
+}
+
+/// What a service asks of an outgoing HTTP connection; built by ``HTTPConnection``.
+public struct OutgoingHTTPRequest: Sendable {
+    public var connection: String
+    public var method: String
+    public var pathParameters: [String: String]
+    public var query: [String: String]
+    public var headers: [String: String]
+    public var body: Data?
+}
+
+/// The answer of an outgoing HTTP call.
+public struct OutgoingHTTPResponse: Sendable {
+    public var status: Int
+    /// Header names lower-cased.
+    public var headers: [String: String]
+    public var payload: Data
+
+    public init(status: Int, headers: [String: String], payload: Data) {
+        self.status = status
+        self.headers = headers
+        self.payload = payload
+    }
+
+    /// The body as UTF-8 text.
+    public var text: String { String(decoding: payload, as: UTF8.self) }
+
+    /// Decodes the JSON body.
+    public func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        do {
+            return try JSONDecoder().decode(type, from: payload)
+        } catch {
+            throw ServiceError(.invalidJSON, "cannot decode \(T.self) from the HTTP response: \(error)")
+        }
+    }
+}

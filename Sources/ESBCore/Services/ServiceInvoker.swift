@@ -1,0 +1,161 @@
+@_spi(ESBHost) import ESBService
+import Foundation
+import Logging
+import Metrics
+
+/// Runs services: a fresh instance per call, on the service executor, with a context whose
+/// host side is this invoker. Counts calls, errors and durations per service.
+public final class ServiceInvoker: Sendable {
+    public let registry: ServiceRegistry
+    private let executor: ServiceExecutor
+    private let logger: Logger
+
+    public init(registry: ServiceRegistry, executor: ServiceExecutor, logger: Logger) {
+        self.registry = registry
+        self.executor = executor
+        self.logger = logger
+        registry.replace(unit: BuiltinServices.unit, with: BuiltinServices.all)
+    }
+
+    /// A new correlation id: 24 random hex digits.
+    public static func newCID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<12).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    }
+
+    /// Invokes `name` with `request`; `caller` is the invoking service, if any.
+    /// - Throws: ``ServiceError`` for unknown services and self-invocation, or what the service threw.
+    public func invoke(_ name: String, request: ServiceRequest, caller: String? = nil) async throws -> ServiceResponse {
+        if let caller, caller == name {
+            throw ServiceError(.invokeSelfInvocation, "service '\(name)' may not invoke itself")
+        }
+        guard let entry = registry.lookup(name) else {
+            throw ServiceError(.invokeUnknownService, "no service named '\(name)' is deployed")
+        }
+        let cid = request.cid
+        let serviceLogger = logger
+        let context = ServiceContext(
+            cid: cid, serviceName: name,
+            logger: ServiceLogger { level, message in
+                serviceLogger.log(level: Logger.Level(level), "\(message)",
+                                  metadata: ["esb.service": "\(name)", "esb.cid": "\(cid)"])
+            },
+            host: InvocationHost(invoker: self))
+        let dimensions = [("service", name)]
+        let start = ContinuousClock.now
+        do {
+            let response = try await withTaskExecutorPreference(executor) {
+                try await entry.type.init().handle(request, context: context)
+            }
+            Counter(label: "esb_service_invocations_total", dimensions: dimensions).increment()
+            Timer(label: "esb_service_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
+                .record(duration: ContinuousClock.now - start)
+            return response
+        } catch {
+            Counter(label: "esb_service_invocations_total", dimensions: dimensions).increment()
+            Counter(label: "esb_service_errors_total", dimensions: dimensions).increment()
+            Timer(label: "esb_service_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
+                .record(duration: ContinuousClock.now - start)
+            logger.error("service failed", metadata: ["esb.service": "\(name)", "esb.cid": "\(cid)",
+                                                      "esb.channel": "\(request.channel)", "esb.error": "\(error)"])
+            throw error
+        }
+    }
+
+    /// Starts `name` in the background and returns its cid; `callback`, if given, gets the outcome.
+    public func invokeAsync(_ name: String, payload: Data, callback: String?) async throws -> String {
+        guard registry.lookup(name) != nil else {
+            throw ServiceError(.invokeUnknownService, "no service named '\(name)' is deployed")
+        }
+        if let callback, registry.lookup(callback) == nil {
+            throw ServiceError(.invokeUnknownService, "callback service '\(callback)' is not deployed")
+        }
+        let cid = Self.newCID()
+        // In memory for now; the durable store of async invocations is its own issue.
+        Task {
+            let request = ServiceRequest(payload: payload, channel: "invoke-async", cid: cid)
+            let outcome: Result<ServiceResponse, any Error>
+            do {
+                outcome = .success(try await invoke(name, request: request))
+            } catch {
+                outcome = .failure(error)
+            }
+            guard let callback else { return }
+            let body = AsyncCallbackPayload(cid: cid, service: name, outcome: outcome)
+            _ = try? await invoke(callback, request: ServiceRequest(payload: body.json, channel: "callback", cid: Self.newCID()))
+        }
+        return cid
+    }
+}
+
+/// The server side of every ``ServiceContext``: an internal type, as ``ServiceHost`` is SPI.
+struct InvocationHost: ServiceHost {
+    let invoker: ServiceInvoker
+
+    func invoke(_ name: String, payload: Data, from context: ServiceContext) async throws -> ServiceResponse {
+        try await invoker.invoke(name, request: ServiceRequest(payload: payload, channel: "invoke", cid: ServiceInvoker.newCID()),
+                                 caller: context.serviceName)
+    }
+
+    func invokeAsync(_ name: String, payload: Data, callback: String?, from context: ServiceContext) async throws -> String {
+        try await invoker.invokeAsync(name, payload: payload, callback: callback)
+    }
+}
+
+/// The JSON a callback service receives after `invokeAsync` (INTERFACES.md §6).
+struct AsyncCallbackPayload: Encodable {
+    var cid: String
+    var ok: Bool
+    var service: String
+    var response: String?
+    var error: String?
+    var callbackId: String
+    var redelivered = false
+
+    init(cid: String, service: String, outcome: Result<ServiceResponse, any Error>) {
+        self.cid = cid
+        self.service = service
+        callbackId = "\(cid)-cb"
+        switch outcome {
+        case .success(let response):
+            ok = true
+            self.response = response.text
+        case .failure(let error):
+            ok = false
+            self.error = "\(error)"
+        }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case cid, ok, service, response, error, redelivered
+        case callbackId = "callback_id"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(cid, forKey: .cid)
+        try container.encode(ok, forKey: .ok)
+        try container.encode(service, forKey: .service)
+        try container.encode(response, forKey: .response)
+        try container.encode(error, forKey: .error)
+        try container.encode(callbackId, forKey: .callbackId)
+        try container.encode(redelivered, forKey: .redelivered)
+    }
+
+    var json: Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? encoder.encode(self)) ?? Data()
+    }
+}
+
+extension Logger.Level {
+    init(_ level: ServiceLogger.Level) {
+        switch level {
+        case .debug: self = .debug
+        case .info: self = .info
+        case .warning: self = .warning
+        case .error: self = .error
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import Foundation
+import Logging
+
+/// The service side of the server: registry, invoker, deployer and startup services, built
+/// from the configuration once the ODB is open.
+public struct ServiceRuntime: Sendable {
+    public let registry: ServiceRegistry
+    public let invoker: ServiceInvoker
+    public let deployer: Deployer
+    public let deployments: DeploymentStore
+    public let startup: StartupServices
+    public let pickup: PickupWatcher
+
+    /// Builds the runtime; the SDK is the one this process has loaded.
+    /// - Throws: ``PluginLoadError`` when the shared SDK cannot be found.
+    public init(state: ServerState, logger: Logger) throws {
+        let config = state.config
+        registry = ServiceRegistry()
+        invoker = ServiceInvoker(registry: registry, executor: ServiceExecutor(threads: max(2, ProcessInfo.processInfo.activeProcessorCount)),
+                                 logger: logger)
+        deployments = DeploymentStore(odb: state.odb)
+        let compiler = SwiftCompiler(swiftc: config.hotDeploy.swiftc, sdk: try SDKLocation.current(),
+                                     moduleCachePath: config.main.workDir + "/module-cache")
+        let builder = ServiceBuilder(compiler: compiler, workDirectory: config.main.workDir)
+        deployer = Deployer(builder: builder, registry: registry, store: deployments, workDirectory: config.main.workDir,
+                            logger: logger, backupHistory: { state.config.hotDeploy.backupHistory })
+        startup = StartupServices(config: config, invoker: invoker, logger: logger)
+        pickup = PickupWatcher(directory: config.hotDeploy.pickupDir, deployer: deployer, logger: logger,
+                               deleteAfterPickup: { state.config.hotDeploy.deleteAfterPickup })
+    }
+}

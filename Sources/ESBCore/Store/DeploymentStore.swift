@@ -1,0 +1,135 @@
+import Foundation
+import GRDB
+
+/// The registry of deployment units in the ODB: every unit's versions with their source,
+/// hash, services, status and error. The source is kept so that a restart can rebuild.
+public struct DeploymentStore: Sendable {
+    let odb: ODB
+
+    public init(odb: ODB) { self.odb = odb }
+
+    /// One unit as the API shows it.
+    public struct Unit: Sendable, Codable, Equatable {
+        public var name: String
+        public var kind: String
+        /// `deployed`, `failed` (the last attempt failed; an earlier version may still serve).
+        public var status: String
+        /// Hash of the version serving, if any.
+        public var hash: String?
+        public var version: Int?
+        /// Services of the version serving.
+        public var services: [String]
+        /// The last attempt's error, with diagnostics.
+        public var error: String?
+        public var updatedAt: Date
+        public var createdAt: Date
+    }
+
+    static func migrate(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v2-deployments") { db in
+            try db.create(table: "deployment_unit") { table in
+                table.primaryKey("name", .text)
+                table.column("kind", .text).notNull()
+                table.column("status", .text).notNull()
+                table.column("serving_version", .integer)
+                table.column("error", .text)
+                table.column("created_at", .datetime).notNull()
+                table.column("updated_at", .datetime).notNull()
+            }
+            try db.create(table: "deployment_version") { table in
+                table.column("unit", .text).notNull().references("deployment_unit", onDelete: .cascade)
+                table.column("version", .integer).notNull()
+                table.column("hash", .text).notNull()
+                table.column("source", .blob).notNull()
+                table.column("services", .text).notNull()
+                table.column("status", .text).notNull()
+                table.column("error", .text)
+                table.column("created_at", .datetime).notNull()
+                table.primaryKey(["unit", "version"])
+            }
+        }
+    }
+
+    /// Records a version that now serves; keeps at most `keep` older versions.
+    @discardableResult
+    public func recordDeployed(unit: String, kind: String, hash: String, source: Data, services: [String],
+                               keep: Int) async throws -> Int {
+        try await odb.pool.write { db in
+            let version = try Self.insertVersion(db, unit: unit, kind: kind, hash: hash, source: source,
+                                                 services: services, status: "deployed", error: nil)
+            try db.execute(sql: "UPDATE deployment_unit SET status = 'deployed', serving_version = ?, error = NULL, updated_at = ? WHERE name = ?",
+                           arguments: [version, Date(), unit])
+            // Keep the serving version plus `keep` older ones.
+            try db.execute(sql: """
+                DELETE FROM deployment_version WHERE unit = ? AND version NOT IN
+                  (SELECT version FROM deployment_version WHERE unit = ? ORDER BY version DESC LIMIT ?)
+                """, arguments: [unit, unit, keep + 1])
+            return version
+        }
+    }
+
+    /// Records a failed attempt; a version that was serving stays recorded as serving.
+    public func recordFailed(unit: String, kind: String, hash: String, source: Data, error: String) async throws {
+        try await odb.pool.write { db in
+            _ = try Self.insertVersion(db, unit: unit, kind: kind, hash: hash, source: source,
+                                       services: [], status: "failed", error: error)
+            try db.execute(sql: "UPDATE deployment_unit SET status = 'failed', error = ?, updated_at = ? WHERE name = ?",
+                           arguments: [error, Date(), unit])
+        }
+    }
+
+    private static func insertVersion(_ db: Database, unit: String, kind: String, hash: String, source: Data,
+                                      services: [String], status: String, error: String?) throws -> Int {
+        let now = Date()
+        try db.execute(sql: """
+            INSERT INTO deployment_unit(name, kind, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT(name) DO NOTHING
+            """, arguments: [unit, kind, status, now, now])
+        let version = (try Int.fetchOne(db, sql: "SELECT MAX(version) FROM deployment_version WHERE unit = ?",
+                                        arguments: [unit]) ?? 0) + 1
+        let servicesJSON = String(decoding: try JSONEncoder().encode(services), as: UTF8.self)
+        try db.execute(sql: """
+            INSERT INTO deployment_version(unit, version, hash, source, services, status, error, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [unit, version, hash, source, servicesJSON, status, error, now])
+        return version
+    }
+
+    /// Every unit, oldest first (the order a restart redeploys them in).
+    public func units() async throws -> [Unit] {
+        try await odb.pool.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT u.name, u.kind, u.status, u.serving_version, u.error, u.created_at, u.updated_at,
+                       v.hash, v.services
+                FROM deployment_unit u
+                LEFT JOIN deployment_version v ON v.unit = u.name AND v.version = u.serving_version
+                ORDER BY u.created_at, u.name
+                """)
+            return rows.map { row in
+                let services = (row["services"] as String?).flatMap {
+                    try? JSONDecoder().decode([String].self, from: Data($0.utf8))
+                } ?? []
+                return Unit(name: row["name"], kind: row["kind"], status: row["status"], hash: row["hash"],
+                            version: row["serving_version"], services: services, error: row["error"],
+                            updatedAt: row["updated_at"], createdAt: row["created_at"])
+            }
+        }
+    }
+
+    /// The source of the version serving `unit`.
+    public func servingSource(unit: String) async throws -> Data? {
+        try await odb.pool.read { db in
+            try Data.fetchOne(db, sql: """
+                SELECT v.source FROM deployment_unit u JOIN deployment_version v
+                ON v.unit = u.name AND v.version = u.serving_version WHERE u.name = ?
+                """, arguments: [unit])
+        }
+    }
+
+    /// How many versions of `unit` are kept.
+    public func versionCount(unit: String) async throws -> Int {
+        try await odb.pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deployment_version WHERE unit = ?", arguments: [unit]) ?? 0
+        }
+    }
+}

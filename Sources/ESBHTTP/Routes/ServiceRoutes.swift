@@ -1,0 +1,137 @@
+import ESBCore
+import ESBService
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOFoundationCompat
+
+/// Admin routes for services: invoke, list, deploy, deployments, startup results.
+struct ServiceRoutes {
+    let runtime: ServiceRuntime
+
+    struct ServiceInfo: Encodable {
+        var name: String
+        var unit: String
+        var kind: String
+    }
+
+    func register(on api: RouterGroup<BasicRequestContext>) {
+        api.post("invoke/{service}") { request, context in
+            let name = try context.parameters.require("service")
+            let body = try await request.body.collect(upTo: 64 << 20)
+            let cid = ServiceInvoker.newCID()
+            let serviceRequest = ServiceRequest(
+                payload: Data(buffer: body), channel: "invoke", cid: cid,
+                headers: Self.headers(request), query: Self.query(request))
+            return try await Self.respond(cid: cid) {
+                try await runtime.invoker.invoke(name, request: serviceRequest)
+            }
+        }
+        api.get("services") { _, _ in
+            try JSON.response(runtime.registry.all().map(Self.info))
+        }
+        api.get("services/{name}") { _, context in
+            let name = try context.parameters.require("name")
+            guard let entry = runtime.registry.lookup(name) else { throw APIError.notFound("no service named '\(name)' is deployed") }
+            return try JSON.response(Self.info((name, entry)))
+        }
+        api.get("deployments") { _, _ in
+            try JSON.response(try await runtime.deployments.units().map(DeploymentDTO.init))
+        }
+        api.post("deploy") { request, _ in
+            let name = request.uri.queryParameters["name"].map(String.init) ?? ""
+            guard !name.isEmpty, !name.contains("/"), PickupWatcher.isDeployable(name) else {
+                throw APIError(.unprocessableContent, code: "invalid", "query parameter 'name' must be a file name ending .swift or .so", field: "name")
+            }
+            let body = try await request.body.collect(upTo: 64 << 20)
+            let outcome = await runtime.deployer.deploy(fileName: name, source: Data(buffer: body))
+            guard outcome.status == "deployed" else {
+                throw APIError(.unprocessableContent, code: "deploy.failed", outcome.error ?? "deployment failed")
+            }
+            return try JSON.response(OutcomeDTO(outcome), status: .created)
+        }
+        api.get("startup-services") { _, _ in
+            try JSON.response(runtime.startup.current)
+        }
+    }
+
+    static func info(_ item: (name: String, entry: ServiceRegistry.Entry)) -> ServiceInfo {
+        ServiceInfo(name: item.name, unit: item.entry.unit, kind: item.entry.unit == "esb.builtin" ? "builtin" : "deployed")
+    }
+
+    static func headers(_ request: Request) -> [String: String] {
+        var headers: [String: String] = [:]
+        for field in request.headers { headers[field.name.canonicalName] = field.value }
+        return headers
+    }
+
+    static func query(_ request: Request) -> [String: String] {
+        var query: [String: String] = [:]
+        for (key, value) in request.uri.queryParameters { query[String(key)] = String(value) }
+        return query
+    }
+
+    /// Runs a service call and turns its response, or error, into HTTP with `X-ESB-CID`.
+    static func respond(cid: String, _ call: () async throws -> ServiceResponse) async throws -> Response {
+        do {
+            let response = try await call()
+            var headers: HTTPFields = [.contentType: response.contentType]
+            for (name, value) in response.headers {
+                if let field = HTTPField.Name(name) { headers[field] = value }
+            }
+            headers[HTTPField.Name("X-ESB-CID")!] = cid
+            return Response(status: .init(code: response.status), headers: headers,
+                            body: .init(byteBuffer: ByteBuffer(bytes: response.payload)))
+        } catch let error as ServiceError where error.code == .invokeUnknownService {
+            var apiError = APIError(.notFound, code: error.code.rawValue, error.message)
+            apiError.headers[HTTPField.Name("X-ESB-CID")!] = cid
+            throw apiError
+        } catch {
+            let code = (error as? ServiceError)?.code.rawValue ?? "service.error"
+            var apiError = APIError(.internalServerError, code: code, "\(error) (cid \(cid))")
+            apiError.headers[HTTPField.Name("X-ESB-CID")!] = cid
+            throw apiError
+        }
+    }
+}
+
+struct DeploymentDTO: Encodable {
+    var name, kind, status: String
+    var hash: String?
+    var version: Int?
+    var services: [String]
+    var error: String?
+    var createdAt, updatedAt: Date
+
+    init(_ unit: DeploymentStore.Unit) {
+        name = unit.name; kind = unit.kind; status = unit.status; hash = unit.hash; version = unit.version
+        services = unit.services; error = unit.error; createdAt = unit.createdAt; updatedAt = unit.updatedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, kind, status, hash, version, services, error
+        case createdAt = "created_at", updatedAt = "updated_at"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(kind, forKey: .kind)
+        try container.encode(status, forKey: .status)
+        try container.encode(hash, forKey: .hash)
+        try container.encode(version, forKey: .version)
+        try container.encode(services, forKey: .services)
+        try container.encode(error, forKey: .error)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encode(updatedAt, forKey: .updatedAt)
+    }
+}
+
+struct OutcomeDTO: Encodable {
+    var unit, status: String
+    var services: [String]
+    var cached: Bool
+    init(_ outcome: Deployer.Outcome) {
+        unit = outcome.unit; status = outcome.status; services = outcome.services; cached = outcome.cached
+    }
+}

@@ -15,11 +15,14 @@ public enum HTTPServer {
         let router = Router(context: BasicRequestContext.self)
         router.middlewares.add(RequestMetricsMiddleware(metrics: RequestMetrics()))
         router.middlewares.add(JSONErrorMiddleware())
+        router.middlewares.add(ChannelMiddleware(channels: runtime.channels, invoker: runtime.invoker))
 
         SystemRoutes(state: state, metrics: metrics).register(on: router)
         let api = router.group("/esb/api").add(middleware: AdminAuthMiddleware(state: state))
         AdminRoutes(state: state).register(on: api)
         ServiceRoutes(runtime: runtime).register(on: api)
+        ObjectRoutes(store: runtime.objects, kind: ObjectKinds.basicAuth, path: "security/basic-auth").register(on: api)
+        ObjectRoutes(store: runtime.objects, kind: ObjectKinds.httpChannel, path: "channels/http").register(on: api)
 
         let bind = state.config.main.bind
         return Application(

@@ -7,5 +7,6 @@ struct ESB: AsyncParsableCommand {
         commandName: "esb",
         abstract: "Administer a SwiftESB server.",
         subcommands: [ConfigCommand.self, CreateKeyCommand.self, PingCommand.self, DeployCommand.self,
-                      InvokeCommand.self, ServicesCommand.self, DeploymentsCommand.self])
+                      InvokeCommand.self, ServicesCommand.self, DeploymentsCommand.self, ChannelsCommand.self,
+                      SecurityCommand.self])
 }

@@ -56,6 +56,7 @@ enum Daemon {
             return 1
         }
         await deployAtStart(runtime: runtime, notifier: notifier, logger: logger)
+        await runtime.channels.start()
 
         let app = HTTPServer.makeApplication(state: state, runtime: runtime, metrics: metrics, logger: logger) { [logger] port in
             logger.notice("listening", metadata: ["esb.bind": "\(config.main.bind.host):\(port)"])

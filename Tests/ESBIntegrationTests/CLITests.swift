@@ -80,4 +80,38 @@ import Testing
         #expect(down.stderr.contains("cannot reach"))
         #expect(down.stderr.split(separator: "\n").count == 1, "one line: \(down.stderr)")
     }
+
+    @Test func deployInvokeAndListFromTheCommandLine() async throws {
+        let server = try TestServer()
+        try await server.start()
+        defer { Task { await server.stop() } }
+        let connection = ["--url", "http://127.0.0.1:\(server.port)", "--password", server.password]
+        let file = server.directory + "/cli.swift"
+        try PluginFixture.serviceSource(typeName: "Cli", serviceName: "cli.hello", body: #".text("hello \(request.text)")"#)
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let deployed = try await runCommand(TestEnvironment.esb, ["deploy", file] + connection)
+        #expect(deployed.status == 0, "\(deployed.stderr)")
+        #expect(deployed.stdout.contains("deployed cli.swift: cli.hello"))
+
+        let invoked = try await runCommand(TestEnvironment.esb, ["invoke", "cli.hello", "--payload", "there"] + connection)
+        #expect(invoked.stdout == "hello there\n")
+        let payloadFile = server.directory + "/payload.txt"
+        try "from file".write(toFile: payloadFile, atomically: true, encoding: .utf8)
+        #expect(try await runCommand(TestEnvironment.esb, ["invoke", "cli.hello", "--payload-file", payloadFile] + connection).stdout == "hello from file\n")
+        let unknown = try await runCommand(TestEnvironment.esb, ["invoke", "cli.nope"] + connection)
+        #expect(unknown.status != 0)
+        #expect(unknown.stderr.contains("invoke.unknown_service"))
+
+        let services = try await runCommand(TestEnvironment.esb, ["services"] + connection).stdout
+        let row = services.split(separator: "\n").first { $0.hasPrefix("cli.hello ") }
+        #expect(row?.split(separator: " ") == ["cli.hello", "cli.swift", "deployed"])
+        let deployments = try await runCommand(TestEnvironment.esb, ["deployments"] + connection)
+        #expect(deployments.stdout.contains("cli.swift  deployed  1"))
+
+        let broken = server.directory + "/broken.swift"
+        try "import ESBService\nstruct B: Service { static let name = 1 }\n".write(toFile: broken, atomically: true, encoding: .utf8)
+        let failed = try await runCommand(TestEnvironment.esb, ["deploy", broken] + connection)
+        #expect(failed.status != 0)
+        #expect(failed.stderr.contains("broken.swift:2:"), "diagnostics with file:line: \(failed.stderr)")
+    }
 }

@@ -10,6 +10,9 @@ public struct ServiceRuntime: Sendable {
     public let deployments: DeploymentStore
     public let startup: StartupServices
     public let pickup: PickupWatcher
+    /// Named configuration objects (channels, security definitions, connections).
+    public let objects: ObjectStore
+    public let channels: ChannelRouter
 
     /// Builds the runtime; the SDK is the one this process has loaded.
     /// - Throws: ``PluginLoadError`` when the shared SDK cannot be found.
@@ -25,6 +28,8 @@ public struct ServiceRuntime: Sendable {
         deployer = Deployer(builder: builder, registry: registry, store: deployments, workDirectory: config.main.workDir,
                             logger: logger, backupHistory: { state.config.hotDeploy.backupHistory })
         startup = StartupServices(config: config, invoker: invoker, logger: logger)
+        objects = ObjectStore(odb: state.odb, secrets: state.secrets, kinds: ObjectKinds.all)
+        channels = ChannelRouter(store: objects, logger: logger)
         pickup = PickupWatcher(directory: config.hotDeploy.pickupDir, deployer: deployer, logger: logger,
                                deleteAfterPickup: { state.config.hotDeploy.deleteAfterPickup })
     }

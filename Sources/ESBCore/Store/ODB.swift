@@ -43,6 +43,7 @@ public final class ODB: Sendable {
                            arguments: [Date().ISO8601Format()])
         }
         DeploymentStore.migrate(&migrator)
+        ObjectStore.migrate(&migrator)
         return migrator
     }
 

@@ -1,0 +1,82 @@
+import ESBCore
+import Foundation
+import Hummingbird
+import NIOFoundationCompat
+
+/// CRUD of one kind of configuration object under `/esb/api/<path>` (INTERFACES.md §7):
+/// list 200 with a bare array, create 201, PUT a partial update, DELETE 204, password change.
+struct ObjectRoutes {
+    let store: ObjectStore
+    let kind: ObjectKind
+    let path: String
+
+    func register(on api: RouterGroup<BasicRequestContext>) {
+        api.get(RouterPath(path)) { _, _ in
+            try await Self.mapping { try JSON.response(try await store.list(kind)) }
+        }
+        api.post(RouterPath(path)) { request, _ in
+            let fields = try await Self.body(request, kind: kind)
+            return try await Self.mapping { try JSON.response(try await store.create(kind, fields), status: .created) }
+        }
+        api.get(RouterPath("\(path)/{name}")) { _, context in
+            let name = try context.parameters.require("name")
+            return try await Self.mapping { try JSON.response(try await store.get(kind, name)) }
+        }
+        api.put(RouterPath("\(path)/{name}")) { request, context in
+            let name = try context.parameters.require("name")
+            let fields = try await Self.body(request, kind: kind)
+            return try await Self.mapping { try JSON.response(try await store.update(kind, name, fields)) }
+        }
+        api.delete(RouterPath("\(path)/{name}")) { _, context in
+            let name = try context.parameters.require("name")
+            return try await Self.mapping {
+                try await store.delete(kind, name)
+                return Response(status: .noContent)
+            }
+        }
+        if let secretField = kind.secretField {
+            api.post(RouterPath("\(path)/{name}/\(secretField)")) { request, context in
+                let name = try context.parameters.require("name")
+                let fields = try await Self.body(request, kind: kind)
+                guard let first = fields["\(secretField)1"]?.string, let second = fields["\(secretField)2"]?.string else {
+                    throw APIError(.unprocessableContent, code: "invalid", "give \(secretField)1 and \(secretField)2", field: "\(secretField)1")
+                }
+                guard first == second else {
+                    throw APIError(.unprocessableContent, code: "invalid", "\(secretField)1 and \(secretField)2 differ", field: "\(secretField)2")
+                }
+                guard !first.isEmpty else {
+                    throw APIError(.unprocessableContent, code: "invalid", "the \(secretField) must not be empty", field: "\(secretField)1")
+                }
+                return try await Self.mapping {
+                    try await store.setSecret(kind, name, first)
+                    return Response(status: .noContent)
+                }
+            }
+        }
+    }
+
+    /// The request body as object fields; anything but a JSON object of scalars is 422.
+    static func body(_ request: Request, kind: ObjectKind) async throws -> ObjectFields {
+        let buffer = try await request.body.collect(upTo: 1 << 20)
+        do {
+            return try JSONDecoder().decode(ObjectFields.self, from: Data(buffer: buffer))
+        } catch {
+            throw APIError(.unprocessableContent, code: "invalid",
+                           "\(kind.label): the body must be a JSON object of strings, integers, booleans or null")
+        }
+    }
+
+    /// Maps store errors to §7's statuses.
+    static func mapping(_ work: () async throws -> Response) async throws -> Response {
+        do {
+            return try await work()
+        } catch let error as ObjectError {
+            let status: HTTPResponse.Status = switch error.code {
+            case .invalid: .unprocessableContent
+            case .duplicate, .inUse: .conflict
+            case .notFound: .notFound
+            }
+            throw APIError(status, code: error.code.rawValue, error.message, field: error.field)
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+
+/// `esb channels …` and `esb security …`: CRUD of configuration objects.
+/// Fields are given as `key=value`; `true`/`false` become booleans, whole numbers integers.
+protocol ObjectCommandGroup {
+    static var apiPath: String { get }
+}
+
+/// Parses `key=value` arguments into a JSON object.
+enum FieldArguments {
+    static func json(_ arguments: [String], name: String? = nil) throws -> Data {
+        var object: [String: Any] = [:]
+        if let name { object["name"] = name }
+        for argument in arguments {
+            guard let equals = argument.firstIndex(of: "=") else { throw CLIError("expected key=value, got '\(argument)'") }
+            let key = String(argument[..<equals]), text = String(argument[argument.index(after: equals)...])
+            if text == "true" || text == "false" { object[key] = text == "true" }
+            else if let number = Int(text), !text.hasPrefix("+") { object[key] = number }
+            else { object[key] = text }
+        }
+        return try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    }
+}
+
+struct ObjectCommands<Group: ObjectCommandGroup> {
+    static func list(_ connection: ConnectionOptions) async throws {
+        try await show(connection, "GET", Group.apiPath)
+    }
+
+    static func show(_ connection: ConnectionOptions, _ method: String, _ path: String, body: Data? = nil) async throws {
+        let client = connection.client
+        let reply = try client.expectSuccess(try await client.request(method, path, body: body))
+        if reply.body.isEmpty { return }
+        let object = try JSONSerialization.jsonObject(with: reply.body)
+        let pretty = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        print(String(decoding: pretty, as: UTF8.self))
+    }
+}
+
+enum ChannelsGroup: ObjectCommandGroup { static let apiPath = "/esb/api/channels/http" }
+enum SecurityGroup: ObjectCommandGroup { static let apiPath = "/esb/api/security/basic-auth" }
+
+struct ChannelsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "channels", abstract: "HTTP channels (channel_plain_http).",
+        subcommands: [List.self, Create.self, Get.self, Edit.self, Delete.self])
+    typealias Objects = ObjectCommands<ChannelsGroup>
+
+    struct List: AsyncParsableCommand {
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws { try await Objects.list(connection) }
+    }
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create: esb channels create NAME url_path=/orders/{id} service=orders.get [method=GET] [data_format=json] [security=NAME] [is_active=false]")
+        @Argument var name: String
+        @Argument var fields: [String] = []
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws {
+            try await Objects.show(connection, "POST", ChannelsGroup.apiPath, body: try FieldArguments.json(fields, name: name))
+        }
+    }
+    struct Get: AsyncParsableCommand {
+        @Argument var name: String
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws { try await Objects.show(connection, "GET", "\(ChannelsGroup.apiPath)/\(name)") }
+    }
+    struct Edit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change the given fields: esb channels edit NAME key=value…")
+        @Argument var name: String
+        @Argument var fields: [String] = []
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws {
+            try await Objects.show(connection, "PUT", "\(ChannelsGroup.apiPath)/\(name)", body: try FieldArguments.json(fields))
+        }
+    }
+    struct Delete: AsyncParsableCommand {
+        @Argument var name: String
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws { try await Objects.show(connection, "DELETE", "\(ChannelsGroup.apiPath)/\(name)") }
+    }
+}
+
+struct SecurityCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "security", abstract: "Basic-auth definitions (def_sec).",
+        subcommands: [List.self, Create.self, Get.self, Edit.self, Delete.self, Password.self])
+    typealias Objects = ObjectCommands<SecurityGroup>
+
+    struct List: AsyncParsableCommand {
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws { try await Objects.list(connection) }
+    }
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create: esb security create NAME username=U [realm=R] [password=P]")
+        @Argument var name: String
+        @Argument var fields: [String] = []
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws {
+            try await Objects.show(connection, "POST", SecurityGroup.apiPath, body: try FieldArguments.json(fields, name: name))
+        }
+    }
+    struct Get: AsyncParsableCommand {
+        @Argument var name: String
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws { try await Objects.show(connection, "GET", "\(SecurityGroup.apiPath)/\(name)") }
+    }
+    struct Edit: AsyncParsableCommand {
+        @Argument var name: String
+        @Argument var fields: [String] = []
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws {
+            try await Objects.show(connection, "PUT", "\(SecurityGroup.apiPath)/\(name)", body: try FieldArguments.json(fields))
+        }
+    }
+    struct Delete: AsyncParsableCommand {
+        @Argument var name: String
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws { try await Objects.show(connection, "DELETE", "\(SecurityGroup.apiPath)/\(name)") }
+    }
+    struct Password: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set the password, read from --password-file or stdin.")
+        @Argument var name: String
+        @Option(name: .customLong("password-file"), help: "A file holding the new password (default: stdin).") var passwordFile: String?
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws {
+            let data = passwordFile.map { FileManager.default.contents(atPath: $0) ?? Data() } ?? FileHandle.standardInput.readDataToEndOfFile()
+            let password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+            let body = try JSONSerialization.data(withJSONObject: ["password1": password, "password2": password])
+            try await Objects.show(connection, "POST", "\(SecurityGroup.apiPath)/\(name)/password", body: body)
+            print("password of '\(name)' changed")
+        }
+    }
+}

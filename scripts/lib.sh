@@ -23,5 +23,5 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-BUILD_PACKAGES=(pkg-config libhiredis-dev librabbitmq-dev libsqlite3-dev)
+BUILD_PACKAGES=(pkg-config libhiredis-dev librabbitmq-dev libsqlite3-dev sqlite3)
 SERVICE_PACKAGES=(redis-server redis-tools rabbitmq-server)

@@ -89,6 +89,11 @@ enum Daemon {
             logger.critical("server stopped on an error: \(error)")
             return 1
         }
+        do {
+            try await runtime.deployments.endRun()
+        } catch {
+            logger.error("cannot record the clean stop: \(error)")
+        }
         logger.notice("stopped")
         return 0
     }
@@ -104,6 +109,11 @@ enum Daemon {
         }
         defer { keepAlive.cancel() }
         do {
+            let quarantined = try await runtime.deployments.beginRun()
+            for unit in quarantined {
+                logger.critical("unit quarantined after \(DeploymentStore.quarantineAfterCrashes) crashes in a row; deploy it again to load it",
+                                metadata: ["esb.unit": "\(unit)"])
+            }
             let outcomes = try await runtime.deployer.restore()
             let failed = outcomes.filter { $0.status != "deployed" }.count
             logger.notice("registry restored", metadata: ["esb.units": "\(outcomes.count)", "esb.failed": "\(failed)",

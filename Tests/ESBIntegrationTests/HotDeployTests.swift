@@ -83,6 +83,61 @@ import Testing
         #expect(try await server.deployment("keep.swift")?["version"] as? Int == 1, "no new version for unchanged content")
     }
 
+    @Test func deleteAfterPickupRemovesTheFileAndBackupHistoryBoundsVersions() async throws {
+        let server = try TestServer(sections: "[hot_deploy]\ndelete_after_pickup = true\nbackup_history = 1")
+        try await server.start()
+        defer { Task { await server.stop() } }
+        var version = 0
+        for text in ["one", "two", "three"] {
+            try server.drop("hist.swift", "import ESBService\n" + Self.service("Hist", "hist.svc", returning: text))
+            version = try await server.waitForDeployment("hist.swift", afterVersion: version)["version"] as! Int
+            #expect(!FileManager.default.fileExists(atPath: server.pickupDirectory + "/hist.swift"), "deleted after pickup")
+        }
+        #expect(version == 3)
+        #expect(try await server.invoke("hist.svc").text == "three ")
+        let kept = try await runCommand("/usr/bin/sqlite3", [server.directory + "/esb.db",
+                                                             "SELECT group_concat(version) FROM deployment_version WHERE unit = 'hist.swift'"])
+        #expect(kept.stdout == "2,3\n", "the serving version plus backup_history = 1 older one")
+    }
+
+    @Test func aUnitRunningInThreeCrashesInARowIsQuarantinedUntilDeployedAgain() async throws {
+        let server = try TestServer()
+        try await server.start()
+        let source = "import ESBService\n" + Self.service("Crashy", "crashy.svc", returning: "alive")
+        try server.drop("crashy.swift", source)
+        try await server.waitForDeployment("crashy.swift")
+        for _ in 1...3 {
+            server.signal(SIGKILL)
+            _ = await server.waitForExit()
+            try await server.start()
+        }
+        defer { Task { await server.stop() } }
+        let unit = try #require(try await server.deployment("crashy.swift"))
+        #expect(unit["status"] as? String == "quarantined")
+        #expect((unit["error"] as? String)?.contains("3 crashes in a row") == true)
+        #expect(try await server.invoke("crashy.svc").status == 404, "not loaded, though its file is still in the pickup directory")
+
+        // Deploying it again lifts the quarantine.
+        let redeployed = try await server.request("POST", "/esb/api/deploy?name=crashy.swift", body: Data(source.utf8), credentials: server.admin)
+        #expect(redeployed.status == 201)
+        #expect(try await server.invoke("crashy.svc").text == "alive ")
+    }
+
+    @Test func aCleanStopResetsTheCrashCount() async throws {
+        let server = try TestServer()
+        try await server.start()
+        try server.drop("steady.swift", "import ESBService\n" + Self.service("Steady", "steady.svc", returning: "ok"))
+        try await server.waitForDeployment("steady.swift")
+        for round in 1...4 {
+            // Two crashes, one clean stop, two crashes: never three in a row.
+            if round == 3 { await server.stop() } else { server.signal(SIGKILL); _ = await server.waitForExit() }
+            try await server.start()
+        }
+        defer { Task { await server.stop() } }
+        #expect(try await server.deployment("steady.swift")?["status"] as? String == "deployed")
+        #expect(try await server.invoke("steady.svc").text == "ok ")
+    }
+
     @Test func deployThroughTheAPIWaitsForTheResult() async throws {
         let server = try TestServer()
         try await server.start()

@@ -53,6 +53,25 @@ import ESBCore
         let ping = try await runCommand(root + "/usr/bin/esb", ["ping", "--url", "http://127.0.0.1:\(port)"])
         #expect(ping.status == 0, "\(ping.stderr)")
 
+        // A file dropped into the installed pickup directory compiles against the installed SDK.
+        let dropped = root + "/dropped.swift"
+        try """
+            import ESBService
+            struct Installed: Service {
+                static let name = "installed.drop"
+                func handle(_ request: ServiceRequest, context: ServiceContext) async throws -> ServiceResponse { .text("live") }
+            }
+            """.write(toFile: dropped, atomically: true, encoding: .utf8)
+        #expect(rename(dropped, root + "/var/lib/esb/pickup/dropped.swift") == 0)
+        let password = try String(contentsOfFile: root + "/etc/esb/admin.password", encoding: .utf8).trimmingCharacters(in: .newlines)
+        var invoked = CommandResult(status: 1, stdout: "", stderr: "")
+        for _ in 0..<300 where invoked.stdout != "live\n" {
+            invoked = try await runCommand(root + "/usr/bin/esb", ["invoke", "installed.drop", "--url", "http://127.0.0.1:\(port)",
+                                                                   "--password", password])
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(invoked.stdout == "live\n", "\(invoked.stderr)")
+
         // A service compiles against the installed SDK alone.
         let fixture = try await PluginFixture.compile(
             PluginFixture.serviceSource(typeName: "Svc", serviceName: "installed.svc", body: #".text("ok")"#),

@@ -49,6 +49,7 @@ public actor Deployer {
         let kind = "service"
         let hash = SHA256.hash(data: source).hex
         let display = displayPath ?? fileName
+        if !isRestore { quarantined[fileName] = nil }
         if let current = serving[fileName], current.hash == hash {
             return Outcome(unit: fileName, status: "deployed", services: current.services, error: nil, cached: true)
         }
@@ -79,11 +80,30 @@ public actor Deployer {
         }
     }
 
-    /// Redeploys every unit recorded in the ODB, oldest first, from cached artifacts where possible.
+    /// Deploys a file found in the pickup directory at start, unless it is a quarantined
+    /// unit's unchanged content: quarantine lasts until the unit is deployed again.
+    public func deployAtStart(fileName: String, source: Data, displayPath: String) async -> Outcome? {
+        if let hash = quarantined[fileName], hash == SHA256.hash(data: source).hex {
+            logger.warning("not loading a quarantined unit found in the pickup directory", metadata: ["esb.unit": "\(fileName)"])
+            return nil
+        }
+        return await deploy(fileName: fileName, source: source, displayPath: displayPath)
+    }
+
+    /// Units quarantined by crashes, with the hash of the content that crashed.
+    private var quarantined: [String: String] = [:]
+
+    /// Redeploys every unit recorded in the ODB, oldest first, from cached artifacts where
+    /// possible; quarantined units stay unloaded.
     /// - Returns: the outcomes, in order.
     public func restore() async throws -> [Outcome] {
         var outcomes: [Outcome] = []
         for unit in try await store.units() where unit.version != nil {
+            if unit.status == "quarantined" {
+                quarantined[unit.name] = unit.hash
+                logger.error("unit quarantined, not loaded", metadata: ["esb.unit": "\(unit.name)", "esb.error": "\(unit.error ?? "")"])
+                continue
+            }
             guard let source = try await store.servingSource(unit: unit.name) else { continue }
             outcomes.append(await deploy(fileName: unit.name, source: source, displayPath: nil, isRestore: true))
         }

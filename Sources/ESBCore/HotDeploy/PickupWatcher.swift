@@ -30,7 +30,7 @@ public struct PickupWatcher: Service, CustomStringConvertible {
     /// Deploys every deployable file already in the directory (at start), in name order.
     public func deployExisting() async {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
-        for name in names where Self.isDeployable(name) { await pickUp(name) }
+        for name in names where Self.isDeployable(name) { await pickUp(name, atStart: true) }
     }
 
     public func run() async throws {
@@ -49,14 +49,16 @@ public struct PickupWatcher: Service, CustomStringConvertible {
         }
     }
 
-    func pickUp(_ name: String) async {
+    func pickUp(_ name: String, atStart: Bool = false) async {
         let path = (directory as NSString).appendingPathComponent(name)
         guard let data = FileManager.default.contents(atPath: path) else {
             logger.warning("picked-up file vanished before it could be read", metadata: ["esb.file": "\(path)"])
             return
         }
-        let outcome = await deployer.deploy(fileName: name, source: data, displayPath: path)
-        if outcome.status == "deployed" && deleteAfterPickup() {
+        let outcome = atStart
+            ? await deployer.deployAtStart(fileName: name, source: data, displayPath: path)
+            : await deployer.deploy(fileName: name, source: data, displayPath: path)
+        if outcome?.status == "deployed" && deleteAfterPickup() {
             try? FileManager.default.removeItem(atPath: path)
         }
     }

@@ -50,6 +50,47 @@ public struct DeploymentStore: Sendable {
         }
     }
 
+    /// How many crashes in a row quarantine a unit.
+    public static let quarantineAfterCrashes = 3
+
+    static func migrateCrashTracking(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v4-crash-tracking") { db in
+            try db.alter(table: "deployment_unit") { table in
+                table.add(column: "crash_count", .integer).notNull().defaults(to: 0)
+            }
+        }
+    }
+
+    /// Marks a run as started. When the previous run never reached ``endRun()`` it crashed:
+    /// every unit that was serving in it counts one more crash, and units at
+    /// ``quarantineAfterCrashes`` are quarantined. Returns the units quarantined now.
+    public func beginRun() async throws -> [String] {
+        try await odb.pool.write { db in
+            let running = try String.fetchOne(db, sql: "SELECT value FROM esb_meta WHERE key = 'running'") == "1"
+            var quarantined: [String] = []
+            if running {
+                try db.execute(sql: "UPDATE deployment_unit SET crash_count = crash_count + 1 WHERE serving_version IS NOT NULL AND status != 'quarantined'")
+                quarantined = try String.fetchAll(db, sql: "SELECT name FROM deployment_unit WHERE crash_count >= ? AND status != 'quarantined'",
+                                                  arguments: [Self.quarantineAfterCrashes])
+                try db.execute(sql: """
+                    UPDATE deployment_unit SET status = 'quarantined', updated_at = ?,
+                      error = 'quarantined: it was running in ' || crash_count || ' crashes in a row; deploy it again to load it'
+                    WHERE crash_count >= ? AND status != 'quarantined'
+                    """, arguments: [Date(), Self.quarantineAfterCrashes])
+            }
+            try db.execute(sql: "INSERT INTO esb_meta(key, value) VALUES ('running', '1') ON CONFLICT(key) DO UPDATE SET value = '1'")
+            return quarantined
+        }
+    }
+
+    /// Marks a clean stop: crash counts start again from zero.
+    public func endRun() async throws {
+        try await odb.pool.write { db in
+            try db.execute(sql: "UPDATE esb_meta SET value = '0' WHERE key = 'running'")
+            try db.execute(sql: "UPDATE deployment_unit SET crash_count = 0")
+        }
+    }
+
     /// Records a version that now serves; keeps at most `keep` older versions.
     @discardableResult
     public func recordDeployed(unit: String, kind: String, hash: String, source: Data, services: [String],
@@ -57,7 +98,7 @@ public struct DeploymentStore: Sendable {
         try await odb.pool.write { db in
             let version = try Self.insertVersion(db, unit: unit, kind: kind, hash: hash, source: source,
                                                  services: services, status: "deployed", error: nil)
-            try db.execute(sql: "UPDATE deployment_unit SET status = 'deployed', serving_version = ?, error = NULL, updated_at = ? WHERE name = ?",
+            try db.execute(sql: "UPDATE deployment_unit SET status = 'deployed', serving_version = ?, error = NULL, crash_count = 0, updated_at = ? WHERE name = ?",
                            arguments: [version, Date(), unit])
             // Keep the serving version plus `keep` older ones.
             try db.execute(sql: """

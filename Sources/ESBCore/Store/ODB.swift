@@ -44,6 +44,7 @@ public final class ODB: Sendable {
         }
         DeploymentStore.migrate(&migrator)
         ObjectStore.migrate(&migrator)
+        DeploymentStore.migrateCrashTracking(&migrator)
         return migrator
     }
 

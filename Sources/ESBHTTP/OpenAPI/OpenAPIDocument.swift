@@ -13,6 +13,28 @@ struct OpenAPIDocument {
         /// Status code to response schema name (or nil for no body).
         var responses: [Int: String?]
         var parameters: [String] = []
+        var query: [String] = []
+    }
+
+    /// The CRUD operations of one kind of configuration object.
+    static func objectOperations(path: String, schema: String, tag: String, hasSecret: Bool) -> [Operation] {
+        var operations = [
+            Operation(method: "get", path: path, summary: "List", tag: tag, responses: [200: nil, 401: "Error"]),
+            Operation(method: "post", path: path, summary: "Create", tag: tag, requestSchema: schema,
+                      responses: [201: schema, 401: "Error", 409: "Error", 422: "Error"]),
+            Operation(method: "get", path: path + "/{name}", summary: "Read", tag: tag,
+                      responses: [200: schema, 401: "Error", 404: "Error"], parameters: ["name"]),
+            Operation(method: "put", path: path + "/{name}", summary: "Partial update", tag: tag, requestSchema: schema,
+                      responses: [200: schema, 401: "Error", 404: "Error", 422: "Error"], parameters: ["name"]),
+            Operation(method: "delete", path: path + "/{name}", summary: "Delete", tag: tag,
+                      responses: [204: nil, 401: "Error", 404: "Error", 409: "Error"], parameters: ["name"]),
+        ]
+        if hasSecret {
+            operations.append(Operation(method: "post", path: path + "/{name}/password", summary: "Change the password", tag: tag,
+                                        requestSchema: "PasswordChange", responses: [204: nil, 401: "Error", 404: "Error", 422: "Error"],
+                                        parameters: ["name"]))
+        }
+        return operations
     }
 
     var operations: [Operation]
@@ -31,7 +53,18 @@ struct OpenAPIDocument {
                       tag: "services", responses: [200: "ServiceList", 401: "Error"]),
             Operation(method: "get", path: "/esb/api/openapi.json", summary: "This document",
                       tag: "system", responses: [200: nil, 401: "Error"]),
-        ],
+            Operation(method: "get", path: "/esb/api/services/{name}", summary: "One deployed service", tag: "services",
+                      responses: [200: "Service", 401: "Error", 404: "Error"], parameters: ["name"]),
+            Operation(method: "post", path: "/esb/api/invoke/{service}", summary: "Invoke a service with the body as payload; the service's response as is, with X-ESB-CID",
+                      tag: "services", responses: [200: nil, 401: "Error", 404: "Error", 500: "Error"], parameters: ["service"]),
+            Operation(method: "post", path: "/esb/api/deploy", summary: "Deploy a source body (query name=FILE.swift); waits for the result",
+                      tag: "services", responses: [201: "Deployed", 401: "Error", 422: "Error"], query: ["name"]),
+            Operation(method: "get", path: "/esb/api/deployments", summary: "Deployment units with status, hash, services, error",
+                      tag: "services", responses: [200: "DeploymentList", 401: "Error"]),
+            Operation(method: "get", path: "/esb/api/startup-services", summary: "Results of [startup_services] at the last start",
+                      tag: "services", responses: [200: "StartupResults", 401: "Error"]),
+        ] + objectOperations(path: "/esb/api/channels/http", schema: "HTTPChannel", tag: "channels", hasSecret: false)
+          + objectOperations(path: "/esb/api/security/basic-auth", schema: "BasicAuth", tag: "security", hasSecret: true),
         schemas: [
             "Ping": [
                 "type": "object", "required": ["status", "server"],
@@ -52,7 +85,38 @@ struct OpenAPIDocument {
                     ]],
                 ],
             ],
-            "ServiceList": ["type": "array", "items": ["type": "object"]],
+            "ServiceList": ["type": "array", "items": ["$ref": "#/components/schemas/Service"]],
+            "Service": ["type": "object", "required": ["name", "unit", "kind"], "properties": [
+                "name": ["type": "string"], "unit": ["type": "string"], "kind": ["type": "string", "enum": ["builtin", "deployed"]],
+            ]],
+            "Deployed": ["type": "object", "properties": [
+                "unit": ["type": "string"], "status": ["type": "string"], "services": ["type": "array", "items": ["type": "string"]],
+                "cached": ["type": "boolean"],
+            ]],
+            "DeploymentList": ["type": "array", "items": ["type": "object", "properties": [
+                "name": ["type": "string"], "kind": ["type": "string"],
+                "status": ["type": "string", "enum": ["deployed", "failed", "quarantined"]],
+                "hash": ["type": ["string", "null"]], "version": ["type": ["integer", "null"]],
+                "services": ["type": "array", "items": ["type": "string"]], "error": ["type": ["string", "null"]],
+                "created_at": ["type": "string"], "updated_at": ["type": "string"],
+            ]]],
+            "StartupResults": ["type": "array", "items": ["type": "object", "properties": [
+                "service": ["type": "string"], "status": ["type": "string", "enum": ["ok", "failed", "skipped", "pending"]],
+                "duration_ms": ["type": ["integer", "null"]], "error": ["type": ["string", "null"]], "line": ["type": "integer"],
+            ]]],
+            "HTTPChannel": ["type": "object", "required": ["name", "url_path", "service"], "properties": [
+                "name": ["type": "string"], "url_path": ["type": "string"],
+                "method": ["type": "string", "enum": ["", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]],
+                "service": ["type": "string"], "data_format": ["type": "string", "enum": ["json", "xml", "text"]],
+                "security": ["type": "string"], "is_active": ["type": "boolean"],
+            ]],
+            "BasicAuth": ["type": "object", "required": ["name", "username"], "properties": [
+                "name": ["type": "string"], "username": ["type": "string"], "realm": ["type": "string"],
+                "is_active": ["type": "boolean"], "password": ["type": "string", "writeOnly": true],
+            ]],
+            "PasswordChange": ["type": "object", "required": ["password1", "password2"], "properties": [
+                "password1": ["type": "string"], "password2": ["type": "string"],
+            ]],
             "Error": [
                 "type": "object", "required": ["error"],
                 "properties": ["error": [
@@ -83,6 +147,12 @@ struct OpenAPIDocument {
                 "operationId": operation.method + operation.path.replacingOccurrences(of: "/", with: "_"),
             ]
             entry["security"] = operation.authenticated ? [["basicAuth": [String]()]] : [[String: [String]]]()
+            let parameters = operation.parameters.map { name -> [String: Any] in
+                ["name": name, "in": "path", "required": true, "schema": ["type": "string"]]
+            } + operation.query.map { name -> [String: Any] in
+                ["name": name, "in": "query", "required": true, "schema": ["type": "string"]]
+            }
+            if !parameters.isEmpty { entry["parameters"] = parameters }
             if let request = operation.requestSchema {
                 entry["requestBody"] = ["required": true, "content": ["application/json": ["schema": ["$ref": "#/components/schemas/\(request)"]]]]
             }

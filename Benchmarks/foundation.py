@@ -32,10 +32,10 @@ class Esbd:
         with open(f"{self.dir}/admin.password", "w") as f:
             f.write("bench\n")
 
-    def start(self):
+    def start(self, extra=""):
         self.port = free_port()
         with open(f"{self.dir}/server.conf", "w") as f:
-            f.write(f"[main]\nbind = 127.0.0.1:{self.port}\nlog_level = warning\n")
+            f.write(f"[main]\nbind = 127.0.0.1:{self.port}\nlog_level = warning\n{extra}")
         sock_path = f"{self.dir}/notify.sock"
         if os.path.exists(sock_path):
             os.unlink(sock_path)
@@ -72,9 +72,9 @@ class Anchor:
         self.proc.terminate()
         self.proc.wait(timeout=30)
 
-def wrk(port, seconds):
-    out = subprocess.run(["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/esb/ping"],
-                         capture_output=True, text=True, check=True).stdout
+def wrk(port, seconds, path="/esb/ping", script=None):
+    command = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency"] + (["-s", script] if script else [])
+    out = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
@@ -92,7 +92,7 @@ def main():
     parser.add_argument("--bin", required=True)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--output", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
+    parser.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks", "foundation.md"))
     args = parser.parse_args()
 
     esbd, anchor = Esbd(args.bin), Anchor(args.bin)
@@ -134,12 +134,7 @@ def main():
 
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     with open(args.output, "w") as f:
-        f.write(f"""# Benchmarks
-
-Machines here are shared and noisy: every figure is measured beside its anchor in the same
-run, alternating the two, {args.rounds} rounds, medians and spread (min–max). Release builds.
-
-## Foundation (issue 2)
+        f.write(f"""## Foundation (issue 2)
 
 Command: `scripts/bench` (runs `Benchmarks/foundation.py --rounds {args.rounds} --seconds {args.seconds}`).
 Anchor: `Benchmarks/HummingbirdAnchor`, a minimal Hummingbird 2 app importing Foundation that

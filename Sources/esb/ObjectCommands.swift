@@ -5,6 +5,7 @@ import Foundation
 /// Fields are given as `key=value`; `true`/`false` become booleans, whole numbers integers.
 protocol ObjectCommandGroup {
     static var apiPath: String { get }
+    static var createUsage: String { get }
 }
 
 /// Parses `key=value` arguments into a JSON object.
@@ -38,90 +39,76 @@ struct ObjectCommands<Group: ObjectCommandGroup> {
     }
 }
 
-enum ChannelsGroup: ObjectCommandGroup { static let apiPath = "/esb/api/channels/http" }
-enum SecurityGroup: ObjectCommandGroup { static let apiPath = "/esb/api/security/basic-auth" }
+enum ChannelsGroup: ObjectCommandGroup {
+    static let apiPath = "/esb/api/channels/http"
+    static let createUsage = "NAME url_path=/orders/{id} service=orders.get [method=GET] [data_format=json] [security=NAME] [is_active=false]"
+}
+
+enum SecurityGroup: ObjectCommandGroup {
+    static let apiPath = "/esb/api/security/basic-auth"
+    static let createUsage = "NAME username=U [realm=R] [password=P]"
+}
+
+/// `list`, `create`, `get`, `edit`, `delete` for one kind of object.
+enum ObjectSubcommands<Group: ObjectCommandGroup> {
+    static var all: [any ParsableCommand.Type] {
+        [ListObjects<Group>.self, CreateObject<Group>.self, GetObject<Group>.self, EditObject<Group>.self, DeleteObject<Group>.self]
+    }
+}
+
+struct ListObjects<Group: ObjectCommandGroup>: AsyncParsableCommand {
+    static var configuration: CommandConfiguration { .init(commandName: "list", abstract: "List them all.") }
+    @OptionGroup var connection: ConnectionOptions
+    func run() async throws { try await ObjectCommands<Group>.list(connection) }
+}
+
+struct CreateObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
+    static var configuration: CommandConfiguration { .init(commandName: "create", abstract: "Create: \(Group.createUsage)") }
+    @Argument var name: String
+    @Argument var fields: [String] = []
+    @OptionGroup var connection: ConnectionOptions
+    func run() async throws {
+        try await ObjectCommands<Group>.show(connection, "POST", Group.apiPath, body: try FieldArguments.json(fields, name: name))
+    }
+}
+
+struct GetObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
+    static var configuration: CommandConfiguration { .init(commandName: "get", abstract: "Show one.") }
+    @Argument var name: String
+    @OptionGroup var connection: ConnectionOptions
+    func run() async throws { try await ObjectCommands<Group>.show(connection, "GET", "\(Group.apiPath)/\(name)") }
+}
+
+struct EditObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
+    static var configuration: CommandConfiguration { .init(commandName: "edit", abstract: "Change the given fields: NAME key=value…") }
+    @Argument var name: String
+    @Argument var fields: [String] = []
+    @OptionGroup var connection: ConnectionOptions
+    func run() async throws {
+        try await ObjectCommands<Group>.show(connection, "PUT", "\(Group.apiPath)/\(name)", body: try FieldArguments.json(fields))
+    }
+}
+
+struct DeleteObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
+    static var configuration: CommandConfiguration { .init(commandName: "delete", abstract: "Delete one (refused while in use).") }
+    @Argument var name: String
+    @OptionGroup var connection: ConnectionOptions
+    func run() async throws { try await ObjectCommands<Group>.show(connection, "DELETE", "\(Group.apiPath)/\(name)") }
+}
 
 struct ChannelsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "channels", abstract: "HTTP channels (channel_plain_http).",
-        subcommands: [List.self, Create.self, Get.self, Edit.self, Delete.self])
-    typealias Objects = ObjectCommands<ChannelsGroup>
-
-    struct List: AsyncParsableCommand {
-        @OptionGroup var connection: ConnectionOptions
-        func run() async throws { try await Objects.list(connection) }
-    }
-    struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Create: esb channels create NAME url_path=/orders/{id} service=orders.get [method=GET] [data_format=json] [security=NAME] [is_active=false]")
-        @Argument var name: String
-        @Argument var fields: [String] = []
-        @OptionGroup var connection: ConnectionOptions
-        func run() async throws {
-            try await Objects.show(connection, "POST", ChannelsGroup.apiPath, body: try FieldArguments.json(fields, name: name))
-        }
-    }
-    struct Get: AsyncParsableCommand {
-        @Argument var name: String
-        @OptionGroup var connection: ConnectionOptions
-        func run() async throws { try await Objects.show(connection, "GET", "\(ChannelsGroup.apiPath)/\(name)") }
-    }
-    struct Edit: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Change the given fields: esb channels edit NAME key=value…")
-        @Argument var name: String
-        @Argument var fields: [String] = []
-        @OptionGroup var connection: ConnectionOptions
-        func run() async throws {
-            try await Objects.show(connection, "PUT", "\(ChannelsGroup.apiPath)/\(name)", body: try FieldArguments.json(fields))
-        }
-    }
-    struct Delete: AsyncParsableCommand {
-        @Argument var name: String
-        @OptionGroup var connection: ConnectionOptions
-        func run() async throws { try await Objects.show(connection, "DELETE", "\(ChannelsGroup.apiPath)/\(name)") }
-    }
+        subcommands: ObjectSubcommands<ChannelsGroup>.all)
 }
 
 struct SecurityCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "security", abstract: "Basic-auth definitions (def_sec).",
-        subcommands: [List.self, Create.self, Get.self, Edit.self, Delete.self, Password.self])
-    typealias Objects = ObjectCommands<SecurityGroup>
+        subcommands: ObjectSubcommands<SecurityGroup>.all + [PasswordCommand.self])
 
-    struct List: AsyncParsableCommand {
-        @OptionGroup var connection: ConnectionOptions
-        func run() async throws { try await Objects.list(connection) }
-    }
-    struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Create: esb security create NAME username=U [realm=R] [password=P]")
-        @Argument var name: String
-        @Argument var fields: [String] = []
-        @OptionGroup var connection: ConnectionOptions
-        func run() async throws {
-            try await Objects.show(connection, "POST", SecurityGroup.apiPath, body: try FieldArguments.json(fields, name: name))
-        }
-    }
-    struct Get: AsyncParsableCommand {
-        @Argument var name: String
-        @OptionGroup var connection: ConnectionOptions
-        func run() async throws { try await Objects.show(connection, "GET", "\(SecurityGroup.apiPath)/\(name)") }
-    }
-    struct Edit: AsyncParsableCommand {
-        @Argument var name: String
-        @Argument var fields: [String] = []
-        @OptionGroup var connection: ConnectionOptions
-        func run() async throws {
-            try await Objects.show(connection, "PUT", "\(SecurityGroup.apiPath)/\(name)", body: try FieldArguments.json(fields))
-        }
-    }
-    struct Delete: AsyncParsableCommand {
-        @Argument var name: String
-        @OptionGroup var connection: ConnectionOptions
-        func run() async throws { try await Objects.show(connection, "DELETE", "\(SecurityGroup.apiPath)/\(name)") }
-    }
-    struct Password: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Set the password, read from --password-file or stdin.")
+    struct PasswordCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "password", abstract: "Set the password, read from --password-file or stdin.")
         @Argument var name: String
         @Option(name: .customLong("password-file"), help: "A file holding the new password (default: stdin).") var passwordFile: String?
         @OptionGroup var connection: ConnectionOptions
@@ -129,7 +116,7 @@ struct SecurityCommand: AsyncParsableCommand {
             let data = passwordFile.map { FileManager.default.contents(atPath: $0) ?? Data() } ?? FileHandle.standardInput.readDataToEndOfFile()
             let password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
             let body = try JSONSerialization.data(withJSONObject: ["password1": password, "password2": password])
-            try await Objects.show(connection, "POST", "\(SecurityGroup.apiPath)/\(name)/password", body: body)
+            try await ObjectCommands<SecurityGroup>.show(connection, "POST", "\(SecurityGroup.apiPath)/\(name)/password", body: body)
             print("password of '\(name)' changed")
         }
     }

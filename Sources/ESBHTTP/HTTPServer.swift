@@ -14,7 +14,8 @@ public enum HTTPServer {
     ) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
         router.middlewares.add(RequestMetricsMiddleware(metrics: RequestMetrics()))
-        router.middlewares.add(JSONErrorMiddleware())
+        let knownRoutes = KnownRoutes()
+        router.middlewares.add(JSONErrorMiddleware(knownRoutes: knownRoutes, state: state))
         router.middlewares.add(ChannelMiddleware(channels: runtime.channels, invoker: runtime.invoker))
 
         SystemRoutes(state: state, metrics: metrics).register(on: router)
@@ -23,6 +24,8 @@ public enum HTTPServer {
         ServiceRoutes(runtime: runtime).register(on: api)
         ObjectRoutes(store: runtime.objects, kind: ObjectKinds.basicAuth, path: "security/basic-auth").register(on: api)
         ObjectRoutes(store: runtime.objects, kind: ObjectKinds.httpChannel, path: "channels/http").register(on: api)
+
+        knownRoutes.record(router.routes)
 
         let bind = state.config.main.bind
         return Application(

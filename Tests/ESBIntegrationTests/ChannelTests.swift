@@ -59,7 +59,6 @@ import Testing
                                               credentials: server.admin)
         #expect(edited.status == 200)
         #expect(edited.json?["url_path"] as? String == "/api/orders/{id}", "PUT keeps absent fields")
-        try await Task.sleep(for: .milliseconds(300))
         #expect(try await server.request("POST", "/api/orders/A7", body: Data("{}".utf8)).status == 404)
     }
 
@@ -77,7 +76,6 @@ import Testing
         #expect(try await server.request("POST", "/esb/api/channels/http", body: json([
             "name": "secure", "url_path": "/secure/{id}", "service": "orders.get", "security": "partner", "data_format": "text",
         ]), credentials: server.admin).status == 201)
-        try await Task.sleep(for: .milliseconds(300))
 
         let anonymous = try await server.request("GET", "/secure/1")
         #expect(anonymous.status == 401)
@@ -90,7 +88,6 @@ import Testing
         #expect(mismatch.status == 422)
         #expect(try await server.request("POST", "/esb/api/security/basic-auth/partner/password",
                                          body: json(["password1": "second", "password2": "second"]), credentials: server.admin).status == 204)
-        try await Task.sleep(for: .milliseconds(300))
         #expect(try await server.request("GET", "/secure/1", credentials: ("acme", "first-secret")).status == 401)
         #expect(try await server.request("GET", "/secure/1", credentials: ("acme", "second")).status == 202)
 
@@ -149,7 +146,6 @@ import Testing
                                      "security=cli-def", "data_format=text"])
         #expect(channel.status == 0, "\(channel.stderr)")
         #expect(try await esb(["channels", "list"]).stdout.contains("\"cli-echo\""))
-        try await Task.sleep(for: .milliseconds(300))
         #expect(try await server.request("POST", "/cli/echo", body: Data("hey".utf8), credentials: ("u1", "p1")).text == "hey")
 
         let passwordFile = server.directory + "/new.password"

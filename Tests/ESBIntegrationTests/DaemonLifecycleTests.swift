@@ -47,6 +47,13 @@ import Testing
         #expect(error?["code"] as? String == "not_found")
         #expect((error?["message"] as? String)?.contains("/esb/nothing-here") == true)
 
+        let wrongMethod = try await server.request("DELETE", "/esb/api/deployments", credentials: server.admin)
+        #expect(wrongMethod.status == 405)
+        #expect(wrongMethod.headers["allow"] == "GET")
+        #expect(try await server.request("DELETE", "/esb/api/deployments").status == 401, "no credentials: 401 first")
+        #expect((wrongMethod.json?["error"] as? [String: Any])?["code"] as? String == "method_not_allowed")
+        #expect(try await server.request("PATCH", "/esb/api/channels/http/x", credentials: server.admin).headers["allow"] == "DELETE, GET, PUT")
+
         let metrics = try await server.request("GET", "/metrics")
         #expect(metrics.status == 200)
         let rss = metrics.text.split(separator: "\n").first { $0.hasPrefix("process_resident_memory_bytes ") }

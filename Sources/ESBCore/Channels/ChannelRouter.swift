@@ -55,7 +55,7 @@ public final class ChannelRouter: Sendable {
         await reload()
         store.observe { [weak self] kind in
             guard kind == ObjectKinds.httpChannel.name || kind == ObjectKinds.basicAuth.name else { return }
-            Task { await self?.reload() }
+            await self?.reload()
         }
     }
 

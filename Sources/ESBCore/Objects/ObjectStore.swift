@@ -12,7 +12,7 @@ public final class ObjectStore: Sendable {
     private let odb: ODB
     private let secrets: SecretBox
     private let kinds: [String: ObjectKind]
-    private let observers = Mutex<[@Sendable (String) -> Void]>([])
+    private let observers = Mutex<[@Sendable (String) async -> Void]>([])
 
     public init(odb: ODB, secrets: SecretBox, kinds: [ObjectKind]) {
         self.odb = odb
@@ -34,8 +34,9 @@ public final class ObjectStore: Sendable {
         }
     }
 
-    /// Calls `observer` with the kind's name after each committed change.
-    public func observe(_ observer: @escaping @Sendable (String) -> Void) {
+    /// Calls `observer` with the kind's name after each committed change; the change's caller
+    /// waits for it, so whoever made a change sees it live when the call returns.
+    public func observe(_ observer: @escaping @Sendable (String) async -> Void) {
         observers.withLock { $0.append(observer) }
     }
 
@@ -90,7 +91,7 @@ public final class ObjectStore: Sendable {
                            arguments: [kind.name, name, try Self.encode(normalized), sealed, Date(), Date()])
             return normalized
         }
-        notify(kind)
+        await notify(kind)
         return created
     }
 
@@ -113,7 +114,7 @@ public final class ObjectStore: Sendable {
             }
             return normalized
         }
-        notify(kind)
+        await notify(kind)
         return updated
     }
 
@@ -125,7 +126,7 @@ public final class ObjectStore: Sendable {
             try db.execute(sql: "UPDATE config_object SET secret = ?, updated_at = ? WHERE kind = ? AND name = ?",
                            arguments: [sealed, Date(), kind.name, name])
         }
-        notify(kind)
+        await notify(kind)
     }
 
     /// Deletes an object nothing refers to.
@@ -143,11 +144,11 @@ public final class ObjectStore: Sendable {
             }
             try db.execute(sql: "DELETE FROM config_object WHERE kind = ? AND name = ?", arguments: [kind.name, name])
         }
-        notify(kind)
+        await notify(kind)
     }
 
-    private func notify(_ kind: ObjectKind) {
-        for observer in observers.withLock({ $0 }) { observer(kind.name) }
+    private func notify(_ kind: ObjectKind) async {
+        for observer in observers.withLock({ $0 }) { await observer(kind.name) }
     }
 
     // MARK: Validation and encoding

@@ -1,14 +1,29 @@
+import ESBCore
 import Hummingbird
 import Logging
 
 /// Turns every error that reaches the edge into the JSON error shape of §7, so that
 /// 404s, 405s and unexpected failures look like the API's own errors.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let knownRoutes: KnownRoutes
+    let state: ServerState
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as APIError {
             throw error
+        } catch let error as HTTPError where error.status == .notFound && !knownRoutes.methods(for: request.uri.path).isEmpty {
+            // The admin API tells nothing, not even its methods, without credentials.
+            if request.uri.path.hasPrefix("/esb/api/") {
+                guard let (username, password) = AdminAuthMiddleware<Context>.basicCredentials(request),
+                      state.credentials.matches(username: username, password: password) else { throw APIError.unauthorized() }
+            }
+            let allowed = knownRoutes.methods(for: request.uri.path)
+            var methodError = APIError(.methodNotAllowed, code: "method_not_allowed",
+                                       "\(request.method) is not allowed on \(request.uri.path); allowed: \(allowed.joined(separator: ", "))")
+            methodError.headers[.allow] = allowed.joined(separator: ", ")
+            throw methodError
         } catch let error as HTTPError {
             throw APIError(error.status, code: Self.code(for: error.status),
                            error.body ?? Self.message(for: error.status, request: request))

@@ -41,7 +41,26 @@ public actor Deployer {
     /// Deploys `source` as unit `fileName` (a `.swift` source or a prebuilt `.so`).
     /// On failure the previous version keeps serving and the failure is recorded.
     public func deploy(fileName: String, source: Data, displayPath: String? = nil) async -> Outcome {
-        await deploy(fileName: fileName, source: source, displayPath: displayPath, isRestore: false)
+        await serialized(fileName) {
+            await self.deploy(fileName: fileName, source: source, displayPath: displayPath, isRestore: false)
+        }
+    }
+
+    /// The last deployment started for each unit. The actor is reentrant while a compile
+    /// runs, so different files build in parallel; versions of one file must not overtake
+    /// each other, so each waits for the previous one.
+    private var tails: [String: Task<Outcome, Never>] = [:]
+
+    private func serialized(_ unit: String, _ work: @escaping @Sendable () async -> Outcome) async -> Outcome {
+        let previous = tails[unit]
+        let task = Task {
+            _ = await previous?.value
+            return await work()
+        }
+        tails[unit] = task
+        let outcome = await task.value
+        if tails[unit] == task { tails[unit] = nil }
+        return outcome
     }
 
     /// `isRestore`: the version is already recorded as serving; only failures are recorded.
@@ -89,6 +108,7 @@ public actor Deployer {
         }
         return await deploy(fileName: fileName, source: source, displayPath: displayPath)
     }
+
 
     /// Units quarantined by crashes, with the hash of the content that crashed.
     private var quarantined: [String: String] = [:]

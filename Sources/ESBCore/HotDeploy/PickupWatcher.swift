@@ -44,8 +44,19 @@ public struct PickupWatcher: Service, CustomStringConvertible {
             thread.start()
             continuation.onTermination = { _ in stop.withLock { $0 = true } }
         }
-        for await name in events.cancelOnGracefulShutdown() where Self.isDeployable(name) {
-            await pickUp(name)
+        // Files deploy concurrently (compiles use every core); the deployer keeps each
+        // file's versions in order.
+        let limit = max(2, ProcessInfo.processInfo.activeProcessorCount)
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for await name in events.cancelOnGracefulShutdown() where Self.isDeployable(name) {
+                if running >= limit {
+                    await group.next()
+                    running -= 1
+                }
+                group.addTask { await pickUp(name) }
+                running += 1
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 import Foundation
 import Logging
 import Metrics
+import Synchronization
 
 /// Runs services: a fresh instance per call, on the service executor, with a context whose
 /// host side is this invoker. Counts calls, errors and durations per service.
@@ -17,10 +18,40 @@ public final class ServiceInvoker: Sendable {
         registry.replace(unit: BuiltinServices.unit, with: BuiltinServices.all)
     }
 
+    private struct ServiceMetrics: Sendable {
+        var invocations: Counter
+        var errors: Counter
+        var duration: Timer
+    }
+    /// Metric handles per service, made once: creating them per call costs a factory lookup.
+    private let metricsCache = Mutex<[String: ServiceMetrics]>([:])
+
+    private func metrics(for name: String) -> ServiceMetrics {
+        metricsCache.withLock { cache in
+            if let known = cache[name] { return known }
+            let dimensions = [("service", name)]
+            let created = ServiceMetrics(
+                invocations: Counter(label: "esb_service_invocations_total", dimensions: dimensions),
+                errors: Counter(label: "esb_service_errors_total", dimensions: dimensions),
+                duration: Timer(label: "esb_service_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds))
+            cache[name] = created
+            return created
+        }
+    }
+
     /// A new correlation id: 24 random hex digits.
     public static func newCID() -> String {
         var generator = SystemRandomNumberGenerator()
-        return (0..<12).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes = [UInt8](repeating: 0, count: 24)
+        for index in stride(from: 0, to: 24, by: 8) {
+            var random = generator.next()
+            for offset in 0..<8 {
+                bytes[index + offset] = digits[Int(random & 0xF)]
+                random >>= 4
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Invokes `name` with `request`; `caller` is the invoking service, if any.
@@ -41,21 +72,19 @@ public final class ServiceInvoker: Sendable {
                                   metadata: ["esb.service": "\(name)", "esb.cid": "\(cid)"])
             },
             host: InvocationHost(invoker: self))
-        let dimensions = [("service", name)]
+        let metrics = self.metrics(for: name)
         let start = ContinuousClock.now
         do {
             let response = try await withTaskExecutorPreference(executor) {
                 try await entry.type.init().handle(request, context: context)
             }
-            Counter(label: "esb_service_invocations_total", dimensions: dimensions).increment()
-            Timer(label: "esb_service_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
-                .record(duration: ContinuousClock.now - start)
+            metrics.invocations.increment()
+            metrics.duration.record(duration: ContinuousClock.now - start)
             return response
         } catch {
-            Counter(label: "esb_service_invocations_total", dimensions: dimensions).increment()
-            Counter(label: "esb_service_errors_total", dimensions: dimensions).increment()
-            Timer(label: "esb_service_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
-                .record(duration: ContinuousClock.now - start)
+            metrics.invocations.increment()
+            metrics.errors.increment()
+            metrics.duration.record(duration: ContinuousClock.now - start)
             logger.error("service failed", metadata: ["esb.service": "\(name)", "esb.cid": "\(cid)",
                                                       "esb.channel": "\(request.channel)", "esb.error": "\(error)"])
             throw error

@@ -115,7 +115,11 @@ import Testing
         let unit = try #require(try await server.deployment("crashy.swift"))
         #expect(unit["status"] as? String == "quarantined")
         #expect((unit["error"] as? String)?.contains("3 crashes in a row") == true)
-        #expect(try await server.invoke("crashy.svc").status == 404, "not loaded, though its file is still in the pickup directory")
+        let inactive = try await server.invoke("crashy.svc")
+        #expect(inactive.status == 503, "not loaded, though its file is still in the pickup directory")
+        let error = inactive.json?["error"] as? [String: Any]
+        #expect(error?["code"] as? String == "invoke.inactive")
+        #expect(error?["message"] as? String == "service 'crashy.svc' is inactive: its unit 'crashy.swift' is quarantined; deploy it again to load it")
 
         // Deploying it again lifts the quarantine.
         let redeployed = try await server.request("POST", "/esb/api/deploy?name=crashy.swift", body: Data(source.utf8), credentials: server.admin)

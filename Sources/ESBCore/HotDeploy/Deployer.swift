@@ -121,6 +121,7 @@ public actor Deployer {
         for unit in try await store.units() where unit.version != nil {
             if unit.status == "quarantined" {
                 quarantined[unit.name] = unit.hash
+                registry.markInactive(unit.services, reason: "its unit '\(unit.name)' is quarantined; deploy it again to load it")
                 logger.error("unit quarantined, not loaded", metadata: ["esb.unit": "\(unit.name)", "esb.error": "\(unit.error ?? "")"])
                 continue
             }

@@ -61,6 +61,9 @@ public final class ServiceInvoker: Sendable {
             throw ServiceError(.invokeSelfInvocation, "service '\(name)' may not invoke itself")
         }
         guard let entry = registry.lookup(name) else {
+            if let reason = registry.inactiveReason(name) {
+                throw ServiceError(.invokeInactive, "service '\(name)' is inactive: \(reason)")
+            }
             throw ServiceError(.invokeUnknownService, "no service named '\(name)' is deployed")
         }
         let cid = request.cid

@@ -14,6 +14,8 @@ public final class ServiceRegistry: Sendable {
     }
 
     private let entries = Mutex<[String: Entry]>([:])
+    /// Services known but not loaded (their unit is quarantined), with the reason.
+    private let inactive = Mutex<[String: String]>([:])
 
     public init() {}
 
@@ -35,11 +37,20 @@ public final class ServiceRegistry: Sendable {
         }
     }
 
+    /// Why `name` is known but not live, if it is.
+    public func inactiveReason(_ name: String) -> String? { inactive.withLock { $0[name] } }
+
+    /// Marks `names` (of a unit that is not loaded) inactive for `reason`.
+    public func markInactive(_ names: [String], reason: String) {
+        inactive.withLock { for name in names { $0[name] = reason } }
+    }
+
     /// Makes `types` the services of `unit`, removing the unit's services that are gone, atomically.
     public func replace(unit: String, with types: [any Service.Type]) {
         entries.withLock { entries in
             entries = entries.filter { $0.value.unit != unit }
             for type in types { entries[type.name] = Entry(type: type, unit: unit) }
         }
+        inactive.withLock { inactive in for type in types { inactive[type.name] = nil } }
     }
 }

@@ -82,8 +82,9 @@ struct ServiceRoutes {
             headers[HTTPField.Name("X-ESB-CID")!] = cid
             return Response(status: .init(code: response.status), headers: headers,
                             body: .init(byteBuffer: ByteBuffer(bytes: response.payload)))
-        } catch let error as ServiceError where error.code == .invokeUnknownService {
-            var apiError = APIError(.notFound, code: error.code.rawValue, error.message)
+        } catch let error as ServiceError where error.code == .invokeUnknownService || error.code == .invokeInactive {
+            var apiError = APIError(error.code == .invokeInactive ? .serviceUnavailable : .notFound,
+                                    code: error.code.rawValue, error.message)
             apiError.headers[HTTPField.Name("X-ESB-CID")!] = cid
             throw apiError
         } catch {

@@ -1,3 +1,4 @@
+import ESBCore
 import Foundation
 import Hummingbird
 
@@ -27,15 +28,7 @@ public struct APIError: HTTPResponseError, Sendable {
         struct Detail: Encodable {
             var code: String
             var message: String
-            var field: String?
-
-            func encode(to encoder: any Encoder) throws {
-                var container = encoder.container(keyedBy: CodingKeys.self)
-                try container.encode(code, forKey: .code)
-                try container.encode(message, forKey: .message)
-                try container.encode(field, forKey: .field)  // explicit null when absent
-            }
-            enum CodingKeys: String, CodingKey { case code, message, field }
+            @ExplicitNull var field: String? = nil
         }
         var error: Detail
     }

@@ -20,7 +20,7 @@ public enum HTTPServer {
 
         SystemRoutes(state: state, metrics: metrics).register(on: router)
         let api = router.group("/esb/api").add(middleware: AdminAuthMiddleware(state: state))
-        AdminRoutes(state: state).register(on: api)
+        AdminRoutes().register(on: api)
         ServiceRoutes(runtime: runtime).register(on: api)
         ObjectRoutes(store: runtime.objects, kind: ObjectKinds.basicAuth, path: "security/basic-auth").register(on: api)
         ObjectRoutes(store: runtime.objects, kind: ObjectKinds.httpChannel, path: "channels/http").register(on: api)

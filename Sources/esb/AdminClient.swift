@@ -48,6 +48,15 @@ struct AdminClient {
         }
     }
 
+    /// GETs a list endpoint and returns its JSON array of objects.
+    func list(_ path: String) async throws -> [[String: Any]] {
+        let reply = try expectSuccess(try await request("GET", path))
+        guard let rows = (try? JSONSerialization.jsonObject(with: reply.body)) as? [[String: Any]] else {
+            throw CLIError("\(path) did not answer a JSON array")
+        }
+        return rows
+    }
+
     /// Fails with the server's own error message when the status is not 2xx.
     func expectSuccess(_ reply: Reply) throws -> Reply {
         guard (200..<300).contains(reply.status) else {

@@ -52,9 +52,7 @@ struct ServicesCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-        let client = connection.client
-        let reply = try client.expectSuccess(try await client.request("GET", "/esb/api/services"))
-        let rows = ((try? JSONSerialization.jsonObject(with: reply.body)) as? [[String: Any]]) ?? []
+        let rows = try await connection.client.list("/esb/api/services")
         Table.print(["NAME", "UNIT", "KIND"], rows.map { [$0["name"], $0["unit"], $0["kind"]].map { "\($0 ?? "")" } })
     }
 }
@@ -64,9 +62,7 @@ struct DeploymentsCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-        let client = connection.client
-        let reply = try client.expectSuccess(try await client.request("GET", "/esb/api/deployments"))
-        let rows = ((try? JSONSerialization.jsonObject(with: reply.body)) as? [[String: Any]]) ?? []
+        let rows = try await connection.client.list("/esb/api/deployments")
         Table.print(["UNIT", "STATUS", "VERSION", "SERVICES", "ERROR"], rows.map { row in
             let services = (row["services"] as? [String] ?? []).joined(separator: ",")
             let error = (row["error"] as? String)?.split(separator: "\n").first.map(String.init) ?? ""

@@ -139,8 +139,8 @@ struct AsyncCallbackPayload: Encodable {
     var cid: String
     var ok: Bool
     var service: String
-    var response: String?
-    var error: String?
+    @ExplicitNull var response: String? = nil
+    @ExplicitNull var error: String? = nil
     var callbackId: String
     var redelivered = false
 
@@ -161,17 +161,6 @@ struct AsyncCallbackPayload: Encodable {
     enum CodingKeys: String, CodingKey {
         case cid, ok, service, response, error, redelivered
         case callbackId = "callback_id"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(cid, forKey: .cid)
-        try container.encode(ok, forKey: .ok)
-        try container.encode(service, forKey: .service)
-        try container.encode(response, forKey: .response)
-        try container.encode(error, forKey: .error)
-        try container.encode(callbackId, forKey: .callbackId)
-        try container.encode(redelivered, forKey: .redelivered)
     }
 
     var json: Data {

@@ -8,26 +8,17 @@ import Synchronization
 /// logged, never fatal.
 public final class StartupServices: Sendable {
     /// One entry's result.
-    public struct Result: Sendable, Codable, Equatable {
+    public struct Result: Sendable, Encodable, Equatable {
         public var service: String
         /// `pending`, `ok`, `failed` or `skipped`.
         public var status: String
-        public var durationMs: Int?
-        public var error: String?
+        @ExplicitNull public var durationMs: Int? = nil
+        @ExplicitNull public var error: String? = nil
         public var line: Int
 
         enum CodingKeys: String, CodingKey {
             case service, status, error, line
             case durationMs = "duration_ms"
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(service, forKey: .service)
-            try container.encode(status, forKey: .status)
-            try container.encode(durationMs, forKey: .durationMs)
-            try container.encode(error, forKey: .error)
-            try container.encode(line, forKey: .line)
         }
     }
 

@@ -13,13 +13,16 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             throw error
-        } catch let error as HTTPError where error.status == .notFound && !knownRoutes.methods(for: request.uri.path).isEmpty {
+        } catch let error as HTTPError where error.status == .notFound {
+            let allowed = knownRoutes.methods(for: request.uri.path)
+            guard !allowed.isEmpty else {
+                throw APIError(error.status, code: Self.code(for: error.status), error.body ?? Self.message(for: error.status, request: request))
+            }
             // The admin API tells nothing, not even its methods, without credentials.
             if request.uri.path.hasPrefix("/esb/api/") {
                 guard let (username, password) = AdminAuthMiddleware<Context>.basicCredentials(request),
                       state.credentials.matches(username: username, password: password) else { throw APIError.unauthorized() }
             }
-            let allowed = knownRoutes.methods(for: request.uri.path)
             var methodError = APIError(.methodNotAllowed, code: "method_not_allowed",
                                        "\(request.method) is not allowed on \(request.uri.path); allowed: \(allowed.joined(separator: ", "))")
             methodError.headers[.allow] = allowed.joined(separator: ", ")

@@ -4,7 +4,6 @@ import Hummingbird
 
 /// `/esb/api/*`: the admin API, behind basic auth. Later issues add their routes here.
 struct AdminRoutes {
-    let state: ServerState
 
     func register(on api: RouterGroup<BasicRequestContext>) {
         api.get("openapi.json") { _, _ in

@@ -98,10 +98,10 @@ struct ServiceRoutes {
 
 struct DeploymentDTO: Encodable {
     var name, kind, status: String
-    var hash: String?
-    var version: Int?
+    @ExplicitNull var hash: String? = nil
+    @ExplicitNull var version: Int? = nil
     var services: [String]
-    var error: String?
+    @ExplicitNull var error: String? = nil
     var createdAt, updatedAt: Date
 
     init(_ unit: DeploymentStore.Unit) {
@@ -112,19 +112,6 @@ struct DeploymentDTO: Encodable {
     enum CodingKeys: String, CodingKey {
         case name, kind, status, hash, version, services, error
         case createdAt = "created_at", updatedAt = "updated_at"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(name, forKey: .name)
-        try container.encode(kind, forKey: .kind)
-        try container.encode(status, forKey: .status)
-        try container.encode(hash, forKey: .hash)
-        try container.encode(version, forKey: .version)
-        try container.encode(services, forKey: .services)
-        try container.encode(error, forKey: .error)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(updatedAt, forKey: .updatedAt)
     }
 }
 

@@ -104,6 +104,7 @@ let package = Package(
             path: "Benchmarks/HummingbirdAnchor"
         ),
 
+        .testTarget(name: "ESBAMQPTests", dependencies: ["ESBAMQP"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ESBCoreTests",
             dependencies: ["ESBCore", "ESBAMQP", "ESBRedis", .product(name: "GRDB", package: "GRDB.swift")],
@@ -112,7 +113,7 @@ let package = Package(
         .testTarget(
             name: "ESBIntegrationTests",
             dependencies: [
-                "ESBCore",
+                "ESBCore", "ESBAMQP",
                 .product(name: "ESBService", package: "SDK"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

@@ -11,6 +11,9 @@
 #include <amqp_ssl_socket.h>
 #endif
 
+// The owner thread of a connection polls its socket and an eventfd that wakes it.
+#include <sys/eventfd.h>
+
 // amqp_login is variadic, which Swift cannot call: a fixed-arity wrapper for PLAIN auth.
 static inline amqp_rpc_reply_t cesb_amqp_login_plain(
     amqp_connection_state_t state, const char *vhost, int channel_max, int frame_max,
@@ -27,4 +30,15 @@ static inline amqp_bytes_t cesb_amqp_bytes(const void *bytes, size_t len) {
     b.bytes = (void *)bytes;
     return b;
 }
+
+// Method numbers are cast macros, which Swift does not import.
+static const amqp_method_number_t CESB_BASIC_ACK = AMQP_BASIC_ACK_METHOD;
+static const amqp_method_number_t CESB_BASIC_NACK = AMQP_BASIC_NACK_METHOD;
+static const amqp_method_number_t CESB_BASIC_RETURN = AMQP_BASIC_RETURN_METHOD;
+static const amqp_method_number_t CESB_CHANNEL_CLOSE = AMQP_CHANNEL_CLOSE_METHOD;
+static const amqp_method_number_t CESB_CHANNEL_CLOSE_OK = AMQP_CHANNEL_CLOSE_OK_METHOD;
+static const amqp_method_number_t CESB_CONNECTION_CLOSE = AMQP_CONNECTION_CLOSE_METHOD;
+static const amqp_method_number_t CESB_CONNECTION_CLOSE_OK = AMQP_CONNECTION_CLOSE_OK_METHOD;
+static const amqp_method_number_t CESB_CONNECTION_BLOCKED = AMQP_CONNECTION_BLOCKED_METHOD;
+static const amqp_method_number_t CESB_CONNECTION_UNBLOCKED = AMQP_CONNECTION_UNBLOCKED_METHOD;
 #endif

@@ -1,0 +1,129 @@
+import ESBAMQP
+import Foundation
+import Testing
+
+/// The librabbitmq wrapper and its pool against the real broker; arrivals checked with pika.
+@Suite struct AMQPPoolTests {
+    static func pool(_ name: String, confirm: Bool = true, size: Int = 2, port: Int = AMQPPeer.port,
+                     acquireMilliseconds: Int = 5000) -> Pool {
+        var broker = BrokerConfiguration(host: AMQPPeer.host)
+        broker.port = port
+        broker.connectTimeoutMilliseconds = 1000
+        var configuration = PoolConfiguration(name: name, broker: broker)
+        configuration.size = size
+        configuration.confirm = confirm
+        configuration.acquireTimeoutMilliseconds = acquireMilliseconds
+        return Pool(configuration)
+    }
+
+    @Test func everyPropertyAndHeaderKindArrives() async throws {
+        let queue = AMQPPeer.uniqueName("props")
+        try await AMQPPeer.declare(queue, exchange: queue, maxPriority: 9)
+        let pool = Self.pool("props")
+        let properties = BasicProperties(
+            contentType: "application/json", contentEncoding: "utf-8", deliveryMode: 2, priority: 7,
+            correlationId: "corr-1", replyTo: "replies", expiration: 60000, messageId: "msg-1",
+            timestamp: 1_700_000_000, type: "order.created", userId: "guest", appId: "esb-tests",
+            headers: ["s": .string("text"), "i": .int(-42), "d": .double(2.5), "b": .bool(true),
+                      "t": .table(["inner": .string("x"), "n": .int(1)]),
+                      "a": .array([.int(1), .string("two"), .array([.bool(false)])])])
+        try await pool.send(OutgoingMessage(exchange: queue, routingKey: queue, body: Data("{\"a\":1}".utf8), properties: properties))
+        let messages = try await AMQPPeer.get(queue)
+        #expect(messages.count == 1)
+        let message = try #require(messages.first)
+        #expect(message.body == "{\"a\":1}")
+        #expect(message.properties["content_type"] == .string("application/json"))
+        #expect(message.properties["content_encoding"] == .string("utf-8"))
+        #expect(message.properties["delivery_mode"] == .int(2))
+        #expect(message.properties["priority"] == .int(7))
+        #expect(message.properties["correlation_id"] == .string("corr-1"))
+        #expect(message.properties["reply_to"] == .string("replies"))
+        #expect(message.properties["expiration"] == .string("60000"))
+        #expect(message.properties["message_id"] == .string("msg-1"))
+        #expect(message.properties["timestamp"] == .int(1_700_000_000))
+        #expect(message.properties["type"] == .string("order.created"))
+        #expect(message.properties["user_id"] == .string("guest"))
+        #expect(message.properties["app_id"] == .string("esb-tests"))
+        #expect(message.headers["s"] == .string("text"))
+        #expect(message.headers["i"] == .int(-42))
+        #expect(message.headers["d"] == .double(2.5))
+        #expect(message.headers["b"] == .bool(true))
+        #expect(message.headers["t"] == .object(["inner": .string("x"), "n": .int(1)]))
+        #expect(message.headers["a"] == .array([.int(1), .string("two"), .array([.bool(false)])]))
+        _ = await pool.shutdown()
+        await AMQPPeer.delete(queue, exchange: queue)
+    }
+
+    @Test func unroutableMandatoryMessageIsReturnedWithCodeAndText() async throws {
+        let exchange = AMQPPeer.uniqueName("unroutable")
+        try await AMQPPeer.declare(exchange, exchange: exchange)
+        let pool = Self.pool("unroutable")
+        let error = await #expect(throws: AMQPError.self) {
+            try await pool.send(OutgoingMessage(exchange: exchange, routingKey: "nobody.listens", body: Data("x".utf8)))
+        }
+        #expect(error?.code == .returned)
+        #expect(error?.message.contains("312 NO_ROUTE") == true)
+        // Routable sends on the same connections still succeed.
+        try await pool.send(OutgoingMessage(exchange: exchange, routingKey: exchange, body: Data("y".utf8)))
+        #expect(try await AMQPPeer.count(exchange) == 1)
+        _ = await pool.shutdown()
+        await AMQPPeer.delete(exchange, exchange: exchange)
+    }
+
+    @Test func missingExchangeClosesOnlyTheChannelAndTheNextSendSucceeds() async throws {
+        let queue = AMQPPeer.uniqueName("chclose")
+        try await AMQPPeer.declare(queue)
+        let pool = Self.pool("chclose", size: 1)
+        let error = await #expect(throws: AMQPError.self) {
+            try await pool.send(OutgoingMessage(exchange: "no.such.exchange.\(queue)", routingKey: "k", body: Data("x".utf8)))
+        }
+        #expect(error?.code == .channelClosed)
+        #expect(error?.message.contains("404") == true)
+        try await pool.send(OutgoingMessage(exchange: "", routingKey: queue, body: Data("after".utf8)))
+        #expect(try await AMQPPeer.get(queue).map(\.body) == ["after"])
+        #expect(pool.connections.first?.reconnects == 0)
+        _ = await pool.shutdown()
+        await AMQPPeer.delete(queue)
+    }
+
+    @Test func manyConcurrentSendsAreEachConfirmedAndAllArrive() async throws {
+        let queue = AMQPPeer.uniqueName("window")
+        try await AMQPPeer.declare(queue)
+        let pool = Self.pool("window", size: 4)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<2000 {
+                group.addTask {
+                    try await pool.send(OutgoingMessage(exchange: "", routingKey: queue, body: Data(String(index).utf8),
+                                                        properties: BasicProperties(deliveryMode: 2)))
+                }
+            }
+            try await group.waitForAll()
+        }
+        let bodies = Set(try await AMQPPeer.get(queue).map(\.body))
+        #expect(bodies == Set((0..<2000).map(String.init)))
+        _ = await pool.shutdown()
+        await AMQPPeer.delete(queue)
+    }
+
+    @Test func withoutConfirmsASendReportsWrittenToTheSocket() async throws {
+        let queue = AMQPPeer.uniqueName("noconfirm")
+        try await AMQPPeer.declare(queue)
+        let pool = Self.pool("noconfirm", confirm: false)
+        for index in 0..<10 { try await pool.send(OutgoingMessage(exchange: "", routingKey: queue, body: Data(String(index).utf8))) }
+        _ = await pool.shutdown()  // a clean close flushes what was written
+        #expect(try await AMQPPeer.count(queue) == 10)
+        await AMQPPeer.delete(queue)
+    }
+
+    @Test func unreachableBrokerFailsWithPoolTimeoutNamingTheCause() async throws {
+        let pool = Self.pool("nobroker", size: 1, port: TestEnvironment.freePort(), acquireMilliseconds: 700)
+        let error = await #expect(throws: AMQPError.self) {
+            try await pool.send(OutgoingMessage(exchange: "", routingKey: "q", body: Data()))
+        }
+        #expect(error?.code == .poolTimeout)
+        #expect(error?.message.contains("nobroker") == true)
+        #expect(error?.message.contains("cannot connect") == true)
+        #expect(pool.connections.first?.status == .backingOff || pool.connections.first?.status == .connecting)
+        _ = await pool.shutdown()
+    }
+}

@@ -61,7 +61,7 @@ final class CArena {
     }
 
     /// A field table, keys sorted so the wire order is stable.
-    func table(_ fields: [String: FieldValue]) -> amqp_table_t {
+    func table(_ fields: [String: HeaderValue]) -> amqp_table_t {
         let entries = allocate(max(fields.count, 1) * MemoryLayout<amqp_table_entry_t>.stride)
             .bindMemory(to: amqp_table_entry_t.self, capacity: fields.count)
         for (index, (key, value)) in fields.sorted(by: { $0.key < $1.key }).enumerated() {
@@ -70,7 +70,7 @@ final class CArena {
         return amqp_table_t(num_entries: Int32(fields.count), entries: entries)
     }
 
-    private func field(_ value: FieldValue) -> amqp_field_value_t {
+    private func field(_ value: HeaderValue) -> amqp_field_value_t {
         var field = amqp_field_value_t()
         switch value {
         case .string(let text):
@@ -99,8 +99,8 @@ final class CArena {
     }
 
     /// Reads a field table the broker sent (integers of every width become `.int`).
-    static func decode(_ table: amqp_table_t) -> [String: FieldValue] {
-        var result: [String: FieldValue] = [:]
+    static func decode(_ table: amqp_table_t) -> [String: HeaderValue] {
+        var result: [String: HeaderValue] = [:]
         for index in 0..<Int(table.num_entries) {
             let entry = table.entries[index]
             result[Connection.string(entry.key)] = decode(entry.value)
@@ -108,7 +108,7 @@ final class CArena {
         return result
     }
 
-    private static func decode(_ field: amqp_field_value_t) -> FieldValue {
+    private static func decode(_ field: amqp_field_value_t) -> HeaderValue {
         switch Int32(field.kind) {
         case Int32(AMQP_FIELD_KIND_UTF8.rawValue), Int32(AMQP_FIELD_KIND_BYTES.rawValue):
             return .string(Connection.string(field.value.bytes))

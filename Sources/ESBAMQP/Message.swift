@@ -1,13 +1,13 @@
 import Foundation
 
 /// A value in an AMQP field table (message headers).
-public indirect enum FieldValue: Sendable, Equatable {
+public indirect enum HeaderValue: Sendable, Equatable {
     case string(String)
     case int(Int64)
     case double(Double)
     case bool(Bool)
-    case table([String: FieldValue])
-    case array([FieldValue])
+    case table([String: HeaderValue])
+    case array([HeaderValue])
 }
 
 /// AMQP basic properties; `nil` fields are not sent.
@@ -28,12 +28,12 @@ public struct BasicProperties: Sendable, Equatable {
     public var type: String?
     public var userId: String?
     public var appId: String?
-    public var headers: [String: FieldValue]
+    public var headers: [String: HeaderValue]
 
     public init(contentType: String? = nil, contentEncoding: String? = nil, deliveryMode: UInt8? = nil,
                 priority: UInt8? = nil, correlationId: String? = nil, replyTo: String? = nil,
                 expiration: Int? = nil, messageId: String? = nil, timestamp: UInt64? = nil, type: String? = nil,
-                userId: String? = nil, appId: String? = nil, headers: [String: FieldValue] = [:]) {
+                userId: String? = nil, appId: String? = nil, headers: [String: HeaderValue] = [:]) {
         self.contentType = contentType
         self.contentEncoding = contentEncoding
         self.deliveryMode = deliveryMode

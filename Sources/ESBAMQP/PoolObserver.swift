@@ -41,4 +41,8 @@ public struct ConnectionSnapshot: Sendable, Equatable, Codable {
     public var lastError: String?
     /// Reconnects since the pool started.
     public var reconnects: Int
+
+    enum CodingKeys: String, CodingKey {
+        case index, status, inFlight = "in_flight", lastError = "last_error", reconnects
+    }
 }

@@ -22,8 +22,10 @@ public enum HTTPServer {
         let api = router.group("/esb/api").add(middleware: AdminAuthMiddleware(state: state))
         AdminRoutes().register(on: api)
         ServiceRoutes(runtime: runtime).register(on: api)
-        ObjectRoutes(store: runtime.objects, kind: ObjectKinds.basicAuth, path: "security/basic-auth").register(on: api)
-        ObjectRoutes(store: runtime.objects, kind: ObjectKinds.httpChannel, path: "channels/http").register(on: api)
+        for (kind, path) in ObjectRoutes.paths {
+            ObjectRoutes(store: runtime.objects, kind: kind, path: path).register(on: api)
+        }
+        AMQPRoutes(amqp: runtime.amqp).register(on: api)
 
         knownRoutes.record(router.routes)
 

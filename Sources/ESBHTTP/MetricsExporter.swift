@@ -2,6 +2,7 @@ import ESBCore
 import Foundation
 import Metrics
 import Prometheus
+import Synchronization
 
 /// Owns the Prometheus registry behind swift-metrics and renders `/metrics`,
 /// refreshing the process figures on each scrape.
@@ -12,6 +13,7 @@ public final class MetricsExporter: Sendable {
     private let cpuSeconds: Prometheus.Gauge
     private let openFiles: Prometheus.Gauge
     private let startTime: Prometheus.Gauge
+    private let refreshers = Mutex<[@Sendable () -> Void]>([])
 
     /// Creates the registry and installs it as the process's metrics backend (once).
     public init(server: String) {
@@ -32,8 +34,14 @@ public final class MetricsExporter: Sendable {
         startTime.set(to: Date().timeIntervalSince1970)
     }
 
+    /// Runs `refresh` before each scrape (gauges read off live state).
+    public func addRefresher(_ refresh: @escaping @Sendable () -> Void) {
+        refreshers.withLock { $0.append(refresh) }
+    }
+
     /// The Prometheus text exposition.
     public func render() -> [UInt8] {
+        refreshers.withLock { $0 }.forEach { $0() }
         let process = ProcessFigures.read()
         residentMemory.set(to: Double(process.residentBytes))
         virtualMemory.set(to: Double(process.virtualBytes))

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 
-/// `esb channels …` and `esb security …`: CRUD of configuration objects.
+/// `esb channels …`, `esb security …`, `esb amqp def|out …`: CRUD of configuration objects.
 /// Fields are given as `key=value`; `true`/`false` become booleans, whole numbers integers.
 protocol ObjectCommandGroup {
     static var apiPath: String { get }
@@ -47,6 +47,16 @@ enum ChannelsGroup: ObjectCommandGroup {
 enum SecurityGroup: ObjectCommandGroup {
     static let apiPath = "/esb/api/security/basic-auth"
     static let createUsage = "NAME username=U [realm=R] [password=P]"
+}
+
+enum AMQPDefinitionGroup: ObjectCommandGroup {
+    static let apiPath = "/esb/api/definitions/amqp"
+    static let createUsage = "NAME host=H username=U [port=5672] [vhost=/] [heartbeat=30] [frame_max=131072] [connect_timeout_ms=5000] [tls=true] [tls_ca_path=P] [tls_verify=false] [password=P]"
+}
+
+enum AMQPOutconnGroup: ObjectCommandGroup {
+    static let apiPath = "/esb/api/outgoing/amqp"
+    static let createUsage = "NAME def=DEF [delivery_mode=2] [priority=5] [content_type=T] [content_encoding=E] [expiration=MS] [user_id=U] [app_id=A] [pool_size=4] [confirm=true] [mandatory=true] [confirm_timeout_ms=5000] [acquire_timeout_ms=5000] [is_active=true]"
 }
 
 /// `list`, `create`, `get`, `edit`, `delete` for one kind of object.
@@ -105,19 +115,21 @@ struct ChannelsCommand: AsyncParsableCommand {
 struct SecurityCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "security", abstract: "Basic-auth definitions (def_sec).",
-        subcommands: ObjectSubcommands<SecurityGroup>.all + [PasswordCommand.self])
+        subcommands: ObjectSubcommands<SecurityGroup>.all + [PasswordObject<SecurityGroup>.self])
+}
 
-    struct PasswordCommand: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "password", abstract: "Set the password, read from --password-file or stdin.")
-        @Argument var name: String
-        @Option(name: .customLong("password-file"), help: "A file holding the new password (default: stdin).") var passwordFile: String?
-        @OptionGroup var connection: ConnectionOptions
-        func run() async throws {
-            let data = passwordFile.map { FileManager.default.contents(atPath: $0) ?? Data() } ?? FileHandle.standardInput.readDataToEndOfFile()
-            let password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
-            let body = try JSONSerialization.data(withJSONObject: ["password1": password, "password2": password])
-            try await ObjectCommands<SecurityGroup>.show(connection, "POST", "\(SecurityGroup.apiPath)/\(name)/password", body: body)
-            print("password of '\(name)' changed")
-        }
+/// `password NAME`: sets an object's password, read from a file or stdin (never an argument,
+/// which `ps` would show).
+struct PasswordObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
+    static var configuration: CommandConfiguration { .init(commandName: "password", abstract: "Set the password, read from --password-file or stdin.") }
+    @Argument var name: String
+    @Option(name: .customLong("password-file"), help: "A file holding the new password (default: stdin).") var passwordFile: String?
+    @OptionGroup var connection: ConnectionOptions
+    func run() async throws {
+        let data = passwordFile.map { FileManager.default.contents(atPath: $0) ?? Data() } ?? FileHandle.standardInput.readDataToEndOfFile()
+        let password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+        let body = try JSONSerialization.data(withJSONObject: ["password1": password, "password2": password])
+        try await ObjectCommands<Group>.show(connection, "POST", "\(Group.apiPath)/\(name)/password", body: body)
+        print("password of '\(name)' changed")
     }
 }

@@ -57,6 +57,9 @@ enum Daemon {
         }
         await deployAtStart(runtime: runtime, notifier: notifier, logger: logger)
         await runtime.channels.start()
+        // Pools connect in the background: a broker that is down delays nothing.
+        await runtime.amqp.start()
+        metrics.addRefresher { runtime.amqp.refreshGauges() }
 
         let app = HTTPServer.makeApplication(state: state, runtime: runtime, metrics: metrics, logger: logger) { [logger] port in
             logger.notice("listening", metadata: ["esb.bind": "\(config.main.bind.host):\(port)"])
@@ -89,6 +92,7 @@ enum Daemon {
             logger.critical("server stopped on an error: \(error)")
             return 1
         }
+        await runtime.amqp.shutdown()
         do {
             try await runtime.deployments.endRun()
         } catch {

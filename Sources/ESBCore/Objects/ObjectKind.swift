@@ -50,7 +50,8 @@ public struct ObjectKind: Sendable {
         public enum FieldType: Sendable { case string, int, bool }
         public var name: String
         public var type: FieldType
-        /// Used when a create leaves the field out; `nil` makes the field required.
+        /// Used when a create leaves the field out; `nil` makes the field required, `.null`
+        /// makes it optional (null is then accepted whatever the type).
         public var defaultValue: FieldValue?
         /// Extra check; returns the reason a value is refused, or nil.
         public var check: (@Sendable (FieldValue) -> String?)?
@@ -91,6 +92,15 @@ extension ObjectKind.Field {
     public static func oneOf(_ allowed: [String]) -> @Sendable (FieldValue) -> String? {
         { value in
             guard let text = value.string, allowed.contains(text) else { return "must be one of \(allowed.joined(separator: "|"))" }
+            return nil
+        }
+    }
+
+    /// A check that an integer lies in `range` (null passes: optional fields).
+    public static func range(_ range: ClosedRange<Int>) -> @Sendable (FieldValue) -> String? {
+        { value in
+            if value == .null { return nil }
+            guard let number = value.int, range.contains(number) else { return "must be an integer in \(range.lowerBound)...\(range.upperBound)" }
             return nil
         }
     }

@@ -27,5 +27,44 @@ public enum ObjectKinds {
             .init("is_active", .bool, default: .bool(true)),
         ])
 
-    public static let all = [basicAuth, httpChannel]
+    /// `def_amqp`: where a broker is and how to log in (INTERFACES.md §4).
+    public static let amqpDefinition = ObjectKind(
+        name: "def_amqp", label: "AMQP definition",
+        fields: [
+            .init("host", .string, check: ObjectKind.Field.nonEmpty),
+            .init("port", .int, default: .int(5672), check: ObjectKind.Field.range(1...65535)),
+            .init("vhost", .string, default: .string("/"), check: ObjectKind.Field.nonEmpty),
+            .init("username", .string, check: ObjectKind.Field.nonEmpty),
+            .init("frame_max", .int, default: .int(131_072), check: ObjectKind.Field.range(4096...2_147_483_647)),
+            .init("heartbeat", .int, default: .int(30), check: ObjectKind.Field.range(0...65535)),
+            .init("connect_timeout_ms", .int, default: .int(5000), check: ObjectKind.Field.range(1...600_000)),
+            .init("tls", .bool, default: .bool(false)),
+            .init("tls_ca_path", .string, default: .null),
+            .init("tls_verify", .bool, default: .bool(true)),
+        ],
+        secretField: "password")
+
+    /// `outconn_amqp`: a pool of confirmed publishing connections with message defaults.
+    public static let amqpOutconn = ObjectKind(
+        name: "outconn_amqp", label: "outgoing AMQP connection",
+        fields: [
+            .init("def", .string, references: "def_amqp", check: { value in
+                value.string.map { $0.isEmpty || $0 == "none" } ?? true ? "must name an AMQP definition" : nil
+            }),
+            .init("is_active", .bool, default: .bool(true)),
+            .init("delivery_mode", .int, default: .int(2), check: ObjectKind.Field.range(1...2)),
+            .init("priority", .int, default: .int(5), check: ObjectKind.Field.range(0...9)),
+            .init("content_type", .string, default: .null),
+            .init("content_encoding", .string, default: .null),
+            .init("expiration", .int, default: .null, check: ObjectKind.Field.range(0...Int(Int32.max))),
+            .init("user_id", .string, default: .null),
+            .init("app_id", .string, default: .null),
+            .init("pool_size", .int, default: .int(4), check: ObjectKind.Field.range(1...64)),
+            .init("confirm", .bool, default: .bool(true)),
+            .init("mandatory", .bool, default: .bool(true)),
+            .init("confirm_timeout_ms", .int, default: .int(5000), check: ObjectKind.Field.range(1...600_000)),
+            .init("acquire_timeout_ms", .int, default: .int(5000), check: ObjectKind.Field.range(0...600_000)),
+        ])
+
+    public static let all = [basicAuth, httpChannel, amqpDefinition, amqpOutconn]
 }

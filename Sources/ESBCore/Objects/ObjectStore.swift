@@ -177,12 +177,13 @@ public final class ObjectStore: Sendable {
             }
             let typeMatches: Bool = switch (field.type, value) {
             case (.string, .string), (.int, .int), (.bool, .bool), (.string, .null): true
+            case (_, .null): field.defaultValue == .null
             default: false
             }
             guard typeMatches else {
                 throw ObjectError(.invalid, "\(label): \(field.name) = \(value) must be a \(field.type)", field: field.name)
             }
-            if let reason = field.check?(value) {
+            if let reason = value == .null && field.defaultValue == .null ? nil : field.check?(value) {
                 throw ObjectError(.invalid, "\(label): \(field.name) = \(value) \(reason)", field: field.name)
             }
             if let target = field.references, let referenced = value.string, referenced != "none" {

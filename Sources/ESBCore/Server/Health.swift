@@ -1,3 +1,5 @@
+import ESBAMQP
+
 /// What `GET /esb/health` reports: the server and each component's state.
 public struct HealthReport: Sendable, Codable, Equatable {
     /// `ok` when every component is, `degraded` otherwise.
@@ -14,11 +16,14 @@ public struct HealthReport: Sendable, Codable, Equatable {
         public var detail: String?
         /// `true` for components the server cannot work without (the ODB): 503 when degraded.
         public var critical: Bool
+        /// An AMQP outconn's connections.
+        public var pool: PoolHealth?
 
-        public init(status: Status, detail: String? = nil, critical: Bool = false) {
+        public init(status: Status, detail: String? = nil, critical: Bool = false, pool: PoolHealth? = nil) {
             self.status = status
             self.detail = detail
             self.critical = critical
+            self.pool = pool
         }
     }
 
@@ -30,4 +35,25 @@ public struct HealthReport: Sendable, Codable, Equatable {
 
     /// Whether a critical component is down (answer 503).
     public var isUnusable: Bool { components.values.contains { $0.critical && $0.status != .ok } }
+}
+
+/// An AMQP pool as health reports it: how many connections are in each state, and each one.
+public struct PoolHealth: Sendable, Codable, Equatable {
+    public var connected: Int
+    public var connecting: Int
+    public var backingOff: Int
+    public var lastError: String?
+    public var connections: [ConnectionSnapshot]
+
+    public init(_ connections: [ConnectionSnapshot]) {
+        connected = connections.filter { $0.status == .connected }.count
+        connecting = connections.filter { $0.status == .connecting }.count
+        backingOff = connections.filter { $0.status == .backingOff }.count
+        lastError = connections.compactMap(\.lastError).last
+        self.connections = connections
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case connected, connecting, backingOff = "backing_off", lastError = "last_error", connections
+    }
 }

@@ -16,6 +16,7 @@ public final class ServerState: Sendable {
         var credentials: AdminCredentials
     }
     private let live: Mutex<Live>
+    private let healthSources = Mutex<[@Sendable () async -> [String: HealthReport.Component]]>([])
 
     public init(config: ServerConfig, credentials: AdminCredentials, odb: ODB, secrets: SecretBox,
                 logSettings: LogSettings) {
@@ -43,6 +44,11 @@ public final class ServerState: Sendable {
         return Self.changesNeedingRestart(from: old, to: config)
     }
 
+    /// Adds components to every health report (kvdb, AMQP pools…).
+    public func addHealthSource(_ source: @escaping @Sendable () async -> [String: HealthReport.Component]) {
+        healthSources.withLock { $0.append(source) }
+    }
+
     /// Checks every component; the ODB is critical, the others only degrade.
     public func health() async -> HealthReport {
         var components: [String: HealthReport.Component] = [:]
@@ -50,6 +56,9 @@ public final class ServerState: Sendable {
             components["odb"] = .init(status: .degraded, detail: problem.message, critical: true)
         } else {
             components["odb"] = .init(status: .ok, detail: "sqlite \(odb.path)", critical: true)
+        }
+        for source in healthSources.withLock({ $0 }) {
+            components.merge(await source()) { $1 }
         }
         return HealthReport(server: config.main.name, components: components)
     }

@@ -9,11 +9,14 @@ import Synchronization
 public final class ServiceInvoker: Sendable {
     public let registry: ServiceRegistry
     private let executor: ServiceExecutor
+    let outgoing: OutgoingConnections
     private let logger: Logger
 
-    public init(registry: ServiceRegistry, executor: ServiceExecutor, logger: Logger) {
+    public init(registry: ServiceRegistry, executor: ServiceExecutor, outgoing: OutgoingConnections = .init(),
+                logger: Logger) {
         self.registry = registry
         self.executor = executor
+        self.outgoing = outgoing
         self.logger = logger
         registry.replace(unit: BuiltinServices.unit, with: BuiltinServices.all)
     }
@@ -132,6 +135,22 @@ struct InvocationHost: ServiceHost {
     func invokeAsync(_ name: String, payload: Data, callback: String?, from context: ServiceContext) async throws -> String {
         try await invoker.invokeAsync(name, payload: payload, callback: callback)
     }
+
+    func amqpSend(_ message: Data, outconn: String, exchange: String, routingKey: String, properties: AMQPProperties,
+                  headers: [String: AMQPHeaderValue], from context: ServiceContext) async throws {
+        guard let amqp = invoker.outgoing.amqp else {
+            throw ServiceError(.amqpUnknownOutconn, "no outgoing AMQP connection named '\(outconn)'")
+        }
+        try await amqp.send(message, outconn: outconn, exchange: exchange, routingKey: routingKey, properties: properties,
+                            headers: headers, cid: context.cid)
+    }
+}
+
+/// The outgoing connections services reach through their context.
+public struct OutgoingConnections: Sendable {
+    public var amqp: AMQPOutconns?
+
+    public init(amqp: AMQPOutconns? = nil) { self.amqp = amqp }
 }
 
 /// The JSON a callback service receives after `invokeAsync` (INTERFACES.md §6).

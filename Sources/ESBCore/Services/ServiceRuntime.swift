@@ -13,14 +13,18 @@ public struct ServiceRuntime: Sendable {
     /// Named configuration objects (channels, security definitions, connections).
     public let objects: ObjectStore
     public let channels: ChannelRouter
+    /// Pooled outgoing AMQP connections.
+    public let amqp: AMQPOutconns
 
     /// Builds the runtime; the SDK is the one this process has loaded.
     /// - Throws: ``PluginLoadError`` when the shared SDK cannot be found.
     public init(state: ServerState, logger: Logger) throws {
         let config = state.config
         registry = ServiceRegistry()
+        objects = ObjectStore(odb: state.odb, secrets: state.secrets, kinds: ObjectKinds.all)
+        amqp = AMQPOutconns(store: objects, logger: logger)
         invoker = ServiceInvoker(registry: registry, executor: ServiceExecutor(threads: max(2, ProcessInfo.processInfo.activeProcessorCount)),
-                                 logger: logger)
+                                 outgoing: OutgoingConnections(amqp: amqp), logger: logger)
         deployments = DeploymentStore(odb: state.odb)
         let compiler = SwiftCompiler(swiftc: config.hotDeploy.swiftc, sdk: try SDKLocation.current(),
                                      moduleCachePath: config.main.workDir + "/module-cache")
@@ -28,8 +32,8 @@ public struct ServiceRuntime: Sendable {
         deployer = Deployer(builder: builder, registry: registry, store: deployments, workDirectory: config.main.workDir,
                             logger: logger, backupHistory: { state.config.hotDeploy.backupHistory })
         startup = StartupServices(config: config, invoker: invoker, logger: logger)
-        objects = ObjectStore(odb: state.odb, secrets: state.secrets, kinds: ObjectKinds.all)
         channels = ChannelRouter(store: objects, logger: logger)
+        state.addHealthSource { [amqp] in amqp.health() }
         pickup = PickupWatcher(directory: config.hotDeploy.pickupDir, deployer: deployer, logger: logger,
                                deleteAfterPickup: { state.config.hotDeploy.deleteAfterPickup })
     }

@@ -1,3 +1,4 @@
+import ESBCore
 import Foundation
 
 /// The OpenAPI 3 description of the HTTP interface, served at `/esb/api/openapi.json`.
@@ -14,6 +15,37 @@ struct OpenAPIDocument {
         var responses: [Int: String?]
         var parameters: [String] = []
         var query: [String] = []
+    }
+
+    /// The CRUD operations of every kind of configuration object, and the AMQP test publish.
+    static var objectOperations: [Operation] {
+        ObjectRoutes.paths.flatMap { kind, path in
+            objectOperations(path: "/esb/api/" + path, schema: schemaName(kind), tag: String(path.split(separator: "/")[0]),
+                             hasSecret: kind.secretField != nil)
+        } + [
+            Operation(method: "post", path: "/esb/api/outgoing/amqp/{name}/publish", summary: "Test publish through an outgoing AMQP connection",
+                      tag: "outgoing", requestSchema: "AMQPPublish",
+                      responses: [200: "AMQPPublished", 401: "Error", 404: "Error", 409: "Error", 422: "Error", 502: "Error", 503: "Error", 504: "Error"],
+                      parameters: ["name"]),
+        ]
+    }
+
+    /// `def_amqp` → `DefAmqp`.
+    static func schemaName(_ kind: ObjectKind) -> String {
+        kind.name.split(separator: "_").map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
+    }
+
+    /// The JSON schema of a kind, from its fields.
+    static func schema(_ kind: ObjectKind) -> [String: Any] {
+        var properties: [String: Any] = ["name": ["type": "string"]]
+        var required = ["name"]
+        for field in kind.fields {
+            let type = switch field.type { case .string: "string"; case .int: "integer"; case .bool: "boolean" }
+            properties[field.name] = ["type": field.defaultValue == .null ? [type, "null"] as Any : type as Any]
+            if field.defaultValue == nil { required.append(field.name) }
+        }
+        if let secret = kind.secretField { properties[secret] = ["type": "string", "writeOnly": true] }
+        return ["type": "object", "required": required, "properties": properties]
     }
 
     /// The CRUD operations of one kind of configuration object.
@@ -63,9 +95,15 @@ struct OpenAPIDocument {
                       tag: "services", responses: [200: "DeploymentList", 401: "Error"]),
             Operation(method: "get", path: "/esb/api/startup-services", summary: "Results of [startup_services] at the last start",
                       tag: "services", responses: [200: "StartupResults", 401: "Error"]),
-        ] + objectOperations(path: "/esb/api/channels/http", schema: "HTTPChannel", tag: "channels", hasSecret: false)
-          + objectOperations(path: "/esb/api/security/basic-auth", schema: "BasicAuth", tag: "security", hasSecret: true),
-        schemas: [
+        ] + objectOperations,
+        schemas: fixedSchemas.merging(objectSchemas) { $1 }
+    ) }
+
+    static var objectSchemas: [String: Any] {
+        Dictionary(uniqueKeysWithValues: ObjectRoutes.paths.map { (schemaName($0.0), schema($0.0)) })
+    }
+
+    static var fixedSchemas: [String: Any] { [
             "Ping": [
                 "type": "object", "required": ["status", "server"],
                 "properties": ["status": ["type": "string"], "server": ["type": "string"]],
@@ -104,15 +142,12 @@ struct OpenAPIDocument {
                 "service": ["type": "string"], "status": ["type": "string", "enum": ["ok", "failed", "skipped", "pending"]],
                 "duration_ms": ["type": ["integer", "null"]], "error": ["type": ["string", "null"]], "line": ["type": "integer"],
             ]]],
-            "HTTPChannel": ["type": "object", "required": ["name", "url_path", "service"], "properties": [
-                "name": ["type": "string"], "url_path": ["type": "string"],
-                "method": ["type": "string", "enum": ["", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]],
-                "service": ["type": "string"], "data_format": ["type": "string", "enum": ["json", "xml", "text"]],
-                "security": ["type": "string"], "is_active": ["type": "boolean"],
+            "AMQPPublish": ["type": "object", "required": ["routing_key"], "properties": [
+                "payload": [:], "exchange": ["type": "string"], "routing_key": ["type": "string"],
+                "properties": ["type": "object"], "headers": ["type": "object"],
             ]],
-            "BasicAuth": ["type": "object", "required": ["name", "username"], "properties": [
-                "name": ["type": "string"], "username": ["type": "string"], "realm": ["type": "string"],
-                "is_active": ["type": "boolean"], "password": ["type": "string", "writeOnly": true],
+            "AMQPPublished": ["type": "object", "required": ["cid", "status"], "properties": [
+                "cid": ["type": "string"], "status": ["type": "string", "enum": ["confirmed", "written"]],
             ]],
             "PasswordChange": ["type": "object", "required": ["password1", "password2"], "properties": [
                 "password1": ["type": "string"], "password2": ["type": "string"],
@@ -128,7 +163,7 @@ struct OpenAPIDocument {
                 ]],
             ],
         ]
-    ) }
+    }
 
     /// The document as JSON bytes.
     var json: Data {

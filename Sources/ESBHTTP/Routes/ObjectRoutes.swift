@@ -10,6 +10,14 @@ struct ObjectRoutes {
     let kind: ObjectKind
     let path: String
 
+    /// Each kind's path under `/esb/api` (INTERFACES.md §7).
+    static let paths: [(ObjectKind, String)] = [
+        (ObjectKinds.basicAuth, "security/basic-auth"),
+        (ObjectKinds.httpChannel, "channels/http"),
+        (ObjectKinds.amqpDefinition, "definitions/amqp"),
+        (ObjectKinds.amqpOutconn, "outgoing/amqp"),
+    ]
+
     func register(on api: RouterGroup<BasicRequestContext>) {
         api.get(RouterPath(path)) { _, _ in
             try await Self.mapping { try JSON.response(try await store.list(kind)) }

@@ -1,0 +1,183 @@
+import ESBAMQP
+import ESBService
+import Foundation
+import Logging
+import Metrics
+import Synchronization
+
+/// The outgoing AMQP connections: one pool per active `outconn_amqp`, rebuilt live when its
+/// outconn or definition changes (only that pool; in-flight sends on the old one finish).
+/// A broker that is down never delays anything: pools connect in the background.
+public final class AMQPOutconns: Sendable {
+    private struct Entry: Sendable {
+        var settings: OutconnSettings
+        var pool: Pool?
+    }
+
+    private let store: ObjectStore
+    private let logger: Logger
+    private let metrics: AMQPMetrics
+    private let entries = Mutex<[String: Entry]>([:])
+    /// Reloads run one at a time, in the order changes were committed.
+    private let reloads = Mutex<Task<Void, Never>?>(nil)
+
+    public init(store: ObjectStore, logger: Logger) {
+        self.store = store
+        self.logger = logger
+        metrics = AMQPMetrics(logger: logger)
+    }
+
+    /// Builds the pools now and again after every change to AMQP objects.
+    public func start() async {
+        await reload()
+        store.observe { [weak self] kind in
+            guard kind == ObjectKinds.amqpDefinition.name || kind == ObjectKinds.amqpOutconn.name else { return }
+            await self?.reload()
+        }
+    }
+
+    /// Applies the ODB's AMQP objects: new pools for new or changed outconns, old ones drained.
+    public func reload() async {
+        let previous = reloads.withLock { current -> Task<Void, Never> in
+            let previous = current
+            let next = Task { [self] in
+                await previous?.value
+                await apply()
+            }
+            current = next
+            return next
+        }
+        await previous.value
+    }
+
+    private func apply() async {
+        let desired: [String: OutconnSettings]
+        do {
+            let definitions = Dictionary(uniqueKeysWithValues: try await store.listWithSecrets(ObjectKinds.amqpDefinition)
+                .map { ($0.fields["name"]?.string ?? "", $0) })
+            var settings: [String: OutconnSettings] = [:]
+            for outconn in try await store.list(ObjectKinds.amqpOutconn) {
+                guard let name = outconn["name"]?.string, let definition = definitions[outconn["def"]?.string ?? ""] else { continue }
+                settings[name] = OutconnSettings(outconn: outconn, definition: definition.fields, password: definition.secret)
+            }
+            desired = settings
+        } catch {
+            logger.error("cannot load outgoing AMQP connections; keeping the current pools", metadata: ["esb.error": "\(error)"])
+            return
+        }
+        var retired: [(name: String, pool: Pool, successor: Pool?)] = []
+        entries.withLock { entries in
+            for (name, entry) in entries where desired[name] == nil {
+                if let pool = entry.pool { retired.append((name, pool, nil)) }
+                entries[name] = nil
+            }
+            for (name, settings) in desired where entries[name]?.settings != settings {
+                let pool = settings.isActive ? Pool(settings.pool, observer: metrics) : nil
+                if let old = entries[name]?.pool { retired.append((name, old, pool)) }
+                entries[name] = Entry(settings: settings, pool: pool)
+                logger.info("outgoing AMQP connection ready", metadata: [
+                    "amqp.outconn": "\(name)", "amqp.broker": "\(settings.pool.broker.address)",
+                    "amqp.active": "\(settings.isActive)", "amqp.pool_size": "\(settings.pool.size)"])
+            }
+        }
+        // Old pools finish their in-flight sends; sends still waiting move to the successor.
+        await withTaskGroup(of: Void.self) { group in
+            for (name, pool, successor) in retired {
+                group.addTask {
+                    let waiting = await pool.shutdown()
+                    if let successor {
+                        successor.adopt(waiting)
+                    } else {
+                        waiting.forEach { $0.fail(AMQPError(.closed, "outgoing connection '\(name)' was deleted or deactivated")) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes through `outconn` (INTERFACES.md §4). Returns true when the broker confirmed
+    /// the message, false when the outconn has confirms off (written to the socket).
+    /// - Throws: ``ServiceError`` with the `amqp.*` code of what went wrong.
+    @discardableResult
+    public func send(_ body: Data, outconn: String, exchange: String, routingKey: String, properties: AMQPProperties,
+                     headers: [String: AMQPHeaderValue], cid: String) async throws -> Bool {
+        for _ in 0..<2 {
+            let entry = entries.withLock { $0[outconn] }
+            guard let entry else {
+                throw ServiceError(.amqpUnknownOutconn, "no outgoing AMQP connection named '\(outconn)'")
+            }
+            guard entry.settings.isActive, let pool = entry.pool else {
+                throw ServiceError(.amqpInactive, "outgoing AMQP connection '\(outconn)' is inactive")
+            }
+            let message = entry.settings.message(body, exchange: exchange, routingKey: routingKey, properties: properties,
+                                                 headers: headers, cid: cid)
+            do {
+                try await pool.send(message)
+                return entry.settings.pool.confirm
+            } catch let error as AMQPError where error.code == .closed {
+                continue  // the pool was being replaced: once more with its successor
+            } catch let error as AMQPError {
+                throw Self.serviceError(error)
+            }
+        }
+        throw ServiceError(.amqpConnectionFailed, "outgoing AMQP connection '\(outconn)' was being rebuilt; try again")
+    }
+
+    static func serviceError(_ error: AMQPError) -> ServiceError {
+        let code: ServiceError.Code = switch error.code {
+        case .returned: .amqpReturned
+        case .nacked: .amqpNacked
+        case .confirmTimeout: .amqpConfirmTimeout
+        case .channelClosed: .amqpChannelClosed
+        case .poolTimeout: .amqpPoolTimeout
+        default: .amqpConnectionFailed
+        }
+        return ServiceError(code, error.message)
+    }
+
+    /// Each outconn's pool state for `/esb/health`: degraded while no connection is up.
+    public func health() -> [String: HealthReport.Component] {
+        let snapshot = entries.withLock { $0 }
+        var components: [String: HealthReport.Component] = [:]
+        for (name, entry) in snapshot {
+            guard let pool = entry.pool else {
+                components["amqp.\(name)"] = .init(status: .ok, detail: "inactive")
+                continue
+            }
+            let connections = pool.connections
+            let connected = connections.filter { $0.status == .connected }.count
+            let errors = Set(connections.filter { $0.status != .connected }.compactMap(\.lastError))
+            var detail = "\(connected)/\(connections.count) connected to \(entry.settings.pool.broker.address)"
+            if !errors.isEmpty { detail += "; " + errors.sorted().joined(separator: "; ") }
+            components["amqp.\(name)"] = .init(status: connected > 0 ? .ok : .degraded, detail: detail,
+                                               pool: PoolHealth(connections))
+        }
+        return components
+    }
+
+    /// In-flight messages and busy connections per outconn, for the metrics scrape.
+    public func refreshGauges() {
+        for (name, entry) in entries.withLock({ $0 }) {
+            let connections = entry.pool?.connections ?? []
+            let dimensions = [("outconn", name)]
+            Gauge(label: "esb_amqp_in_flight", dimensions: dimensions).record(connections.reduce(0) { $0 + $1.inFlight })
+            Gauge(label: "esb_amqp_pool_in_use", dimensions: dimensions).record(connections.filter { $0.inFlight > 0 }.count)
+            Gauge(label: "esb_amqp_connected", dimensions: dimensions).record(connections.filter { $0.status == .connected }.count)
+        }
+    }
+
+    /// Drains and closes every pool (shutdown): in-flight sends finish first.
+    public func shutdown() async {
+        let pools = entries.withLock { entries -> [Pool] in
+            defer { entries.removeAll() }
+            return entries.values.compactMap(\.pool)
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for pool in pools {
+                group.addTask {
+                    for waiting in await pool.shutdown() { waiting.fail(AMQPError(.closed, "the server is shutting down")) }
+                }
+            }
+        }
+    }
+}

@@ -23,5 +23,21 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
+# ensure_python_packages PKG...: installs the PyPI packages that are missing (test peers
+# independent of SwiftESB: pika as an AMQP client).
+ensure_python_packages() {
+    local missing=()
+    for package in "$@"; do
+        python3 -c "import $package" 2>/dev/null || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]} from PyPI"
+    # Debian's own python3 refuses pip installs outside a venv (PEP 668); a pyenv one does not.
+    python3 -m pip install -q --root-user-action=ignore "${missing[@]}" 2>/dev/null \
+        || python3 -m pip install -q --root-user-action=ignore --break-system-packages "${missing[@]}" || true
+    for package in "${missing[@]}"; do python3 -c "import $package" || die "cannot install $package"; done
+}
+
 BUILD_PACKAGES=(pkg-config libhiredis-dev librabbitmq-dev libsqlite3-dev sqlite3)
 SERVICE_PACKAGES=(redis-server redis-tools rabbitmq-server)
+PYTHON_PACKAGES=(pika)

@@ -4,6 +4,7 @@
   amqp_peer.py declare QUEUE [--exchange X [--type direct] --key K] [--transient] [--max-priority N]
   amqp_peer.py get QUEUE [--max N]      # JSON array of messages (body, properties, headers), acked
   amqp_peer.py count QUEUE              # messages ready in QUEUE
+  amqp_peer.py bodies QUEUE             # JSON array of every body in QUEUE (consumed, fast)
   amqp_peer.py delete QUEUE [--exchange X]
 The broker is ESB_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2F).
 """
@@ -37,7 +38,7 @@ def plain(value):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["declare", "get", "count", "delete"])
+    parser.add_argument("command", choices=["declare", "get", "count", "delete", "bodies"])
     parser.add_argument("queue")
     parser.add_argument("--exchange")
     parser.add_argument("--type", default="direct")
@@ -57,6 +58,19 @@ def main():
         print("ok")
     elif args.command == "count":
         print(channel.queue_declare(args.queue, passive=True).method.message_count)
+    elif args.command == "bodies":
+        expected = channel.queue_declare(args.queue, passive=True).method.message_count
+        channel.basic_qos(prefetch_count=1000)
+        bodies = []
+        if expected:
+            for method, _, body in channel.consume(args.queue, auto_ack=True, inactivity_timeout=3):
+                if method is None:
+                    break
+                bodies.append(plain(body))
+                if len(bodies) >= expected:
+                    break
+            channel.cancel()
+        json.dump(bodies, sys.stdout)
     elif args.command == "delete":
         channel.queue_delete(args.queue)
         if args.exchange:

@@ -49,6 +49,7 @@ import Testing
         let pool = Pool(configuration)
         let message = OutgoingMessage(exchange: "", routingKey: queue, body: Data("m".utf8))
         try await sendEventually(pool, message)
+        while !pool.connections.allSatisfy({ $0.status == .connected }) { try await Task.sleep(for: .milliseconds(50)) }
 
         try await proxy.stall()
         var codes: [AMQPError.Code: Int] = [:]

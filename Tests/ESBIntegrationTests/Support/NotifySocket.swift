@@ -20,11 +20,12 @@ final class NotifySocket: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    /// The next datagram, or nil after `timeout` seconds. Blocks a GCD thread, not the pool.
+    /// The next datagram, or nil after `timeout` seconds. Blocks a thread of its own: GCD's
+    /// pool is bounded, and many tests waiting at once could exhaust it.
     func next(timeout: Double = 30) async -> String? {
         let fd = fd
         return await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
+            Thread {
                 var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 guard poll(&descriptor, 1, Int32(timeout * 1000)) == 1 else {
                     continuation.resume(returning: nil)
@@ -33,7 +34,7 @@ final class NotifySocket: @unchecked Sendable {
                 var buffer = [UInt8](repeating: 0, count: 4096)
                 let count = recv(fd, &buffer, buffer.count, 0)
                 continuation.resume(returning: count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : nil)
-            }
+            }.start()
         }
     }
 

@@ -78,24 +78,28 @@ func runCommand(_ path: String, _ arguments: [String], environment: [String: Str
     process.standardError = err
     process.standardInput = FileHandle.nullDevice
     try process.run()
+    // Threads of their own, not GCD's bounded pool: many tests run commands at once.
     return await withCheckedContinuation { continuation in
-        DispatchQueue.global().async {
-            let group = DispatchGroup()
-            let outData = DataBox(), errData = DataBox()
-            // Both pipes are drained at once so that neither can fill up and stall the child.
-            DispatchQueue.global().async(group: group) { outData.data = out.fileHandleForReading.readDataToEndOfFile() }
-            DispatchQueue.global().async(group: group) { errData.data = err.fileHandleForReading.readDataToEndOfFile() }
-            group.wait()
+        let errData = DataBox()
+        let errRead = DispatchSemaphore(value: 0)
+        // Both pipes are drained at once so that neither can fill up and stall the child.
+        Thread {
+            errData.data = err.fileHandleForReading.readDataToEndOfFile()
+            errRead.signal()
+        }.start()
+        Thread {
+            let outData = out.fileHandleForReading.readDataToEndOfFile()
+            errRead.wait()
             process.waitUntilExit()
             continuation.resume(returning: CommandResult(
                 status: process.terminationStatus,
-                stdout: String(decoding: outData.data, as: UTF8.self),
+                stdout: String(decoding: outData, as: UTF8.self),
                 stderr: String(decoding: errData.data, as: UTF8.self)))
-        }
+        }.start()
     }
 }
 
-/// Written by one reader thread, read after `group.wait()`: no concurrent access.
+/// Written by one reader thread, read after the semaphore: no concurrent access.
 private final class DataBox: @unchecked Sendable {
     var data = Data()
 }

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""AMQP send benchmarks (TARGETS.md, issue 4): a service's confirmed, persistent 256-byte
+sends through a pool of 4, with 4 and with 256 concurrent senders, beside a C program on
+librabbitmq (4 connections, confirm each; and a window of 256 per connection) and pika
+BlockingConnection with confirm_delivery(), alternating, several rounds, medians."""
+import argparse, json, os, shutil, statistics, subprocess, tempfile, time
+from foundation import Esbd
+from services import call, drop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.join(ROOT, "Benchmarks", "amqp")
+PEER = os.path.join(ROOT, "scripts", "testkit", "amqp_peer.py")
+HOST, PORT = os.environ.get("ESB_AMQP_HOST", "127.0.0.1"), int(os.environ.get("ESB_AMQP_PORT", "5672"))
+
+def fresh_queue(name):
+    subprocess.run(["python3", PEER, "delete", name], capture_output=True)
+    subprocess.run(["python3", PEER, "declare", name], check=True, capture_output=True)
+
+def build_anchor():
+    work = tempfile.mkdtemp(prefix="esb-amqp-anchor-")
+    binary = f"{work}/anchor"
+    subprocess.run(["gcc", "-O2", "-o", binary, f"{HERE}/anchor.c", "-lrabbitmq", "-lpthread"], check=True)
+    return binary
+
+def run_json(command):
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin", required=True)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--messages", type=int, default=10000)
+    parser.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks", "amqp.md"))
+    args, _ = parser.parse_known_args()
+    anchor = build_anchor()
+    queue = "esb.bench.amqp"
+    server = Esbd(args.bin)
+    server.start()
+    status, body = call(server, "/esb/api/definitions/amqp", json.dumps(
+        {"name": "bench", "host": HOST, "port": PORT, "username": "guest", "password": "guest"}).encode())
+    assert status == 201, body
+    status, body = call(server, "/esb/api/outgoing/amqp", json.dumps({"name": "bench", "def": "bench", "pool_size": 4}).encode())
+    assert status == 201, body
+    with open(f"{HERE}/Bench.swift") as f:
+        drop(server, "bench_amqp.swift", f.read())
+    while call(server, "/esb/api/services/bench.amqp", method="GET")[0] != 200:
+        time.sleep(0.1)
+
+    def ours(concurrency):
+        fresh_queue(queue)
+        status, body = call(server, "/esb/api/invoke/bench.amqp", json.dumps(
+            {"total": args.messages, "concurrency": concurrency, "queue": queue, "outconn": "bench"}).encode())
+        assert status == 200, body
+        return json.loads(body)
+
+    def c_anchor(window):
+        fresh_queue(queue)
+        return run_json([anchor, HOST, str(PORT), queue, str(args.messages), "4", str(window)])
+
+    def pika_anchor(senders):
+        fresh_queue(queue)
+        return run_json(["python3", f"{HERE}/pika_anchor.py", HOST, str(PORT), queue, str(args.messages // 4), str(senders)])
+
+    cases = {"ours4": lambda: ours(4), "c_each": lambda: c_anchor(1), "ours256": lambda: ours(256),
+             "c_window": lambda: c_anchor(256), "pika4": lambda: pika_anchor(4)}
+    results = {name: [] for name in cases}
+    ours(64)  # warm-up: connections up, code paths hot
+    for round_number in range(args.rounds):
+        for name, run in cases.items():
+            results[name].append(run())
+    server.stop()
+    subprocess.run(["python3", PEER, "delete", queue], capture_output=True)
+    shutil.rmtree(os.path.dirname(anchor))
+
+    def med(name, key):
+        return statistics.median(r[key] for r in results[name])
+
+    rows = [
+        ("AMQP send, persistent, confirmed, 256 B, 4 concurrent senders, pool 4", "ours4",
+         "C librabbitmq, 4 connections, confirm each", "c_each", 0.9),
+        ("AMQP send, 256 concurrent senders, pool 4", "ours256",
+         "C librabbitmq, 4 connections, window 256 each", "c_window", 0.8),
+        ("AMQP send (4 senders) vs pika", "ours4", "pika BlockingConnection + confirm_delivery(), 4 threads", "pika4", 5.0),
+    ]
+    lines = ["## AMQP send (issue 4)", "",
+             f"`python3 Benchmarks/amqp.py --bin BIN --rounds {args.rounds} --messages {args.messages}` (run by `scripts/bench`): "
+             f"{args.messages} messages per case (pika: {args.messages // 4}), the five cases alternating, {args.rounds} rounds, medians. "
+             "Ours is a dropped service calling `context.outgoing.amqp.send` (the whole path: merge, header, pool, confirm).", "",
+             "| what | ours msg/s | ours p99 ms | anchor | anchor msg/s | anchor p99 ms | ratio | target |",
+             "|---|---|---|---|---|---|---|---|"]
+    for what, mine, anchor_name, theirs, target in rows:
+        ratio = med(mine, "rate") / med(theirs, "rate")
+        verdict = "✓" if ratio >= target else "✗"
+        lines.append(f"| {what} | {med(mine, 'rate'):.0f} | {med(mine, 'p99_ms'):.1f} | {anchor_name} | {med(theirs, 'rate'):.0f} | "
+                     f"{med(theirs, 'p99_ms'):.1f} | {ratio:.2f}× | ≥ {target}× {verdict} |")
+    lines.append("")
+    lines.append("Per round (msg/s): " + "; ".join(f"{name} " + ", ".join(f"{r['rate']:.0f}" for r in results[name]) for name in cases))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(args.output, "w") as f:
+        f.write(text)
+
+if __name__ == "__main__":
+    main()

@@ -92,7 +92,15 @@ import Testing
         try await AMQPPeer.declare(queue, maxPriority: 9)
         let server = try await serverWithOutconn(["app_id": "orders-app", "content_type": "application/json"])
         defer { Task { await server.stop() } }
+        let other = try await server.request("POST", "/esb/api/outgoing/amqp", body: json(["name": "other", "def": "broker", "pool_size": 1]),
+                                             credentials: server.admin)
+        #expect(other.status == 201)
         try await waitConnected(server)
+        try await waitConnected(server, outconn: "other")
+        func builds(_ outconn: String) -> Int {
+            server.log.split(separator: "\n").filter { $0.contains("outgoing AMQP connection ready") && $0.contains("amqp.outconn=\(outconn) ") }.count
+        }
+        #expect(builds("out") == 1 && builds("other") == 1, "\(server.log)")
 
         let first = try await publish(server, ["payload": "one", "routing_key": queue, "headers": ["source": "api", "n": 3]])
         #expect(first.status == 200, "\(first.text)")
@@ -101,6 +109,8 @@ import Testing
 
         let edited = try await server.request("PUT", "/esb/api/outgoing/amqp/out", body: json(["priority": 9]), credentials: server.admin)
         #expect(edited.status == 200)
+        #expect(builds("out") == 2, "the edited outconn's pool is rebuilt")
+        #expect(builds("other") == 1, "no other pool is")
         let second = try await publish(server, ["payload": ["k": "v"], "routing_key": queue, "properties": ["app_id": "override"]])
         #expect(second.status == 200, "\(second.text)")
 

@@ -127,3 +127,71 @@ import Testing
         _ = await pool.shutdown()
     }
 }
+
+/// Nacks and TLS need a broker set up for them: a queue that rejects what overflows it, and
+/// a TLS-terminating proxy with a self-signed certificate in front of the plain broker.
+@Suite struct AMQPBrokerFeatureTests {
+    @Test func overflowingAQueueThatRejectsPublishesIsANack() async throws {
+        let queue = AMQPPeer.uniqueName("nack")
+        try await AMQPPeer.declare(queue, maxLength: 1)
+        let pool = AMQPPoolTests.pool("nacks", size: 1)
+        try await pool.send(OutgoingMessage(exchange: "", routingKey: queue, body: Data("fits".utf8)))
+        let error = await #expect(throws: AMQPError.self) {
+            try await pool.send(OutgoingMessage(exchange: "", routingKey: queue, body: Data("overflows".utf8)))
+        }
+        #expect(error?.code == .nacked)
+        #expect(error?.message.contains("nacks") == true)
+        #expect(try await AMQPPeer.get(queue).map(\.body) == ["fits"])
+        _ = await pool.shutdown()
+        await AMQPPeer.delete(queue)
+    }
+
+    /// A self-signed certificate for `localhost`: (certificate, key) paths.
+    static func certificate() async throws -> (certificate: String, key: String) {
+        let directory = TestEnvironment.temporaryDirectory("tls")
+        let result = try await runCommand("/usr/bin/env", [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost", "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem"])
+        guard result.status == 0 else { throw AMQPPeer.PeerError(message: "openssl: \(result.stderr)") }
+        return (directory + "/cert.pem", directory + "/key.pem")
+    }
+
+    func tlsPool(port: Int, caPath: String?, verify: Bool) -> Pool {
+        var broker = BrokerConfiguration(host: "localhost")
+        broker.port = port
+        broker.tls = true
+        broker.tlsCAPath = caPath
+        broker.tlsVerify = verify
+        broker.connectTimeoutMilliseconds = 2000
+        var configuration = PoolConfiguration(name: "tls", broker: broker)
+        configuration.size = 1
+        configuration.acquireTimeoutMilliseconds = 3000
+        return Pool(configuration)
+    }
+
+    @Test func tlsConnectsWithTheGivenCAAndRefusesAnUntrustedCertificate() async throws {
+        let queue = AMQPPeer.uniqueName("tls")
+        try await AMQPPeer.declare(queue)
+        let tls = try await Self.certificate()
+        let proxy = try await AMQPReliabilityTests.StallProxy(tls: tls)
+        defer { proxy.stop() }
+
+        let trusted = tlsPool(port: proxy.port, caPath: tls.certificate, verify: true)
+        try await trusted.send(OutgoingMessage(exchange: "", routingKey: queue, body: Data("over tls".utf8)))
+        _ = await trusted.shutdown()
+
+        let untrusted = tlsPool(port: proxy.port, caPath: nil, verify: true)
+        let error = await #expect(throws: AMQPError.self) {
+            try await untrusted.send(OutgoingMessage(exchange: "", routingKey: queue, body: Data("never".utf8)))
+        }
+        #expect(error?.code == .poolTimeout)
+        #expect(untrusted.connections.first?.lastError?.contains("cannot connect") == true)
+        _ = await untrusted.shutdown()
+
+        let unverified = tlsPool(port: proxy.port, caPath: nil, verify: false)
+        try await unverified.send(OutgoingMessage(exchange: "", routingKey: queue, body: Data("unverified".utf8)))
+        _ = await unverified.shutdown()
+        #expect(try await AMQPPeer.get(queue).map(\.body) == ["over tls", "unverified"])
+        await AMQPPeer.delete(queue)
+    }
+}

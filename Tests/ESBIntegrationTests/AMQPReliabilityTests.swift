@@ -9,12 +9,13 @@ import Testing
         let port: Int
         private let process: Process
 
-        init() async throws {
+        /// With `tls` (certificate, key), the proxy terminates TLS: a TLS broker.
+        init(tls: (certificate: String, key: String)? = nil) async throws {
             port = TestEnvironment.freePort()
             process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["python3", TestEnvironment.packageRoot + "/scripts/testkit/stall_proxy.py",
-                                 String(port), AMQPPeer.host, String(AMQPPeer.port)]
+                                 String(port), AMQPPeer.host, String(AMQPPeer.port)] + (tls.map { [$0.certificate, $0.key] } ?? [])
             let output = Pipe()
             process.standardOutput = output
             // Never the test's own stderr: a child holding it open keeps `swift test` waiting.

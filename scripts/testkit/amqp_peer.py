@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An AMQP peer independent of SwiftESB (pika), for tests and benchmarks.
 
-  amqp_peer.py declare QUEUE [--exchange X [--type direct] --key K] [--transient] [--max-priority N]
+  amqp_peer.py declare QUEUE [--exchange X [--type direct] --key K] [--transient] [--max-priority N] [--max-length N]
   amqp_peer.py get QUEUE [--max N]      # JSON array of messages (body, properties, headers), acked
   amqp_peer.py count QUEUE              # messages ready in QUEUE
   amqp_peer.py bodies QUEUE             # JSON array of every body in QUEUE (consumed, fast)
@@ -45,13 +45,18 @@ def main():
     parser.add_argument("--key")
     parser.add_argument("--transient", action="store_true")
     parser.add_argument("--max-priority", type=int)
+    parser.add_argument("--max-length", type=int, help="with reject-publish overflow: the broker nacks what does not fit")
     parser.add_argument("--max", type=int, default=1_000_000)
     args = parser.parse_args()
     connection = connect()
     channel = connection.channel()
     if args.command == "declare":
-        arguments = {"x-max-priority": args.max_priority} if args.max_priority else None
-        channel.queue_declare(args.queue, durable=not args.transient, arguments=arguments)
+        arguments = {}
+        if args.max_priority:
+            arguments["x-max-priority"] = args.max_priority
+        if args.max_length is not None:
+            arguments.update({"x-max-length": args.max_length, "x-overflow": "reject-publish"})
+        channel.queue_declare(args.queue, durable=not args.transient, arguments=arguments or None)
         if args.exchange:
             channel.exchange_declare(args.exchange, exchange_type=args.type, durable=not args.transient)
             channel.queue_bind(args.queue, args.exchange, routing_key=args.key or args.queue)

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """A TCP proxy that can stall, standing in for a broker that stops answering.
 
-  stall_proxy.py LISTEN_PORT TARGET_HOST TARGET_PORT
+  stall_proxy.py LISTEN_PORT TARGET_HOST TARGET_PORT [CERT_PEM KEY_PEM]
+With a certificate and key it terminates TLS on the listening side (a TLS broker).
 SIGUSR1 stalls every connection (bytes stay in the kernel buffers, sockets stay open; new
 connections are accepted but get nothing); SIGUSR2 resumes. Prints "ready" once listening.
 """
-import os, signal, socket, sys, threading
+import os, signal, socket, ssl, sys, threading
 
 flowing = threading.Event()
 flowing.set()
@@ -29,6 +30,10 @@ def pump(source, target):
 
 def main():
     listen_port, host, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    tls = None
+    if len(sys.argv) > 5:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(sys.argv[4], sys.argv[5])
     # The parent may start us with signals blocked or ignored; take them back.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM})
     signal.signal(signal.SIGUSR1, lambda *_: flowing.clear())
@@ -47,6 +52,14 @@ def main():
         except socket.timeout:
             continue
         client.settimeout(None)
+        if tls:
+            try:
+                client.settimeout(5)
+                client = tls.wrap_socket(client, server_side=True)
+                client.settimeout(None)
+            except (OSError, ssl.SSLError):
+                client.close()
+                continue
         try:
             upstream = socket.create_connection((host, port))
         except OSError:

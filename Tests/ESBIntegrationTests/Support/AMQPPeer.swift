@@ -26,8 +26,10 @@ enum AMQPPeer {
     }
 
     /// A durable queue, bound to a new direct exchange of its own name when `exchange` is set.
-    static func declare(_ queue: String, exchange: String? = nil, key: String? = nil, maxPriority: Int? = nil) async throws {
+    static func declare(_ queue: String, exchange: String? = nil, key: String? = nil, maxPriority: Int? = nil,
+                        maxLength: Int? = nil) async throws {
         var arguments = ["declare", queue]
+        if let maxLength { arguments += ["--max-length", String(maxLength)] }
         if let exchange { arguments += ["--exchange", exchange, "--key", key ?? queue] }
         if let maxPriority { arguments += ["--max-priority", String(maxPriority)] }
         try await run(arguments)

@@ -51,7 +51,8 @@ public final class Pool: Sendable {
     ///   `channelClosed`, `poolTimeout`, `closed`.
     public func send(_ message: OutgoingMessage) async throws {
         let deadline = monotonicNanoseconds() + UInt64(configuration.acquireTimeoutMilliseconds) * 1_000_000
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        // Unsafe (unchecked) continuation: PendingSend completes exactly once by construction.
+        try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
             dispatch(PendingSend(message: message, acquireDeadline: deadline) { result in
                 continuation.resume(with: result.mapError { $0 as any Error })
             })

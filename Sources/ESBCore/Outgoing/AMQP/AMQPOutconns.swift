@@ -16,7 +16,6 @@ public final class AMQPOutconns: Sendable {
 
     private let store: ObjectStore
     private let logger: Logger
-    private let metrics: AMQPMetrics
     private let entries = Mutex<[String: Entry]>([:])
     /// Reloads run one at a time, in the order changes were committed.
     private let reloads = Mutex<Task<Void, Never>?>(nil)
@@ -24,7 +23,6 @@ public final class AMQPOutconns: Sendable {
     public init(store: ObjectStore, logger: Logger) {
         self.store = store
         self.logger = logger
-        metrics = AMQPMetrics(logger: logger)
     }
 
     /// Builds the pools now and again after every change to AMQP objects.
@@ -72,7 +70,7 @@ public final class AMQPOutconns: Sendable {
                 entries[name] = nil
             }
             for (name, settings) in desired where entries[name]?.settings != settings {
-                let pool = settings.isActive ? Pool(settings.pool, observer: metrics) : nil
+                let pool = settings.isActive ? Pool(settings.pool, observer: AMQPMetrics(outconn: name, logger: logger)) : nil
                 if let old = entries[name]?.pool { retired.append((name, old, pool)) }
                 entries[name] = Entry(settings: settings, pool: pool)
                 logger.info("outgoing AMQP connection ready", metadata: [

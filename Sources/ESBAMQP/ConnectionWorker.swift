@@ -16,6 +16,8 @@ final class ConnectionWorker: Sendable {
         var stopping = false
         var lastError: String?
         var reconnects = 0
+        /// The owner is (about to be) asleep in poll: the next submit must wake it.
+        var sleeping = false
     }
 
     let index: Int
@@ -47,14 +49,16 @@ final class ConnectionWorker: Sendable {
 
     /// Queues a send when connected with room in the window; false otherwise.
     func submit(_ send: PendingSend) -> Bool {
-        let (accepted, wasEmpty) = shared.withLock { state -> (Bool, Bool) in
+        let (accepted, wake) = shared.withLock { state -> (Bool, Bool) in
             guard state.status == .connected, !state.stopping, state.inFlight < configuration.window else { return (false, false) }
             state.queue.append(send)
             state.inFlight += 1
-            return (true, state.queue.count == 1)
+            defer { state.sleeping = false }
+            return (true, state.sleeping)
         }
-        // The owner drains the whole queue at once, so only the first of a batch wakes it.
-        if accepted && wasEmpty { wakeup.signal() }
+        // A busy owner finds the queue on its next turn; only a sleeping one needs the eventfd
+        // (a syscall and a wakeup per message otherwise).
+        if accepted && wake { wakeup.signal() }
         return accepted
     }
 
@@ -140,7 +144,8 @@ final class ConnectionWorker: Sendable {
                 return state.queue
             }
             if !room.isEmpty {
-                let room = shared.withLock { max(0, configuration.window - $0.inFlight) }
+                // A stopping connection takes nothing more: waiting sends go to the successor pool.
+                let room = shared.withLock { $0.stopping ? 0 : max(0, configuration.window - $0.inFlight) }
                 let waiting = self.room.take(room)
                 shared.withLock { $0.inFlight += waiting.count }
                 batch += waiting
@@ -194,7 +199,15 @@ final class ConnectionWorker: Sendable {
                 if let deadline = tracker.earliestDeadline {
                     milliseconds = min(milliseconds, Int((deadline - now) / 1_000_000) + 1)
                 }
-                wakeup.wait(socket: connection.socketDescriptor, milliseconds: milliseconds)
+                // Announce the sleep under the lock and look once more: a submit after this signals.
+                let sleeping = shared.withLock { state -> Bool in
+                    state.sleeping = state.queue.isEmpty
+                    return state.sleeping
+                }
+                if sleeping {
+                    wakeup.wait(socket: connection.socketDescriptor, milliseconds: milliseconds)
+                    shared.withLock { $0.sleeping = false }
+                }
             }
         }
     }

@@ -12,6 +12,7 @@ public final class Pool: Sendable {
     private let workers: [ConnectionWorker]
     private let room: WaitingRoom
     private let next = Atomic<Int>(0)
+    private let closing = Atomic<Bool>(false)
     private let watchdog = Mutex<Task<Void, Never>?>(nil)
 
     /// Creates the pool and starts connecting in the background; `send` works once a
@@ -50,6 +51,9 @@ public final class Pool: Sendable {
     /// - Throws: ``AMQPError`` `returned`, `nacked`, `confirmTimeout`, `connectionFailed`,
     ///   `channelClosed`, `poolTimeout`, `closed`.
     public func send(_ message: OutgoingMessage) async throws {
+        if closing.load(ordering: .acquiring) {
+            throw AMQPError(.closed, "outgoing connection '\(configuration.name)': the pool is closing")
+        }
         let deadline = monotonicNanoseconds() + UInt64(configuration.acquireTimeoutMilliseconds) * 1_000_000
         // Unsafe (unchecked) continuation: PendingSend completes exactly once by construction.
         try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
@@ -74,6 +78,7 @@ public final class Pool: Sendable {
     /// closes the connections and waits for their threads. Returns the sends that were still
     /// waiting for a connection, unsettled, for a successor pool to take.
     public func shutdown() async -> [PendingSendHandle] {
+        closing.store(true, ordering: .releasing)
         workers.forEach { $0.stop() }
         let limit = ContinuousClock.now + .milliseconds(configuration.confirmTimeoutMilliseconds + configuration.broker.connectTimeoutMilliseconds * 2)
         while !workers.allSatisfy(\.hasExited) && ContinuousClock.now < limit {

@@ -246,3 +246,48 @@ import Testing
         await AMQPPeer.delete(queue)
     }
 }
+
+extension AMQPOutconnTests {
+    @Test func editsRebuildThePoolWhileSendsAreInFlightAndNoneFails() async throws {
+        let queue = AMQPPeer.uniqueName("edit")
+        try await AMQPPeer.declare(queue, maxPriority: 9)
+        let server = try await serverWithOutconn()
+        defer { Task { await server.stop() } }
+        try server.drop("burst.swift", """
+            import ESBService
+            import Foundation
+            struct Burst: Service {
+                static let name = "amqp.burst"
+                func handle(_ request: ServiceRequest, context: ServiceContext) async throws -> ServiceResponse {
+                    let failures = await withTaskGroup(of: String?.self) { group in
+                        for index in 0..<3000 {
+                            group.addTask {
+                                do {
+                                    try await context.outgoing.amqp.send(String(index), outconn: "out", exchange: "", routingKey: request.text)
+                                    return nil
+                                } catch { return "\\(error)" }
+                            }
+                        }
+                        return await group.reduce(into: [String]()) { if let failure = $1 { $0.append(failure) } }
+                    }
+                    return .text(failures.isEmpty ? "ok" : failures.prefix(3).joined(separator: "; "))
+                }
+            }
+            """)
+        try await server.waitForDeployment("burst.swift")
+        try await waitConnected(server)
+        async let burst = server.request("POST", "/esb/api/invoke/amqp.burst", body: Data(queue.utf8), credentials: server.admin)
+        for priority in [7, 8, 9] {
+            try await Task.sleep(for: .milliseconds(100))
+            let edited = try await server.request("PUT", "/esb/api/outgoing/amqp/out", body: json(["priority": priority]),
+                                                  credentials: server.admin)
+            #expect(edited.status == 200)
+        }
+        #expect(try await burst.text == "ok")
+        let rebuilds = server.log.split(separator: "\n").filter { $0.contains("outgoing AMQP connection ready") && $0.contains("amqp.outconn=out ") }
+        #expect(rebuilds.count == 4, "three live rebuilds during the burst")
+        let stored = try JSONDecoder().decode([String].self, from: Data(try await AMQPPeer.run(["bodies", queue]).utf8))
+        #expect(Set(stored) == Set((0..<3000).map(String.init)))
+        await AMQPPeer.delete(queue)
+    }
+}

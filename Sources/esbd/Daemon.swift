@@ -93,6 +93,7 @@ enum Daemon {
             return 1
         }
         await runtime.amqp.shutdown()
+        runtime.kvdb.shutdown()
         do {
             try await runtime.deployments.endRun()
         } catch {

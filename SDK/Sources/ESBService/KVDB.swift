@@ -10,6 +10,13 @@ public struct KVDB: Sendable {
     public func execute(_ command: [String]) async throws -> RedisValue {
         try await context.host.kvdbExecute(command, from: context)
     }
+
+    /// Runs several commands in one round trip on one connection; replies in order.
+    /// - Throws: as ``execute(_:)``; an error reply to any command throws `kvdb.reply_error`
+    ///   naming it (the other commands have run).
+    public func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
+        try await context.host.kvdbPipeline(commands, from: context)
+    }
 }
 
 /// One Redis reply.

@@ -12,6 +12,7 @@ public protocol ServiceHost: Sendable {
                   properties: AMQPProperties, headers: [String: AMQPHeaderValue],
                   from context: ServiceContext) async throws
     func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue
+    func kvdbPipeline(_ commands: [[String]], from context: ServiceContext) async throws -> [RedisValue]
     func httpRequest(_ request: OutgoingHTTPRequest, from context: ServiceContext) async throws -> OutgoingHTTPResponse
     func invokeRetry(_ request: InvokeRetryRequest, from context: ServiceContext) async throws -> InvokeRetryResult
 }
@@ -30,6 +31,9 @@ extension ServiceHost {
         throw ServiceError(.notConfigured, "outgoing AMQP connection '\(outconn)': AMQP is not configured in this server")
     }
     public func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue {
+        throw ServiceError(.kvdbUnavailable, "kvdb is not configured in this server")
+    }
+    public func kvdbPipeline(_ commands: [[String]], from context: ServiceContext) async throws -> [RedisValue] {
         throw ServiceError(.kvdbUnavailable, "kvdb is not configured in this server")
     }
     public func httpRequest(_ request: OutgoingHTTPRequest, from context: ServiceContext) async throws -> OutgoingHTTPResponse {

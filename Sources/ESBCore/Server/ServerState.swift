@@ -16,6 +16,7 @@ public final class ServerState: Sendable {
         var credentials: AdminCredentials
     }
     private let live: Mutex<Live>
+    private let reloadObservers = Mutex<[@Sendable (ServerConfig) -> Void]>([])
     private let healthSources = Mutex<[@Sendable () async -> [String: HealthReport.Component]]>([])
 
     public init(config: ServerConfig, credentials: AdminCredentials, odb: ODB, secrets: SecretBox,
@@ -41,7 +42,13 @@ public final class ServerState: Sendable {
             return state.config
         }
         logSettings.update(level: config.main.logLevel, format: config.main.logFormat)
+        for observer in reloadObservers.withLock({ $0 }) { observer(config) }
         return Self.changesNeedingRestart(from: old, to: config)
+    }
+
+    /// Calls `observer` with each configuration SIGHUP applies (parts that rebuild themselves).
+    public func onReload(_ observer: @escaping @Sendable (ServerConfig) -> Void) {
+        reloadObservers.withLock { $0.append(observer) }
     }
 
     /// Adds components to every health report (kvdb, AMQP pools…).

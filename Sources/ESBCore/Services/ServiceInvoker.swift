@@ -144,13 +144,28 @@ struct InvocationHost: ServiceHost {
         try await amqp.send(message, outconn: outconn, exchange: exchange, routingKey: routingKey, properties: properties,
                             headers: headers, cid: context.cid)
     }
+
+    func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue {
+        try await kvdbPipeline([command], from: context)[0]
+    }
+
+    func kvdbPipeline(_ commands: [[String]], from context: ServiceContext) async throws -> [RedisValue] {
+        guard let kvdb = invoker.outgoing.kvdb else {
+            throw ServiceError(.kvdbUnavailable, "kvdb is not configured in this server")
+        }
+        return try await kvdb.pipeline(commands)
+    }
 }
 
 /// The outgoing connections services reach through their context.
 public struct OutgoingConnections: Sendable {
     public var amqp: AMQPOutconns?
+    public var kvdb: KVDBService?
 
-    public init(amqp: AMQPOutconns? = nil) { self.amqp = amqp }
+    public init(amqp: AMQPOutconns? = nil, kvdb: KVDBService? = nil) {
+        self.amqp = amqp
+        self.kvdb = kvdb
+    }
 }
 
 /// The JSON a callback service receives after `invokeAsync` (INTERFACES.md §6).

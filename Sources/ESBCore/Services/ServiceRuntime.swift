@@ -15,6 +15,8 @@ public struct ServiceRuntime: Sendable {
     public let channels: ChannelRouter
     /// Pooled outgoing AMQP connections.
     public let amqp: AMQPOutconns
+    /// Redis for services.
+    public let kvdb: KVDBService
 
     /// Builds the runtime; the SDK is the one this process has loaded.
     /// - Throws: ``PluginLoadError`` when the shared SDK cannot be found.
@@ -23,8 +25,10 @@ public struct ServiceRuntime: Sendable {
         registry = ServiceRegistry()
         objects = ObjectStore(odb: state.odb, secrets: state.secrets, kinds: ObjectKinds.all)
         amqp = AMQPOutconns(store: objects, logger: logger)
+        kvdb = KVDBService(config: config.kvdb, logger: logger)
+        state.onReload { [kvdb] config in kvdb.apply(config.kvdb) }
         invoker = ServiceInvoker(registry: registry, executor: ServiceExecutor(threads: max(2, ProcessInfo.processInfo.activeProcessorCount)),
-                                 outgoing: OutgoingConnections(amqp: amqp), logger: logger)
+                                 outgoing: OutgoingConnections(amqp: amqp, kvdb: kvdb), logger: logger)
         deployments = DeploymentStore(odb: state.odb)
         let compiler = SwiftCompiler(swiftc: config.hotDeploy.swiftc, sdk: try SDKLocation.current(),
                                      moduleCachePath: config.main.workDir + "/module-cache")
@@ -34,6 +38,7 @@ public struct ServiceRuntime: Sendable {
         startup = StartupServices(config: config, invoker: invoker, logger: logger)
         channels = ChannelRouter(store: objects, logger: logger)
         state.addHealthSource { [amqp] in amqp.health() }
+        state.addHealthSource { [kvdb] in kvdb.health() }
         pickup = PickupWatcher(directory: config.hotDeploy.pickupDir, deployer: deployer, logger: logger,
                                deleteAfterPickup: { state.config.hotDeploy.deleteAfterPickup })
     }

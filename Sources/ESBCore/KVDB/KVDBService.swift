@@ -1,0 +1,120 @@
+import ESBRedis
+import ESBService
+import Foundation
+import Logging
+import Metrics
+import Synchronization
+
+/// Redis for services (`[kvdb]`): a pooled client, rebuilt when SIGHUP changes the section,
+/// errors as the SDK names them, a health component and metrics.
+/// `esbd` starts and serves without Redis: calls fail with `kvdb.unavailable` until it answers.
+public final class KVDBService: Sendable {
+    private let client = Mutex<RedisClient?>(nil)
+    private let logger: Logger
+    private let commandCount = Counter(label: "esb_kvdb_commands_total")
+    private let errors = Counter(label: "esb_kvdb_errors_total")
+    private let duration = Timer(label: "esb_kvdb_duration_seconds", preferredDisplayUnit: .seconds)
+
+    /// Commands that need one connection across calls, which a pool cannot give.
+    static let unsupported: Set<String> = [
+        "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SELECT", "AUTH", "HELLO", "RESET", "QUIT", "MONITOR",
+        "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
+    ]
+
+    public init(config: ServerConfig.KVDB?, logger: Logger) {
+        self.logger = logger
+        apply(config)
+    }
+
+    /// Uses a new `[kvdb]` section; an unchanged one keeps the pool.
+    public func apply(_ config: ServerConfig.KVDB?) {
+        let wanted = config.map(Self.configuration)
+        let (retired, changed) = client.withLock { client -> (RedisClient?, Bool) in
+            guard client?.configuration != wanted else { return (nil, false) }
+            let old = client
+            client = wanted.map(RedisClient.init)
+            return (old, true)
+        }
+        retired?.shutdown()
+        if changed, let wanted {
+            logger.info("kvdb pool ready", metadata: ["kvdb.address": "\(wanted.address)", "kvdb.pool_size": "\(wanted.poolSize)"])
+        }
+    }
+
+    static func configuration(_ config: ServerConfig.KVDB) -> RedisConfiguration {
+        var configuration = RedisConfiguration()
+        configuration.host = config.host
+        configuration.port = config.port
+        configuration.unixSocketPath = config.unixSocketPath
+        configuration.password = config.password?.value
+        configuration.database = config.db
+        configuration.timeoutMilliseconds = config.timeoutMilliseconds
+        configuration.poolSize = config.poolSize
+        return configuration
+    }
+
+    /// Runs commands in one round trip.
+    /// - Throws: ``ServiceError`` `kvdb.unavailable`, `kvdb.timeout`, `kvdb.reply_error`, `kvdb.unsupported_command`.
+    public func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
+        for command in commands {
+            guard let name = command.first?.uppercased(), !name.isEmpty else {
+                throw ServiceError(.kvdbUnsupportedCommand, "kvdb: an empty command")
+            }
+            if Self.unsupported.contains(name) {
+                throw ServiceError(.kvdbUnsupportedCommand, "kvdb: \(name) needs one connection across calls, which the pool cannot give")
+            }
+        }
+        guard let client = client.withLock({ $0 }) else {
+            throw ServiceError(.kvdbUnavailable, "kvdb is not configured: server.conf has no [kvdb] section")
+        }
+        let start = ContinuousClock.now
+        defer { duration.record(duration: ContinuousClock.now - start) }
+        commandCount.increment(by: Int64(commands.count))
+        let replies: [RedisReply]
+        do {
+            replies = try await client.pipeline(commands)
+        } catch let error as RedisError {
+            errors.increment()
+            throw ServiceError(error.code == .timeout ? .kvdbTimeout : .kvdbUnavailable, error.message)
+        }
+        return try zip(commands, replies).map { command, reply in
+            if case .error(let text) = reply {
+                errors.increment()
+                throw ServiceError(.kvdbReplyError, "kvdb \(command[0].uppercased()): \(text)")
+            }
+            return Self.value(reply)
+        }
+    }
+
+    public func execute(_ command: [String]) async throws -> RedisValue {
+        try await pipeline([command])[0]
+    }
+
+    static func value(_ reply: RedisReply) -> RedisValue {
+        switch reply {
+        case .null: .null
+        case .int(let number): .int(number)
+        case .string(let data): .string(data)
+        case .status(let text), .error(let text): .string(Data(text.utf8))
+        case .array(let replies): .array(replies.map(value))
+        }
+    }
+
+    /// The `kvdb` health component: degraded while no connection is open after a failure.
+    public func health() -> [String: HealthReport.Component] {
+        guard let client = client.withLock({ $0 }) else {
+            return ["kvdb": .init(status: .ok, detail: "not configured")]
+        }
+        let status = client.status
+        let address = client.configuration.address
+        if status.connected == 0, let error = status.lastError {
+            return ["kvdb": .init(status: .degraded, detail: error)]
+        }
+        return ["kvdb": .init(status: .ok, detail: "\(status.connected)/\(status.size) connected to \(address)")]
+    }
+
+    /// Closes the pool (shutdown).
+    public func shutdown() {
+        client.withLock { $0 }?.shutdown()
+    }
+}

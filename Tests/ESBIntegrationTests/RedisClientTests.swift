@@ -1,0 +1,88 @@
+import ESBRedis
+import Foundation
+import Testing
+
+/// The hiredis wrapper and its pool against real Redis servers of the tests' own.
+@Suite struct RedisClientTests {
+    static func client(_ redis: PrivateRedis, database: Int = 0, poolSize: Int = 2) -> RedisClient {
+        var configuration = RedisConfiguration()
+        configuration.port = redis.port
+        configuration.password = redis.password
+        configuration.unixSocketPath = redis.socketPath
+        configuration.database = database
+        configuration.poolSize = poolSize
+        configuration.timeoutMilliseconds = 1000
+        return RedisClient(configuration)
+    }
+
+    @Test func everyReplyTypeAndPipelinesKeepErrorRepliesInPlace() async throws {
+        let redis = try await PrivateRedis()
+        let client = Self.client(redis)
+        defer { client.shutdown() }
+        let binary = "a\u{0}b\r\nc"
+        let replies = try await client.pipeline([
+            ["SET", "k", binary], ["GET", "k"], ["INCR", "n"], ["GET", "missing"],
+            ["RPUSH", "l", "x", "y"], ["LRANGE", "l", "0", "-1"], ["PING"], ["INCR", "k"],
+        ])
+        #expect(replies[0] == .status("OK"))
+        #expect(replies[1] == .string(Data(binary.utf8)))
+        #expect(replies[2] == .int(1))
+        #expect(replies[3] == .null)
+        #expect(replies[4] == .int(2))
+        #expect(replies[5] == .array([.string(Data("x".utf8)), .string(Data("y".utf8))]))
+        #expect(replies[6] == .status("PONG"))
+        guard case .error(let text) = replies[7] else { Issue.record("expected an error reply"); return }
+        #expect(text.contains("not an integer"))
+        let error = await #expect(throws: RedisError.self) { try await client.execute(["LPUSH", "k", "v"]) }
+        #expect(error?.code == .reply)
+        #expect(error?.message.contains("WRONGTYPE") == true)
+    }
+
+    @Test func authenticatesSelectsTheDatabaseAndUsesAUnixSocket() async throws {
+        let redis = try await PrivateRedis(password: "pw-\(UUID().uuidString.prefix(6))", unixSocket: true)
+        let client = Self.client(redis, database: 3)
+        defer { client.shutdown() }
+        _ = try await client.execute(["SET", "where", "db3"])
+        var configuration = RedisConfiguration()
+        configuration.port = redis.port
+        configuration.password = redis.password
+        let other = RedisClient(configuration)  // TCP, db 0
+        defer { other.shutdown() }
+        #expect(try await other.execute(["GET", "where"]) == .null)
+        #expect(try await other.pipeline([["SELECT", "3"], ["GET", "where"]])[1] == .string(Data("db3".utf8)))
+
+        configuration.password = "wrong"
+        let refused = RedisClient(configuration)
+        defer { refused.shutdown() }
+        let error = await #expect(throws: RedisError.self) { try await refused.execute(["PING"]) }
+        #expect(error?.code == .unavailable)
+        #expect(error?.message.contains("AUTH") == true)
+    }
+
+    @Test func redisRestartFailsCallsFastThenRecoversByItself() async throws {
+        let redis = try await PrivateRedis()
+        let client = Self.client(redis, poolSize: 2)
+        defer { client.shutdown() }
+        _ = try await client.execute(["SET", "before", "1"])
+        try await redis.kill()
+        var failures: [RedisError.Code: Int] = [:]
+        for _ in 0..<20 {
+            do {
+                _ = try await client.execute(["PING"])
+                Issue.record("a call succeeded with Redis down")
+            } catch let error as RedisError {
+                failures[error.code, default: 0] += 1
+            }
+        }
+        #expect(failures[.unavailable] == 20, "\(failures)")
+        #expect(client.status.connected == 0)
+        #expect(client.status.lastError?.contains("127.0.0.1:\(redis.port)") == true)
+        try await redis.start()
+        var recovered = false
+        for _ in 0..<100 where !recovered {
+            recovered = (try? await client.execute(["PING"])) == .status("PONG")
+            if !recovered { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(recovered)
+    }
+}

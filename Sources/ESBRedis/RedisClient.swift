@@ -26,6 +26,8 @@ public final class RedisClient: Sendable {
     public let configuration: RedisConfiguration
     private let shared = Mutex(Shared())
     private let available = DispatchSemaphore(value: 0)
+    /// Whether the most recent call or connect succeeded.
+    private let lastSucceeded = Atomic<Bool>(true)
 
     /// Starts the connection threads; they connect on their first call.
     public init(_ configuration: RedisConfiguration) {
@@ -63,9 +65,11 @@ public final class RedisClient: Sendable {
         return reply
     }
 
-    /// How many connections are open, and the last failure, for health pages.
-    public var status: (connected: Int, size: Int, lastError: String?) {
-        shared.withLock { ($0.connected.count, max(1, configuration.poolSize), $0.lastError) }
+    /// For health pages: open connections, whether the most recent call succeeded, and the
+    /// last failure.
+    public var status: (connected: Int, size: Int, healthy: Bool, lastError: String?) {
+        let healthy = lastSucceeded.load(ordering: .relaxed)
+        return shared.withLock { ($0.connected.count, max(1, configuration.poolSize), healthy, $0.lastError) }
     }
 
     /// Stops the threads once queued calls are done.
@@ -101,6 +105,7 @@ public final class RedisClient: Sendable {
                 connection = nil
                 let now = DispatchTime.now().uptimeNanoseconds
                 if now < retryAt, let lastFailure {
+                    lastSucceeded.store(false, ordering: .relaxed)
                     job.completion(.failure(lastFailure))
                     continue
                 }
@@ -111,12 +116,15 @@ public final class RedisClient: Sendable {
                     lastFailure = error
                     retryAt = now + UInt64(configuration.retryIntervalMilliseconds) * 1_000_000
                     shared.withLock { $0.lastError = error.message }
+                    lastSucceeded.store(false, ordering: .relaxed)
                     job.completion(.failure(error))
                     continue
                 }
             }
             do {
-                job.completion(.success(try connection!.pipeline(job.commands)))
+                let replies = try connection!.pipeline(job.commands)
+                lastSucceeded.store(true, ordering: .relaxed)
+                job.completion(.success(replies))
             } catch {
                 // Never retried: the command may have run before the connection failed.
                 connection = nil
@@ -124,6 +132,7 @@ public final class RedisClient: Sendable {
                     $0.connected.remove(index)
                     $0.lastError = error.message
                 }
+                lastSucceeded.store(false, ordering: .relaxed)
                 job.completion(.failure(error))
             }
         }

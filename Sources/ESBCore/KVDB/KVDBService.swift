@@ -100,15 +100,15 @@ public final class KVDBService: Sendable {
         }
     }
 
-    /// The `kvdb` health component: degraded while no connection is open after a failure.
+    /// The `kvdb` health component: degraded while the most recent call failed.
     public func health() -> [String: HealthReport.Component] {
         guard let client = client.withLock({ $0 }) else {
             return ["kvdb": .init(status: .ok, detail: "not configured")]
         }
         let status = client.status
         let address = client.configuration.address
-        if status.connected == 0, let error = status.lastError {
-            return ["kvdb": .init(status: .degraded, detail: error)]
+        if !status.healthy {
+            return ["kvdb": .init(status: .degraded, detail: status.lastError ?? "unavailable")]
         }
         return ["kvdb": .init(status: .ok, detail: "\(status.connected)/\(status.size) connected to \(address)")]
     }

@@ -1,0 +1,91 @@
+/// Django's `Paginator` over a Redis source: the same arithmetic, validation, errors and
+/// messages, reading only the requested page from Redis.
+///
+/// The count is read once per paginator and cached, as Django caches it; a page then reads
+/// only its own range, and an empty page reads nothing more.
+public protocol Paginator: Actor {
+    /// Items per page.
+    var perPage: Int { get }
+    /// Up to this many items left over are folded into the last page.
+    var orphans: Int { get }
+    /// Whether an empty source still has page 1.
+    var allowEmptyFirstPage: Bool { get }
+    /// The number of items (one Redis call, then cached).
+    var count: Int { get async throws }
+    /// The items `range` of the source (0-based), and their scores when asked for; called
+    /// only for non-empty pages.
+    func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?)
+}
+
+extension Paginator {
+    /// The number of pages.
+    public var numPages: Int {
+        get async throws {
+            PageArithmetic.numPages(count: try await count, perPage: perPage, orphans: orphans, allowEmptyFirstPage: allowEmptyFirstPage)
+        }
+    }
+
+    /// `1..<numPages + 1`.
+    public var pageRange: Range<Int> {
+        get async throws { 1..<(try await numPages + 1) }
+    }
+
+    /// The page number if valid. - Throws: ``PaginationError``.
+    public func validateNumber(_ number: Int) async throws -> Int {
+        try PageArithmetic.validate(number, numPages: try await numPages, allowEmptyFirstPage: allowEmptyFirstPage)
+    }
+
+    /// A page number given as text, read as Python's `int()` does (`" 2 "`, `"+2"`, `"1_0"`).
+    public func validateNumber(_ number: String) async throws -> Int {
+        try PageArithmetic.validate(number, numPages: try await numPages, allowEmptyFirstPage: allowEmptyFirstPage)
+    }
+
+    /// Page `number`. - Throws: ``PaginationError``.
+    public func page(_ number: Int) async throws -> Page {
+        try await makePage(try await validateNumber(number))
+    }
+
+    public func page(_ number: String) async throws -> Page {
+        try await makePage(try await validateNumber(number))
+    }
+
+    /// Page `number`; the first page for a non-integer, the last for one out of range.
+    public func getPage(_ number: Int) async throws -> Page {
+        try await getPage { try await self.validateNumber(number) }
+    }
+
+    public func getPage(_ number: String) async throws -> Page {
+        try await getPage { try await self.validateNumber(number) }
+    }
+
+    /// Page numbers around `number` with `…` where runs are left out, as Django's
+    /// `get_elided_page_range`.
+    public func getElidedPageRange(_ number: Int = 1, onEachSide: Int = 3, onEnds: Int = 2) async throws -> [PageRangeItem] {
+        PageArithmetic.elided(number: try await validateNumber(number), numPages: try await numPages,
+                              onEachSide: onEachSide, onEnds: onEnds)
+    }
+
+    public func getElidedPageRange(_ number: String, onEachSide: Int = 3, onEnds: Int = 2) async throws -> [PageRangeItem] {
+        PageArithmetic.elided(number: try await validateNumber(number), numPages: try await numPages,
+                              onEachSide: onEachSide, onEnds: onEnds)
+    }
+
+    private func getPage(_ validate: () async throws -> Int) async throws -> Page {
+        do {
+            return try await makePage(try await validate())
+        } catch PaginationError.pageNotAnInteger {
+            return try await page(1)
+        } catch PaginationError.emptyPage {
+            // As Django: the last page, validated again (an empty source without a first page has none).
+            return try await page(try await numPages)
+        }
+    }
+
+    private func makePage(_ number: Int) async throws -> Page {
+        let count = try await count
+        let bounds = PageArithmetic.bounds(number: number, count: count, perPage: perPage, orphans: orphans)
+        let fetched: (items: [String], scores: [Double]?) = bounds.isEmpty ? ([], nil) : try await fetch(bounds)
+        return Page(objectList: fetched.items, scores: fetched.scores, number: number,
+                    numPages: try await numPages, totalCount: count, perPage: perPage, allowEmptyFirstPage: allowEmptyFirstPage)
+    }
+}

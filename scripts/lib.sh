@@ -40,4 +40,4 @@ ensure_python_packages() {
 
 BUILD_PACKAGES=(pkg-config libhiredis-dev librabbitmq-dev libsqlite3-dev sqlite3)
 SERVICE_PACKAGES=(redis-server redis-tools rabbitmq-server)
-PYTHON_PACKAGES=(pika)
+PYTHON_PACKAGES=(pika django)

@@ -11,6 +11,15 @@ import Testing
             static let name = "kv.run"
             func handle(_ request: ServiceRequest, context: ServiceContext) async throws -> ServiceResponse {
                 do {
+                    if request.text == "typed" {
+                        try await context.kvdb.set("typed", "v1")
+                        let value = try await context.kvdb.get("typed") ?? "nil"
+                        let counter = try await context.kvdb.increment("typed.n", by: 5)
+                        try await context.kvdb.append("typed.l", ["a", "b", "c"])
+                        let items = try await context.kvdb.range("typed.l", 1, -1)
+                        let deleted = try await context.kvdb.delete("typed", "typed.n", "nope")
+                        return .text("\\(value) \\(counter) \\(items) \\(deleted) \\(try await context.kvdb.get("typed") ?? "nil")")
+                    }
                     let commands = try JSONDecoder().decode([[String]].self, from: request.payload)
                     if commands.count == 1 {
                         return .text(try await context.kvdb.execute(commands[0]).text ?? "nil")
@@ -48,6 +57,8 @@ import Testing
         #expect(try await run(server, [["MULTI"]]).hasPrefix("kvdb.unsupported_command|"))
         #expect(try await run(server, [["select", "2"]]).hasPrefix("kvdb.unsupported_command|"))
         #expect(try await kvdbHealth(server)?["status"] as? String == "ok")
+        let typed = try await server.request("POST", "/esb/api/invoke/kv.run", body: Data("typed".utf8), credentials: server.admin).text
+        #expect(typed == #"v1 5 ["b", "c"] 2 nil"#)
 
         try await redis.kill()
         #expect(try await run(server, [["PING"]]).hasPrefix("kvdb.unavailable|"))

@@ -19,6 +19,42 @@ public struct KVDB: Sendable {
     }
 }
 
+extension KVDB {
+    /// GET: the value as text, nil when the key does not exist.
+    public func get(_ key: String) async throws -> String? {
+        try await execute(["GET", key]).text
+    }
+
+    /// SET, with an optional expiry.
+    public func set(_ key: String, _ value: String, expireSeconds: Int? = nil) async throws {
+        _ = try await execute(["SET", key, value] + (expireSeconds.map { ["EX", String($0)] } ?? []))
+    }
+
+    /// DEL: how many of the keys existed.
+    @discardableResult
+    public func delete(_ keys: String...) async throws -> Int {
+        try await execute(["DEL"] + keys).intValue ?? 0
+    }
+
+    /// INCRBY: the new value.
+    @discardableResult
+    public func increment(_ key: String, by amount: Int = 1) async throws -> Int {
+        try await execute(["INCRBY", key, String(amount)]).intValue ?? 0
+    }
+
+    /// RPUSH: the list's new length.
+    @discardableResult
+    public func append(_ key: String, _ values: [String]) async throws -> Int {
+        try await execute(["RPUSH", key] + values).intValue ?? 0
+    }
+
+    /// LRANGE with Redis's inclusive, possibly negative, indexes.
+    public func range(_ key: String, _ start: Int, _ stop: Int) async throws -> [String] {
+        guard case .array(let values) = try await execute(["LRANGE", key, String(start), String(stop)]) else { return [] }
+        return values.compactMap(\.text)
+    }
+}
+
 /// One Redis reply.
 public enum RedisValue: Sendable, Equatable {
     case null

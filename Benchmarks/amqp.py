@@ -3,8 +3,8 @@
 sends through a pool of 4, with 4 and with 256 concurrent senders, beside a C program on
 librabbitmq (4 connections, confirm each; and a window of 256 per connection) and pika
 BlockingConnection with confirm_delivery(), alternating, several rounds, medians."""
-import argparse, json, os, shutil, statistics, subprocess, tempfile, time
-from foundation import Esbd
+import json, os, shutil, statistics, subprocess, time
+from foundation import Esbd, bench_arguments, build_c_anchor, run_json, write_report
 from services import call, drop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,23 +16,9 @@ def fresh_queue(name):
     subprocess.run(["python3", PEER, "delete", name], capture_output=True)
     subprocess.run(["python3", PEER, "declare", name], check=True, capture_output=True)
 
-def build_anchor():
-    work = tempfile.mkdtemp(prefix="esb-amqp-anchor-")
-    binary = f"{work}/anchor"
-    subprocess.run(["gcc", "-O2", "-o", binary, f"{HERE}/anchor.c", "-lrabbitmq", "-lpthread"], check=True)
-    return binary
-
-def run_json(command):
-    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--bin", required=True)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--messages", type=int, default=10000)
-    parser.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks", "amqp.md"))
-    args, _ = parser.parse_known_args()
-    anchor = build_anchor()
+    args = bench_arguments("amqp.md", messages=10000)
+    anchor = build_c_anchor(f"{HERE}/anchor.c", "rabbitmq", "pthread")
     queue = "esb.bench.amqp"
     server = Esbd(args.bin)
     server.start()
@@ -96,10 +82,7 @@ def main():
                      f"{med(theirs, 'p99_ms'):.1f} | {ratio:.2f}× | ≥ {target}× {verdict} |")
     lines.append("")
     lines.append("Per round (msg/s): " + "; ".join(f"{name} " + ", ".join(f"{r['rate']:.0f}" for r in results[name]) for name in cases))
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.output, "w") as f:
-        f.write(text)
+    write_report(lines, args.output)
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Foundation benchmarks (TARGETS.md): start to READY, idle RSS, GET /esb/ping req/s and p99,
 each beside its anchor (a minimal Hummingbird 2 app), alternating, medians of several rounds."""
-import argparse, os, platform, re, socket, statistics, subprocess, tempfile, time
+import argparse, json, os, platform, re, socket, statistics, subprocess, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,6 +80,35 @@ def wrk(port, seconds, path="/esb/ping", script=None):
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return rps, float(p99.group(1)) * scale, int(errors.group(1)) if errors else 0
+
+def build_c_anchor(source, *libraries):
+    """Compiles a C anchor program (never committed as a binary) into a temporary directory."""
+    binary = os.path.join(tempfile.mkdtemp(prefix="esb-anchor-"), "anchor")
+    subprocess.run(["gcc", "-O2", "-o", binary, source, *[f"-l{library}" for library in libraries]], check=True)
+    return binary
+
+def bench_arguments(output_name, **counts):
+    """--bin, --rounds and one integer option per count (e.g. messages=10000); unknown options
+    (meant for the other benchmark scripts of the same run) are ignored."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin", required=True)
+    parser.add_argument("--rounds", type=int, default=3)
+    for name, default in counts.items():
+        parser.add_argument(f"--{name}", type=int, default=default)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parser.add_argument("--output", default=os.path.join(root, "docs", "benchmarks", output_name))
+    return parser.parse_known_args()[0]
+
+def write_report(lines, output):
+    """Prints the markdown section and writes it where scripts/bench assembles BENCHMARKS.md."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(output, "w") as f:
+        f.write(text)
+
+def run_json(command):
+    """Runs an anchor that prints one JSON object."""
+    return json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
 
 def median(values):
     return statistics.median(values)

@@ -59,6 +59,20 @@ import Testing
         #expect(error?.message.contains("AUTH") == true)
     }
 
+    @Test func aReplyLaterThanTheTimeoutIsATimeoutAndTheNextCallWorks() async throws {
+        let redis = try await PrivateRedis()
+        var configuration = RedisConfiguration()
+        configuration.port = redis.port
+        configuration.poolSize = 1
+        configuration.timeoutMilliseconds = 300
+        let client = RedisClient(configuration)
+        defer { client.shutdown() }
+        let error = await #expect(throws: RedisError.self) { try await client.execute(["BLPOP", "never-filled", "2"]) }
+        #expect(error?.code == .timeout)
+        #expect(error?.message.contains("300 ms") == true)
+        #expect(try await client.execute(["PING"]) == .status("PONG"), "a fresh connection replaces the timed-out one")
+    }
+
     @Test func redisRestartFailsCallsFastThenRecoversByItself() async throws {
         let redis = try await PrivateRedis()
         let client = Self.client(redis, poolSize: 2)

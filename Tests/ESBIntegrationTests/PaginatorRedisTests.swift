@@ -47,7 +47,7 @@ import Testing
         let monitor = Process()
         monitor.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         monitor.arguments = ["redis-cli", "-p", String(redis.port), "monitor"]
-        FileManager.default.createFile(atPath: monitorLog, contents: nil)
+        _ = FileManager.default.createFile(atPath: monitorLog, contents: nil)
         monitor.standardOutput = FileHandle(forWritingAtPath: monitorLog)
         monitor.standardError = FileHandle.nullDevice
         try monitor.run()

@@ -78,4 +78,17 @@ public struct InvokeRetryRequest: Sendable {
     public var mode: Mode
     public var callback: String?
     public var context: String?
+
+    public init(target: String, payload: Data, repeats: Int, interval: Duration, backoff: Double = 1,
+                maxInterval: Duration? = nil, mode: Mode, callback: String? = nil, context: String? = nil) {
+        self.target = target
+        self.payload = payload
+        self.repeats = repeats
+        self.interval = interval
+        self.backoff = backoff
+        self.maxInterval = maxInterval
+        self.mode = mode
+        self.callback = callback
+        self.context = context
+    }
 }

@@ -145,6 +145,13 @@ struct InvocationHost: ServiceHost {
                             headers: headers, cid: context.cid)
     }
 
+    func invokeRetry(_ request: InvokeRetryRequest, from context: ServiceContext) async throws -> InvokeRetryResult {
+        guard request.mode == .blocking else {
+            throw ServiceError(.notConfigured, "invoke/retry in the background (asyncFallback, invokeAsync) is not available in this server yet")
+        }
+        return .response(try await InvokeRetryRunner(invoker: invoker).blocking(request, caller: context.serviceName))
+    }
+
     func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue {
         try await kvdbPipeline([command], from: context)[0]
     }

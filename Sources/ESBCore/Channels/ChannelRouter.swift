@@ -53,10 +53,7 @@ public final class ChannelRouter: Sendable {
     /// Loads the channels now and again after every change to channels or security definitions.
     public func start() async {
         await reload()
-        store.observe { [weak self] kind in
-            guard kind == ObjectKinds.httpChannel.name || kind == ObjectKinds.basicAuth.name else { return }
-            await self?.reload()
-        }
+        store.observe([ObjectKinds.httpChannel, ObjectKinds.basicAuth]) { [weak self] in await self?.reload() }
     }
 
     /// Rebuilds the snapshot from the ODB.

@@ -40,6 +40,13 @@ public final class ObjectStore: Sendable {
         observers.withLock { $0.append(observer) }
     }
 
+    /// Calls `observer` after each committed change to any of `kinds` (a live part rebuilding
+    /// itself from them).
+    public func observe(_ kinds: [ObjectKind], _ observer: @escaping @Sendable () async -> Void) {
+        let names = Set(kinds.map(\.name))
+        observe { kind in if names.contains(kind) { await observer() } }
+    }
+
     public func kind(_ name: String) throws(ObjectError) -> ObjectKind {
         guard let kind = kinds[name] else { throw ObjectError(.notFound, "no object kind '\(name)'") }
         return kind

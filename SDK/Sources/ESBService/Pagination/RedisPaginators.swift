@@ -49,27 +49,27 @@ public actor ZSetPaginator: Paginator {
     /// The whole set.
     public init(kvdb: KVDB, key: String, perPage: Int, orphans: Int = 0, allowEmptyFirstPage: Bool = true,
                 descending: Bool = false, withScores: Bool = false) {
-        self.kvdb = kvdb
-        self.key = key
-        self.perPage = perPage
-        self.orphans = orphans
-        self.allowEmptyFirstPage = allowEmptyFirstPage
-        self.descending = descending
-        self.withScores = withScores
-        scores = nil
+        self.init(kvdb: kvdb, key: key, scores: nil, perPage: perPage, orphans: orphans,
+                  allowEmptyFirstPage: allowEmptyFirstPage, descending: descending, withScores: withScores)
     }
 
     /// Members with `scoreMin` ≤ score ≤ `scoreMax` (Redis syntax: `-inf`, `+inf`, `(5` exclusive).
     public init(kvdb: KVDB, key: String, scoreMin: String, scoreMax: String, perPage: Int, orphans: Int = 0,
                 allowEmptyFirstPage: Bool = true, descending: Bool = false, withScores: Bool = false) {
+        self.init(kvdb: kvdb, key: key, scores: (scoreMin, scoreMax), perPage: perPage, orphans: orphans,
+                  allowEmptyFirstPage: allowEmptyFirstPage, descending: descending, withScores: withScores)
+    }
+
+    private init(kvdb: KVDB, key: String, scores: (min: String, max: String)?, perPage: Int, orphans: Int,
+                 allowEmptyFirstPage: Bool, descending: Bool, withScores: Bool) {
         self.kvdb = kvdb
         self.key = key
+        self.scores = scores
         self.perPage = perPage
         self.orphans = orphans
         self.allowEmptyFirstPage = allowEmptyFirstPage
         self.descending = descending
         self.withScores = withScores
-        scores = (scoreMin, scoreMax)
     }
 
     public var count: Int {

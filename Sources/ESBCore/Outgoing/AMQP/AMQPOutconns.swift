@@ -28,10 +28,7 @@ public final class AMQPOutconns: Sendable {
     /// Builds the pools now and again after every change to AMQP objects.
     public func start() async {
         await reload()
-        store.observe { [weak self] kind in
-            guard kind == ObjectKinds.amqpDefinition.name || kind == ObjectKinds.amqpOutconn.name else { return }
-            await self?.reload()
-        }
+        store.observe([ObjectKinds.amqpDefinition, ObjectKinds.amqpOutconn]) { [weak self] in await self?.reload() }
     }
 
     /// Applies the ODB's AMQP objects: new pools for new or changed outconns, old ones drained.

@@ -26,6 +26,7 @@ public enum HTTPServer {
             ObjectRoutes(store: runtime.objects, kind: kind, path: path).register(on: api)
         }
         AMQPRoutes(amqp: runtime.amqp).register(on: api)
+        AsyncRoutes(store: runtime.asyncStore).register(on: api)
 
         knownRoutes.record(router.routes)
 

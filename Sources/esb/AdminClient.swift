@@ -57,6 +57,15 @@ struct AdminClient {
         return rows
     }
 
+    /// Sends a request and prints the JSON answer, pretty (nothing for an empty body).
+    func show(_ method: String, _ path: String, body: Data? = nil) async throws {
+        let reply = try expectSuccess(try await request(method, path, body: body))
+        if reply.body.isEmpty { return }
+        let object = try JSONSerialization.jsonObject(with: reply.body)
+        let pretty = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        print(String(decoding: pretty, as: UTF8.self))
+    }
+
     /// Fails with the server's own error message when the status is not 2xx.
     func expectSuccess(_ reply: Reply) throws -> Reply {
         guard (200..<300).contains(reply.status) else {

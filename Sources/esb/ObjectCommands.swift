@@ -26,16 +26,7 @@ enum FieldArguments {
 
 struct ObjectCommands<Group: ObjectCommandGroup> {
     static func list(_ connection: ConnectionOptions) async throws {
-        try await show(connection, "GET", Group.apiPath)
-    }
-
-    static func show(_ connection: ConnectionOptions, _ method: String, _ path: String, body: Data? = nil) async throws {
-        let client = connection.client
-        let reply = try client.expectSuccess(try await client.request(method, path, body: body))
-        if reply.body.isEmpty { return }
-        let object = try JSONSerialization.jsonObject(with: reply.body)
-        let pretty = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-        print(String(decoding: pretty, as: UTF8.self))
+        try await connection.client.show("GET", Group.apiPath)
     }
 }
 
@@ -78,7 +69,7 @@ struct CreateObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
     @Argument var fields: [String] = []
     @OptionGroup var connection: ConnectionOptions
     func run() async throws {
-        try await ObjectCommands<Group>.show(connection, "POST", Group.apiPath, body: try FieldArguments.json(fields, name: name))
+        try await connection.client.show("POST", Group.apiPath, body: try FieldArguments.json(fields, name: name))
     }
 }
 
@@ -86,7 +77,7 @@ struct GetObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
     static var configuration: CommandConfiguration { .init(commandName: "get", abstract: "Show one.") }
     @Argument var name: String
     @OptionGroup var connection: ConnectionOptions
-    func run() async throws { try await ObjectCommands<Group>.show(connection, "GET", "\(Group.apiPath)/\(name)") }
+    func run() async throws { try await connection.client.show("GET", "\(Group.apiPath)/\(name)") }
 }
 
 struct EditObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
@@ -95,7 +86,7 @@ struct EditObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
     @Argument var fields: [String] = []
     @OptionGroup var connection: ConnectionOptions
     func run() async throws {
-        try await ObjectCommands<Group>.show(connection, "PUT", "\(Group.apiPath)/\(name)", body: try FieldArguments.json(fields))
+        try await connection.client.show("PUT", "\(Group.apiPath)/\(name)", body: try FieldArguments.json(fields))
     }
 }
 
@@ -103,7 +94,7 @@ struct DeleteObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
     static var configuration: CommandConfiguration { .init(commandName: "delete", abstract: "Delete one (refused while in use).") }
     @Argument var name: String
     @OptionGroup var connection: ConnectionOptions
-    func run() async throws { try await ObjectCommands<Group>.show(connection, "DELETE", "\(Group.apiPath)/\(name)") }
+    func run() async throws { try await connection.client.show("DELETE", "\(Group.apiPath)/\(name)") }
 }
 
 struct ChannelsCommand: AsyncParsableCommand {
@@ -129,7 +120,7 @@ struct PasswordObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
         let data = passwordFile.map { FileManager.default.contents(atPath: $0) ?? Data() } ?? FileHandle.standardInput.readDataToEndOfFile()
         let password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
         let body = try JSONSerialization.data(withJSONObject: ["password1": password, "password2": password])
-        try await ObjectCommands<Group>.show(connection, "POST", "\(Group.apiPath)/\(name)/password", body: body)
+        try await connection.client.show("POST", "\(Group.apiPath)/\(name)/password", body: body)
         print("password of '\(name)' changed")
     }
 }

@@ -88,3 +88,17 @@ enum Table {
         }
     }
 }
+
+struct AsyncCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "async", abstract: "Show an async invocation or invoke/retry: status, attempts, next run, last error.")
+
+    @Argument(help: "The cid invokeAsync or invokeRetry returned.") var cid: String
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove("/")
+        try await connection.client.show("GET", "/esb/api/async/" + (cid.addingPercentEncoding(withAllowedCharacters: allowed) ?? cid))
+    }
+}

@@ -70,6 +70,7 @@ enum Daemon {
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: app),
+            .init(service: runtime.asyncScheduler),
             .init(service: runtime.pickup, successTerminationBehavior: .ignore),
             .init(service: ReloadService(state: state, notifier: notifier, logger: logger),
                   successTerminationBehavior: .ignore),

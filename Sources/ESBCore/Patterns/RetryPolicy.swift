@@ -8,11 +8,16 @@ struct RetryPolicy: Sendable {
     var backoff: Double
     var maxInterval: Duration?
 
+    init(repeats: Int, interval: Duration, backoff: Double = 1, maxInterval: Duration? = nil) {
+        self.repeats = max(0, repeats)
+        self.interval = interval
+        self.backoff = max(1, backoff)
+        self.maxInterval = maxInterval
+    }
+
     init(_ request: InvokeRetryRequest) {
-        repeats = max(0, request.repeats)
-        interval = request.interval
-        backoff = max(1, request.backoff)
-        maxInterval = request.maxInterval
+        self.init(repeats: request.repeats, interval: request.interval, backoff: request.backoff,
+                  maxInterval: request.maxInterval)
     }
 
     /// The delay before retry number `retry` (1-based), before jitter.

@@ -10,13 +10,16 @@ public final class ServiceInvoker: Sendable {
     public let registry: ServiceRegistry
     private let executor: ServiceExecutor
     let outgoing: OutgoingConnections
+    /// Durable async invocations; `nil` where there is no ODB.
+    let async: AsyncStore?
     private let logger: Logger
 
     public init(registry: ServiceRegistry, executor: ServiceExecutor, outgoing: OutgoingConnections = .init(),
-                logger: Logger) {
+                async: AsyncStore? = nil, logger: Logger) {
         self.registry = registry
         self.executor = executor
         self.outgoing = outgoing
+        self.async = async
         self.logger = logger
         registry.replace(unit: BuiltinServices.unit, with: BuiltinServices.all)
     }
@@ -64,9 +67,7 @@ public final class ServiceInvoker: Sendable {
             throw ServiceError(.invokeSelfInvocation, "service '\(name)' may not invoke itself")
         }
         guard let entry = registry.lookup(name) else {
-            if let reason = registry.inactiveReason(name) {
-                throw ServiceError(.invokeInactive, "service '\(name)' is inactive: \(reason)")
-            }
+            try checkInvocable(name)
             throw ServiceError(.invokeUnknownService, "no service named '\(name)' is deployed")
         }
         let cid = request.cid
@@ -97,29 +98,35 @@ public final class ServiceInvoker: Sendable {
         }
     }
 
-    /// Starts `name` in the background and returns its cid; `callback`, if given, gets the outcome.
-    public func invokeAsync(_ name: String, payload: Data, callback: String?) async throws -> String {
-        guard registry.lookup(name) != nil else {
-            throw ServiceError(.invokeUnknownService, "no service named '\(name)' is deployed")
+    /// Stores an invocation of `name` durably and returns its cid; the scheduler runs it in
+    /// the background and then invokes `callback`, if given, with the outcome.
+    /// - Throws: ``ServiceError`` when a service is not deployed or async work is not available,
+    ///   or the ODB's error when the record cannot be stored (then nothing was accepted).
+    public func invokeAsync(_ name: String, payload: Data, callback: String?, source: String? = nil,
+                            origCID: String? = nil) async throws -> String {
+        let record = AsyncRecord(kind: .invokeAsync, target: name, payload: payload, source: source, origCID: origCID,
+                                 callback: callback, now: AsyncRecord.now())
+        try await accept(record)
+        return record.cid
+    }
+
+    /// Stores a new async record after checking that its target and callback are deployed.
+    func accept(_ record: AsyncRecord) async throws {
+        guard let async else {
+            throw ServiceError(.notConfigured, "async invocations need the ODB; this invoker has none")
         }
-        if let callback, registry.lookup(callback) == nil {
-            throw ServiceError(.invokeUnknownService, "callback service '\(callback)' is not deployed")
+        try checkInvocable(record.target)
+        if let callback = record.callback { try checkInvocable(callback, role: "callback service") }
+        try await async.accept(record)
+    }
+
+    /// Throws the error `invoke` would for a service that is not deployed or inactive.
+    func checkInvocable(_ name: String, role: String = "service") throws {
+        guard registry.lookup(name) == nil else { return }
+        if let reason = registry.inactiveReason(name) {
+            throw ServiceError(.invokeInactive, "\(role) '\(name)' is inactive: \(reason)")
         }
-        let cid = Self.newCID()
-        // In memory for now; the durable store of async invocations is its own issue.
-        Task {
-            let request = ServiceRequest(payload: payload, channel: "invoke-async", cid: cid)
-            let outcome: Result<ServiceResponse, any Error>
-            do {
-                outcome = .success(try await invoke(name, request: request))
-            } catch {
-                outcome = .failure(error)
-            }
-            guard let callback else { return }
-            let body = AsyncCallbackPayload(cid: cid, service: name, outcome: outcome)
-            _ = try? await invoke(callback, request: ServiceRequest(payload: body.json, channel: "callback", cid: Self.newCID()))
-        }
-        return cid
+        throw ServiceError(.invokeUnknownService, "no \(role) named '\(name)' is deployed")
     }
 }
 
@@ -133,7 +140,8 @@ struct InvocationHost: ServiceHost {
     }
 
     func invokeAsync(_ name: String, payload: Data, callback: String?, from context: ServiceContext) async throws -> String {
-        try await invoker.invokeAsync(name, payload: payload, callback: callback)
+        try await invoker.invokeAsync(name, payload: payload, callback: callback, source: context.serviceName,
+                                      origCID: context.cid)
     }
 
     func amqpSend(_ message: Data, outconn: String, exchange: String, routingKey: String, properties: AMQPProperties,
@@ -146,10 +154,15 @@ struct InvocationHost: ServiceHost {
     }
 
     func invokeRetry(_ request: InvokeRetryRequest, from context: ServiceContext) async throws -> InvokeRetryResult {
-        guard request.mode == .blocking else {
-            throw ServiceError(.notConfigured, "invoke/retry in the background (asyncFallback, invokeAsync) is not available in this server yet")
+        let runner = InvokeRetryRunner(invoker: invoker)
+        switch request.mode {
+        case .blocking:
+            return .response(try await runner.blocking(request, caller: context.serviceName))
+        case .asyncFallback:
+            return try await runner.fallback(request, context: context)
+        case .background:
+            return .pending(cid: try await runner.background(request, context: context))
         }
-        return .response(try await InvokeRetryRunner(invoker: invoker).blocking(request, caller: context.serviceName))
     }
 
     func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue {
@@ -172,42 +185,6 @@ public struct OutgoingConnections: Sendable {
     public init(amqp: AMQPOutconns? = nil, kvdb: KVDBService? = nil) {
         self.amqp = amqp
         self.kvdb = kvdb
-    }
-}
-
-/// The JSON a callback service receives after `invokeAsync` (INTERFACES.md §6).
-struct AsyncCallbackPayload: Encodable {
-    var cid: String
-    var ok: Bool
-    var service: String
-    @ExplicitNull var response: String? = nil
-    @ExplicitNull var error: String? = nil
-    var callbackId: String
-    var redelivered = false
-
-    init(cid: String, service: String, outcome: Result<ServiceResponse, any Error>) {
-        self.cid = cid
-        self.service = service
-        callbackId = "\(cid)-cb"
-        switch outcome {
-        case .success(let response):
-            ok = true
-            self.response = response.text
-        case .failure(let error):
-            ok = false
-            self.error = "\(error)"
-        }
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case cid, ok, service, response, error, redelivered
-        case callbackId = "callback_id"
-    }
-
-    var json: Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return (try? encoder.encode(self)) ?? Data()
     }
 }
 

@@ -17,6 +17,9 @@ public struct ServiceRuntime: Sendable {
     public let amqp: AMQPOutconns
     /// Redis for services.
     public let kvdb: KVDBService
+    /// Durable async invocations and retries, and the scheduler that runs them.
+    public let asyncStore: AsyncStore
+    public let asyncScheduler: AsyncScheduler
 
     /// Builds the runtime; the SDK is the one this process has loaded.
     /// - Throws: ``PluginLoadError`` when the shared SDK cannot be found.
@@ -27,8 +30,11 @@ public struct ServiceRuntime: Sendable {
         amqp = AMQPOutconns(store: objects, logger: logger)
         kvdb = KVDBService(config: config.kvdb, logger: logger)
         state.onReload { [kvdb] config in kvdb.apply(config.kvdb) }
+        asyncStore = AsyncStore(odb: state.odb)
         invoker = ServiceInvoker(registry: registry, executor: ServiceExecutor(threads: max(2, ProcessInfo.processInfo.activeProcessorCount)),
-                                 outgoing: OutgoingConnections(amqp: amqp, kvdb: kvdb), logger: logger)
+                                 outgoing: OutgoingConnections(amqp: amqp, kvdb: kvdb), async: asyncStore, logger: logger)
+        asyncScheduler = AsyncScheduler(store: asyncStore, invoker: invoker, settings: config.async, logger: logger)
+        state.onReload { [asyncScheduler] config in asyncScheduler.apply(config.async) }
         deployments = DeploymentStore(odb: state.odb)
         let compiler = SwiftCompiler(swiftc: config.hotDeploy.swiftc, sdk: try SDKLocation.current(),
                                      moduleCachePath: config.main.workDir + "/module-cache")

@@ -45,6 +45,7 @@ public final class ODB: Sendable {
         DeploymentStore.migrate(&migrator)
         ObjectStore.migrate(&migrator)
         DeploymentStore.migrateCrashTracking(&migrator)
+        AsyncStore.migrate(&migrator)
         return migrator
     }
 

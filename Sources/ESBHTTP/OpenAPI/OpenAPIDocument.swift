@@ -95,6 +95,8 @@ struct OpenAPIDocument {
                       tag: "services", responses: [200: "DeploymentList", 401: "Error"]),
             Operation(method: "get", path: "/esb/api/startup-services", summary: "Results of [startup_services] at the last start",
                       tag: "services", responses: [200: "StartupResults", 401: "Error"]),
+            Operation(method: "get", path: "/esb/api/async/{cid}", summary: "An async invocation or invoke/retry: status, attempts, next run, last error",
+                      tag: "services", responses: [200: "AsyncStatus", 401: "Error", 404: "Error"], parameters: ["cid"]),
         ] + objectOperations,
         schemas: fixedSchemas.merging(objectSchemas) { $1 }
     ) }
@@ -142,6 +144,19 @@ struct OpenAPIDocument {
                 "service": ["type": "string"], "status": ["type": "string", "enum": ["ok", "failed", "skipped", "pending"]],
                 "duration_ms": ["type": ["integer", "null"]], "error": ["type": ["string", "null"]], "line": ["type": "integer"],
             ]]],
+            "AsyncStatus": ["type": "object", "required": ["cid", "kind", "status", "target", "attempts", "repeats"], "properties": [
+                "cid": ["type": "string"], "kind": ["type": "string", "enum": ["invoke_async", "invoke_retry"]],
+                "status": ["type": "string", "enum": ["pending", "running", "done", "failed"]],
+                "target": ["type": "string"], "source": ["type": ["string", "null"]], "orig_cid": ["type": ["string", "null"]],
+                "attempts": ["type": "integer"], "repeats": ["type": "integer"],
+                "next_run_at": ["type": ["string", "null"]], "last_error": ["type": ["string", "null"]],
+                "errors": ["type": "array", "items": ["type": "string"]],
+                "callback": ["type": ["string", "null"]], "callback_id": ["type": "string"],
+                "callback_status": ["type": "string", "enum": ["none", "pending", "running", "delivered"]],
+                "callback_deliveries": ["type": "integer"], "callback_error": ["type": ["string", "null"]],
+                "interruptions": ["type": "integer"], "created_at": ["type": "string"], "updated_at": ["type": "string"],
+                "finished_at": ["type": ["string", "null"]],
+            ]],
             "AMQPPublish": ["type": "object", "required": ["routing_key"], "properties": [
                 "payload": [:], "exchange": ["type": "string"], "routing_key": ["type": "string"],
                 "properties": ["type": "object"], "headers": ["type": "object"],

@@ -30,6 +30,8 @@ let package = Package(
         // swift-corelibs URLSession never completes a request answered 401 with
         // WWW-Authenticate, so the CLI and the tests use AsyncHTTPClient.
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        // enmasse files: YAML (and JSON, a subset) with line numbers for every node.
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         // SwiftParser finds the Service types in a dropped file; no macros, parser only.
         .package(url: "https://github.com/swiftlang/swift-syntax.git", from: "603.0.1"),
     ],
@@ -57,6 +59,7 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftParser", package: "swift-syntax"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "SwiftSyntax", package: "swift-syntax"),
             ],
             swiftSettings: swiftSettings

@@ -8,6 +8,8 @@ public struct APIError: HTTPResponseError, Sendable {
     public var code: String
     public var message: String
     public var field: String?
+    /// Every problem of an enmasse import, each with its location.
+    public var problems: [ImportError.Problem]?
     public var headers: HTTPFields = [:]
 
     public init(_ status: HTTPResponse.Status, code: String, _ message: String, field: String? = nil) {
@@ -29,12 +31,13 @@ public struct APIError: HTTPResponseError, Sendable {
             var code: String
             var message: String
             @ExplicitNull var field: String? = nil
+            var problems: [ImportError.Problem]?
         }
         var error: Detail
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let body = Body(error: .init(code: code, message: message, field: field))
+        let body = Body(error: .init(code: code, message: message, field: field, problems: problems))
         var response = try JSON.response(body, status: status)
         for field in headers { response.headers.append(field) }
         return response

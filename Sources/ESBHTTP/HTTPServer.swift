@@ -27,6 +27,7 @@ public enum HTTPServer {
         }
         AMQPRoutes(amqp: runtime.amqp).register(on: api)
         AsyncRoutes(store: runtime.asyncStore).register(on: api)
+        EnmasseRoutes(store: runtime.objects).register(on: api)
 
         knownRoutes.record(router.routes)
 

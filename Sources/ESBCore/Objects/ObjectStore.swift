@@ -9,9 +9,9 @@ import Synchronization
 /// fields, references to other objects; a delete of an object others refer to is refused
 /// naming them. Observers hear about every committed change (to rebuild routes or pools).
 public final class ObjectStore: Sendable {
-    private let odb: ODB
-    private let secrets: SecretBox
-    private let kinds: [String: ObjectKind]
+    let odb: ODB
+    let secrets: SecretBox
+    let kinds: [String: ObjectKind]
     private let observers = Mutex<[@Sendable (String) async -> Void]>([])
 
     public init(odb: ODB, secrets: SecretBox, kinds: [ObjectKind]) {
@@ -154,13 +154,13 @@ public final class ObjectStore: Sendable {
         await notify(kind)
     }
 
-    private func notify(_ kind: ObjectKind) async {
+    func notify(_ kind: ObjectKind) async {
         for observer in observers.withLock({ $0 }) { await observer(kind.name) }
     }
 
     // MARK: Validation and encoding
 
-    private static func takeSecret(_ kind: ObjectKind, _ fields: inout ObjectFields) throws -> String? {
+    static func takeSecret(_ kind: ObjectKind, _ fields: inout ObjectFields) throws -> String? {
         guard let secretField = kind.secretField, let value = fields.removeValue(forKey: secretField) else { return nil }
         guard let text = value.string, !text.isEmpty else {
             throw ObjectError(.invalid, "\(kind.label): \(secretField) must be a non-empty string", field: secretField)
@@ -168,7 +168,11 @@ public final class ObjectStore: Sendable {
         return text
     }
 
-    static func normalize(_ db: Database, _ kind: ObjectKind, _ input: ObjectFields, existing: ObjectFields?) throws -> ObjectFields {
+    /// Checks `input` (merged over `existing` for an edit) against the kind and returns the
+    /// complete object. A reference resolves to an object in the ODB or to one in `pending`
+    /// (`kind/name` of objects created in the same transaction, as an enmasse import does).
+    static func normalize(_ db: Database, _ kind: ObjectKind, _ input: ObjectFields, existing: ObjectFields?,
+                          pending: Set<String> = []) throws -> ObjectFields {
         let label = "\(kind.label) '\(input["name"]?.string ?? "?")'"
         guard let name = input["name"]?.string, !name.isEmpty, name.count <= 200, !name.contains("/") else {
             throw ObjectError(.invalid, "\(kind.label): name must be a non-empty string of at most 200 characters without '/'", field: "name")
@@ -193,7 +197,8 @@ public final class ObjectStore: Sendable {
             if let reason = value == .null && field.defaultValue == .null ? nil : field.check?(value) {
                 throw ObjectError(.invalid, "\(label): \(field.name) = \(value) \(reason)", field: field.name)
             }
-            if let target = field.references, let referenced = value.string, referenced != "none" {
+            if let target = field.references, let referenced = value.string, referenced != "none",
+               !pending.contains(target + "/" + referenced) {
                 let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM config_object WHERE kind = ? AND name = ?",
                                                arguments: [target, referenced]) ?? false
                 guard exists else {
@@ -205,7 +210,7 @@ public final class ObjectStore: Sendable {
         return result
     }
 
-    private static func fetch(_ db: Database, _ kind: ObjectKind, _ name: String) throws -> ObjectFields {
+    static func fetch(_ db: Database, _ kind: ObjectKind, _ name: String) throws -> ObjectFields {
         guard let row = try Row.fetchOne(db, sql: "SELECT name, body FROM config_object WHERE kind = ? AND name = ?",
                                          arguments: [kind.name, name]) else {
             throw ObjectError(.notFound, "no \(kind.label) named '\(name)'")
@@ -219,7 +224,7 @@ public final class ObjectStore: Sendable {
         return fields
     }
 
-    private static func encode(_ fields: ObjectFields) throws -> String {
+    static func encode(_ fields: ObjectFields) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return String(decoding: try encoder.encode(fields), as: UTF8.self)

@@ -15,6 +15,9 @@ struct OpenAPIDocument {
         var responses: [Int: String?]
         var parameters: [String] = []
         var query: [String] = []
+        var optionalQuery: [String] = []
+        /// The body is text (YAML or JSON), not a JSON schema.
+        var requestText = false
     }
 
     /// The CRUD operations of every kind of configuration object, and the AMQP test publish.
@@ -95,6 +98,11 @@ struct OpenAPIDocument {
                       tag: "services", responses: [200: "DeploymentList", 401: "Error"]),
             Operation(method: "get", path: "/esb/api/startup-services", summary: "Results of [startup_services] at the last start",
                       tag: "services", responses: [200: "StartupResults", 401: "Error"]),
+            Operation(method: "get", path: "/esb/api/enmasse/export", summary: "Export every object as an enmasse file (query format=yaml|json, include_secrets=true)",
+                      tag: "enmasse", responses: [200: nil, 401: "Error", 422: "Error"], optionalQuery: ["format", "include_secrets"]),
+            Operation(method: "post", path: "/esb/api/enmasse/import", summary: "Import an enmasse file (YAML or JSON body), all or nothing (query replace=true, name=FILE)",
+                      tag: "enmasse", responses: [200: "EnmasseImported", 401: "Error", 422: "Error"],
+                      optionalQuery: ["replace", "name"], requestText: true),
             Operation(method: "get", path: "/esb/api/async/{cid}", summary: "An async invocation or invoke/retry: status, attempts, next run, last error",
                       tag: "services", responses: [200: "AsyncStatus", 401: "Error", 404: "Error"], parameters: ["cid"]),
         ] + objectOperations,
@@ -144,6 +152,9 @@ struct OpenAPIDocument {
                 "service": ["type": "string"], "status": ["type": "string", "enum": ["ok", "failed", "skipped", "pending"]],
                 "duration_ms": ["type": ["integer", "null"]], "error": ["type": ["string", "null"]], "line": ["type": "integer"],
             ]]],
+            "EnmasseImported": ["type": "object", "required": ["created", "updated"], "properties": [
+                "created": ["type": "array", "items": ["type": "string"]], "updated": ["type": "array", "items": ["type": "string"]],
+            ]],
             "AsyncStatus": ["type": "object", "required": ["cid", "kind", "status", "target", "attempts", "repeats"], "properties": [
                 "cid": ["type": "string"], "kind": ["type": "string", "enum": ["invoke_async", "invoke_retry"]],
                 "status": ["type": "string", "enum": ["pending", "running", "done", "failed"]],
@@ -174,6 +185,10 @@ struct OpenAPIDocument {
                     "properties": [
                         "code": ["type": "string"], "message": ["type": "string"],
                         "field": ["type": ["string", "null"]],
+                        "problems": ["type": "array", "items": ["type": "object", "properties": [
+                            "location": ["type": "string"], "object": ["type": ["string", "null"]],
+                            "field": ["type": ["string", "null"]], "message": ["type": "string"],
+                        ]]],
                     ],
                 ]],
             ],
@@ -201,8 +216,14 @@ struct OpenAPIDocument {
                 ["name": name, "in": "path", "required": true, "schema": ["type": "string"]]
             } + operation.query.map { name -> [String: Any] in
                 ["name": name, "in": "query", "required": true, "schema": ["type": "string"]]
+            } + operation.optionalQuery.map { name -> [String: Any] in
+                ["name": name, "in": "query", "required": false, "schema": ["type": "string"]]
             }
             if !parameters.isEmpty { entry["parameters"] = parameters }
+            if operation.requestText {
+                entry["requestBody"] = ["required": true, "content": ["application/yaml": ["schema": ["type": "string"]],
+                                                                      "application/json": ["schema": ["type": "object"]]]]
+            }
             if let request = operation.requestSchema {
                 entry["requestBody"] = ["required": true, "content": ["application/json": ["schema": ["$ref": "#/components/schemas/\(request)"]]]]
             }

@@ -216,11 +216,7 @@ import Testing
         let server = try TestServer()
         try await server.start()
         defer { Task { await server.stop() } }
-        let environment = ProcessInfo.processInfo.environment.merging([
-            "ESB_URL": "http://127.0.0.1:\(server.port)", "ESB_USER": "admin", "ESB_PASSWORD": server.password]) { $1 }
-        func esb(_ arguments: String...) async throws -> CommandResult {
-            try await runCommand(TestEnvironment.esb, arguments, environment: environment)
-        }
+        func esb(_ arguments: String...) async throws -> CommandResult { try await server.esb(arguments) }
         let def = try await esb("amqp", "def", "create", "cli-broker", "host=\(AMQPPeer.host)", "port=\(AMQPPeer.port)", "username=guest", "password=guest")
         #expect(def.status == 0, "\(def.stderr)")
         #expect(!def.stdout.contains("password"))

@@ -64,13 +64,11 @@ import Testing
         #expect(status["last_error"] as? String == "esb.internal: failure number 3")
         #expect((status["errors"] as? [String])?.count == 3)
         #expect(status["callback_deliveries"] as? Int == 1)
-        let cli = try await runCommand(TestEnvironment.esb, ["async", succeeding, "--url", "http://127.0.0.1:\(fixture.server.port)",
-                                                             "--user", "admin", "--password", fixture.server.password])
+        let cli = try await fixture.server.esb(["async", succeeding])
         #expect(cli.status == 0, "\(cli.stderr)")
         #expect(cli.stdout.contains(#""status" : "done""#) && cli.stdout.contains(#""attempts" : 3"#), "\(cli.stdout)")
         #expect(try await fixture.status("0123456789abcdef01234567").status == 404)
-        let unknown = try await runCommand(TestEnvironment.esb, ["async", "nope", "--url", "http://127.0.0.1:\(fixture.server.port)",
-                                                                 "--user", "admin", "--password", fixture.server.password])
+        let unknown = try await fixture.server.esb(["async", "nope"])
         #expect(unknown.status != 0 && unknown.stderr.contains("no async invocation with cid 'nope'"))
 
         // Retention 0 days on SIGHUP: finished records are pruned at once.

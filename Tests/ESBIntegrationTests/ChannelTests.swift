@@ -135,10 +135,7 @@ import Testing
         let server = try TestServer()
         try await server.start()
         defer { Task { await server.stop() } }
-        let connection = ["--url", "http://127.0.0.1:\(server.port)", "--password", server.password]
-        func esb(_ arguments: [String], input: String? = nil) async throws -> CommandResult {
-            try await runCommand(TestEnvironment.esb, arguments + connection)
-        }
+        func esb(_ arguments: [String]) async throws -> CommandResult { try await server.esb(arguments) }
         let created = try await esb(["security", "create", "cli-def", "username=u1", "password=p1"])
         #expect(created.status == 0, "\(created.stderr)")
         #expect(!created.stdout.contains("p1"))

@@ -112,6 +112,13 @@ final class TestServer: @unchecked Sendable {
 
     var admin: (String, String) { ("admin", password) }
 
+    /// Runs the `esb` command line against this server (ESB_URL, ESB_USER, ESB_PASSWORD).
+    func esb(_ arguments: [String]) async throws -> CommandResult {
+        let environment = ProcessInfo.processInfo.environment.merging([
+            "ESB_URL": "http://127.0.0.1:\(port)", "ESB_USER": "admin", "ESB_PASSWORD": password]) { $1 }
+        return try await runCommand(TestEnvironment.esb, arguments, environment: environment)
+    }
+
     var pickupDirectory: String { directory + "/pickup" }
 
     /// Drops a file into the pickup directory the way editors and deploy tools do: written

@@ -40,4 +40,6 @@ ensure_python_packages() {
 
 BUILD_PACKAGES=(pkg-config libhiredis-dev librabbitmq-dev libsqlite3-dev sqlite3)
 SERVICE_PACKAGES=(redis-server redis-tools rabbitmq-server)
-PYTHON_PACKAGES=(pika django)
+# The dashboard is tested in a real headless Chromium driven by selenium.
+BROWSER_PACKAGES=(chromium chromium-driver fonts-liberation)
+PYTHON_PACKAGES=(pika django selenium)

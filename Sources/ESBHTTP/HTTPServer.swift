@@ -28,6 +28,7 @@ public enum HTTPServer {
         AMQPRoutes(amqp: runtime.amqp).register(on: api)
         AsyncRoutes(store: runtime.asyncStore).register(on: api)
         EnmasseRoutes(store: runtime.objects).register(on: api)
+        DashboardRoutes(state: state, runtime: runtime, sessions: DashboardSessions()).register(on: router)
 
         knownRoutes.record(router.routes)
 

@@ -37,7 +37,8 @@ import Testing
         #expect(openAPI.json?["openapi"] as? String == "3.1.0")
         let paths = openAPI.json?["paths"] as? [String: Any] ?? [:]
         for path in ["/esb/api/services", "/esb/api/invoke/{service}", "/esb/api/deploy", "/esb/api/deployments",
-                     "/esb/api/startup-services", "/esb/api/channels/http/{name}", "/esb/api/security/basic-auth/{name}/password"] {
+                     "/esb/api/startup-services", "/esb/api/channels/http/{name}", "/esb/api/security/basic-auth/{name}/password",
+                     "/esb/api/async/{cid}", "/esb/api/enmasse/export", "/esb/api/enmasse/import"] {
             #expect(paths[path] != nil, "\(path) is documented")
         }
 

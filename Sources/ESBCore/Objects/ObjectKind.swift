@@ -57,14 +57,18 @@ public struct ObjectKind: Sendable {
         public var check: (@Sendable (FieldValue) -> String?)?
         /// The kind whose object this field names; `none` and null mean no reference.
         public var references: String?
+        /// The only values a string field takes (forms offer them as a choice).
+        public var allowed: [String]?
 
+        /// `allowed`, when given, is also the field's check.
         public init(_ name: String, _ type: FieldType, default defaultValue: FieldValue? = nil,
-                    references: String? = nil, check: (@Sendable (FieldValue) -> String?)? = nil) {
+                    references: String? = nil, allowed: [String]? = nil, check: (@Sendable (FieldValue) -> String?)? = nil) {
             self.name = name
             self.type = type
             self.defaultValue = defaultValue
             self.references = references
-            self.check = check
+            self.allowed = allowed
+            self.check = check ?? allowed.map { Self.oneOf($0) }
         }
     }
 

@@ -20,9 +20,9 @@ public enum ObjectKinds {
                 if let problem = ChannelPath.validate(path) { return problem }
                 return nil
             }),
-            .init("method", .string, default: .string(""), check: ObjectKind.Field.oneOf(["", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])),
+            .init("method", .string, default: .string(""), allowed: ["", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]),
             .init("service", .string, check: ObjectKind.Field.nonEmpty),
-            .init("data_format", .string, default: .string("json"), check: ObjectKind.Field.oneOf(["json", "xml", "text"])),
+            .init("data_format", .string, default: .string("json"), allowed: ["json", "xml", "text"]),
             .init("security", .string, default: .string("none"), references: "def_sec"),
             .init("is_active", .bool, default: .bool(true)),
         ])

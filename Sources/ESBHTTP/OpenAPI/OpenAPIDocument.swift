@@ -44,7 +44,9 @@ struct OpenAPIDocument {
         var required = ["name"]
         for field in kind.fields {
             let type = switch field.type { case .string: "string"; case .int: "integer"; case .bool: "boolean" }
-            properties[field.name] = ["type": field.defaultValue == .null ? [type, "null"] as Any : type as Any]
+            var property: [String: Any] = ["type": field.defaultValue == .null ? [type, "null"] as Any : type as Any]
+            if let allowed = field.allowed { property["enum"] = allowed }
+            properties[field.name] = property
             if field.defaultValue == nil { required.append(field.name) }
         }
         if let secret = kind.secretField { properties[secret] = ["type": "string", "writeOnly": true] }

@@ -59,6 +59,7 @@ enum Daemon {
         await runtime.channels.start()
         // Pools connect in the background: a broker that is down delays nothing.
         await runtime.amqp.start()
+        await runtime.http.start()
         metrics.addRefresher { runtime.amqp.refreshGauges() }
 
         let app = HTTPServer.makeApplication(state: state, runtime: runtime, metrics: metrics, logger: logger) { [logger] port in
@@ -94,6 +95,7 @@ enum Daemon {
             return 1
         }
         await runtime.amqp.shutdown()
+        await runtime.http.shutdown()
         runtime.kvdb.shutdown()
         do {
             try await runtime.deployments.endRun()

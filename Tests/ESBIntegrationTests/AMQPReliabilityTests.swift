@@ -7,31 +7,22 @@ import Testing
     /// scripts/testkit/stall_proxy.py in front of the broker; `stall()` makes it stop answering.
     final class StallProxy: Sendable {
         let port: Int
-        private let process: Process
+        private let server: ScriptServer
 
         /// With `tls` (certificate, key), the proxy terminates TLS: a TLS broker.
         init(tls: (certificate: String, key: String)? = nil) async throws {
             port = TestEnvironment.freePort()
-            process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", TestEnvironment.packageRoot + "/scripts/testkit/stall_proxy.py",
-                                 String(port), AMQPPeer.host, String(AMQPPeer.port)] + (tls.map { [$0.certificate, $0.key] } ?? [])
-            let output = Pipe()
-            process.standardOutput = output
-            // Never the test's own stderr: a child holding it open keeps `swift test` waiting.
-            process.standardError = FileHandle.nullDevice
-            process.standardInput = FileHandle.nullDevice
-            try process.run()
-            _ = output.fileHandleForReading.availableData  // "ready"
+            server = try await ScriptServer("scripts/testkit/stall_proxy.py",
+                                            [String(port), AMQPPeer.host, String(AMQPPeer.port)] + (tls.map { [$0.certificate, $0.key] } ?? []))
         }
 
         /// Stalls, and gives the proxy a moment to act on the signal.
         func stall() async throws {
-            kill(process.processIdentifier, SIGUSR1)
+            server.signal(SIGUSR1)
             try await Task.sleep(for: .milliseconds(300))
         }
-        func resume() { kill(process.processIdentifier, SIGUSR2) }
-        func stop() { process.terminate() }
+        func resume() { server.signal(SIGUSR2) }
+        func stop() { server.stop() }
     }
 
     @Test func stalledBrokerFailsSendsAfterTheConfirmTimeoutAndThePoolSurvives() async throws {

@@ -108,12 +108,22 @@ public struct HTTPConnection: Sendable {
     public let name: String
     let context: ServiceContext
 
+    // The String and Encodable overloads call this, never the `Data?` overload: `Data` is
+    // Encodable, so `body: Data(…)` could resolve to the Encodable overload and recurse.
     func send(_ method: String, path: [String: String], query: [String: String], headers: [String: String],
               body: Data?) async throws -> OutgoingHTTPResponse {
         try await context.host.httpRequest(
             OutgoingHTTPRequest(connection: name, method: method, pathParameters: path, query: query,
                                 headers: headers, body: body),
             from: context)
+    }
+
+    /// An Encodable body as JSON; `Data` and `String` (which are Encodable too, and may land
+    /// here through overload resolution) are sent as they are.
+    static func encode(_ body: some Encodable) throws -> Data {
+        if let data = body as? Data { return data }
+        if let text = body as? String { return Data(text.utf8) }
+        return try JSONEncoder().encode(body)
     }
 
     public func get(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
@@ -139,44 +149,44 @@ public struct HTTPConnection: Sendable {
 
     public func get(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
                     body: String) async throws -> OutgoingHTTPResponse {
-        try await get(path: path, query: query, headers: headers, body: Data(body.utf8))
+        try await send("GET", path: path, query: query, headers: headers, body: Data(body.utf8))
     }
     public func post(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
                      body: String) async throws -> OutgoingHTTPResponse {
-        try await post(path: path, query: query, headers: headers, body: Data(body.utf8))
+        try await send("POST", path: path, query: query, headers: headers, body: Data(body.utf8))
     }
     public func put(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
                     body: String) async throws -> OutgoingHTTPResponse {
-        try await put(path: path, query: query, headers: headers, body: Data(body.utf8))
+        try await send("PUT", path: path, query: query, headers: headers, body: Data(body.utf8))
     }
     public func patch(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
                       body: String) async throws -> OutgoingHTTPResponse {
-        try await patch(path: path, query: query, headers: headers, body: Data(body.utf8))
+        try await send("PATCH", path: path, query: query, headers: headers, body: Data(body.utf8))
     }
     public func delete(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
                        body: String) async throws -> OutgoingHTTPResponse {
-        try await delete(path: path, query: query, headers: headers, body: Data(body.utf8))
+        try await send("DELETE", path: path, query: query, headers: headers, body: Data(body.utf8))
     }
 
     public func get(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
                     body: some Encodable) async throws -> OutgoingHTTPResponse {
-        try await get(path: path, query: query, headers: headers, body: try JSONEncoder().encode(body))
+        try await send("GET", path: path, query: query, headers: headers, body: try Self.encode(body))
     }
     public func post(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
                      body: some Encodable) async throws -> OutgoingHTTPResponse {
-        try await post(path: path, query: query, headers: headers, body: try JSONEncoder().encode(body))
+        try await send("POST", path: path, query: query, headers: headers, body: try Self.encode(body))
     }
     public func put(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
                     body: some Encodable) async throws -> OutgoingHTTPResponse {
-        try await put(path: path, query: query, headers: headers, body: try JSONEncoder().encode(body))
+        try await send("PUT", path: path, query: query, headers: headers, body: try Self.encode(body))
     }
     public func patch(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
                       body: some Encodable) async throws -> OutgoingHTTPResponse {
-        try await patch(path: path, query: query, headers: headers, body: try JSONEncoder().encode(body))
+        try await send("PATCH", path: path, query: query, headers: headers, body: try Self.encode(body))
     }
     public func delete(path: [String: String] = [:], query: [String: String] = [:], headers: [String: String] = [:],
                        body: some Encodable) async throws -> OutgoingHTTPResponse {
-        try await delete(path: path, query: query, headers: headers, body: try JSONEncoder().encode(body))
+        try await send("DELETE", path: path, query: query, headers: headers, body: try Self.encode(body))
     }
 }
 

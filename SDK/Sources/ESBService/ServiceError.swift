@@ -33,6 +33,7 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
 
 extension ServiceError.Code {
     public static let invalidJSON: Self = "request.invalid_json"
+    public static let invalidXML: Self = "request.invalid_xml"
     public static let notConfigured: Self = "esb.not_configured"
     public static let internalError: Self = "esb.internal"
 
@@ -59,6 +60,8 @@ extension ServiceError.Code {
     public static let httpTimeout: Self = "http.timeout"
     public static let httpConnectionFailed: Self = "http.connection_failed"
     public static let httpStatus: Self = "http.status"
+    /// A call the connection cannot make as asked (a path parameter missing).
+    public static let httpInvalidRequest: Self = "http.invalid_request"
 
     public static let retryExhausted: Self = "retry.exhausted"
 }

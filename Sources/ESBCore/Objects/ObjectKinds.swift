@@ -1,3 +1,5 @@
+import Foundation
+
 /// The kinds of configuration object the server knows, keyed as in enmasse files.
 public enum ObjectKinds {
     /// `def_sec`: HTTP basic-auth credentials for channels and outgoing HTTP.
@@ -66,5 +68,30 @@ public enum ObjectKinds {
             .init("acquire_timeout_ms", .int, default: .int(5000), check: ObjectKind.Field.range(0...600_000)),
         ])
 
-    public static let all = [basicAuth, httpChannel, amqpDefinition, amqpOutconn]
+    /// `outconn_plain_http`: another system's HTTP API, called by services through
+    /// `context.outgoing.http["name"]` over pooled keep-alive connections.
+    public static let httpOutconn = ObjectKind(
+        name: "outconn_plain_http", label: "outgoing HTTP connection",
+        fields: [
+            .init("address", .string, check: { value in
+                guard let text = value.string, let url = URL(string: text), let scheme = url.scheme?.lowercased(),
+                      ["http", "https"].contains(scheme), let host = url.host, !host.isEmpty else {
+                    return "must be scheme://host[:port], with scheme http or https"
+                }
+                if !url.path.isEmpty && url.path != "/" || url.query != nil { return "must not hold a path or query (use url_path)" }
+                return nil
+            }),
+            .init("url_path", .string, default: .string("/"), check: { value in
+                guard let path = value.string, path.hasPrefix("/") else { return "must start with '/'" }
+                return ChannelPath.validate(path)
+            }),
+            .init("method", .string, default: .string("GET"), allowed: ["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            .init("data_format", .string, default: .string("json"), allowed: ["json", "xml", "text"]),
+            .init("security", .string, default: .string("none"), references: "def_sec"),
+            .init("timeout_ms", .int, default: .int(10_000), check: ObjectKind.Field.range(1...600_000)),
+            .init("pool_size", .int, default: .int(8), check: ObjectKind.Field.range(1...256)),
+            .init("is_active", .bool, default: .bool(true)),
+        ])
+
+    public static let all = [basicAuth, httpChannel, amqpDefinition, amqpOutconn, httpOutconn]
 }

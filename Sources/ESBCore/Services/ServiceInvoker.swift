@@ -165,6 +165,13 @@ struct InvocationHost: ServiceHost {
         }
     }
 
+    func httpRequest(_ request: OutgoingHTTPRequest, from context: ServiceContext) async throws -> OutgoingHTTPResponse {
+        guard let http = invoker.outgoing.http else {
+            throw ServiceError(.httpUnknownOutconn, "no outgoing HTTP connection named '\(request.connection)'")
+        }
+        return try await http.request(request, cid: context.cid)
+    }
+
     func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue {
         try await kvdbPipeline([command], from: context)[0]
     }
@@ -181,10 +188,12 @@ struct InvocationHost: ServiceHost {
 public struct OutgoingConnections: Sendable {
     public var amqp: AMQPOutconns?
     public var kvdb: KVDBService?
+    public var http: HTTPOutconns?
 
-    public init(amqp: AMQPOutconns? = nil, kvdb: KVDBService? = nil) {
+    public init(amqp: AMQPOutconns? = nil, kvdb: KVDBService? = nil, http: HTTPOutconns? = nil) {
         self.amqp = amqp
         self.kvdb = kvdb
+        self.http = http
     }
 }
 

@@ -17,6 +17,8 @@ public struct ServiceRuntime: Sendable {
     public let amqp: AMQPOutconns
     /// Redis for services.
     public let kvdb: KVDBService
+    /// Pooled outgoing HTTP connections.
+    public let http: HTTPOutconns
     /// Durable async invocations and retries, and the scheduler that runs them.
     public let asyncStore: AsyncStore
     public let asyncScheduler: AsyncScheduler
@@ -29,10 +31,11 @@ public struct ServiceRuntime: Sendable {
         objects = ObjectStore(odb: state.odb, secrets: state.secrets, kinds: ObjectKinds.all)
         amqp = AMQPOutconns(store: objects, logger: logger)
         kvdb = KVDBService(config: config.kvdb, logger: logger)
+        http = HTTPOutconns(store: objects, logger: logger)
         state.onReload { [kvdb] config in kvdb.apply(config.kvdb) }
         asyncStore = AsyncStore(odb: state.odb)
         invoker = ServiceInvoker(registry: registry, executor: ServiceExecutor(threads: max(2, ProcessInfo.processInfo.activeProcessorCount)),
-                                 outgoing: OutgoingConnections(amqp: amqp, kvdb: kvdb), async: asyncStore, logger: logger)
+                                 outgoing: OutgoingConnections(amqp: amqp, kvdb: kvdb, http: http), async: asyncStore, logger: logger)
         asyncScheduler = AsyncScheduler(store: asyncStore, invoker: invoker, settings: config.async, logger: logger)
         state.onReload { [asyncScheduler] config in asyncScheduler.apply(config.async) }
         deployments = DeploymentStore(odb: state.odb)

@@ -187,6 +187,7 @@ struct DashboardObjectPages {
         case ObjectKinds.amqpDefinition.name: "AMQP definitions"
         case ObjectKinds.amqpOutconn.name: "Outgoing AMQP connections"
         case ObjectKinds.httpChannel.name: "HTTP channels"
+        case ObjectKinds.httpOutconn.name: "Outgoing HTTP connections"
         case ObjectKinds.basicAuth.name: "Basic-auth definitions"
         default: kind.label
         }

@@ -71,6 +71,7 @@ enum HTML {
                      ("deployments", "/esb/dashboard/deployments", "Deployments"), ("startup", "/esb/dashboard/startup", "Startup"),
                      ("def_amqp", "/esb/dashboard/objects/def_amqp", "AMQP definitions"),
                      ("outconn_amqp", "/esb/dashboard/objects/outconn_amqp", "Outgoing AMQP"),
+                     ("outconn_plain_http", "/esb/dashboard/objects/outconn_plain_http", "Outgoing HTTP"),
                      ("channel_plain_http", "/esb/dashboard/objects/channel_plain_http", "HTTP channels"),
                      ("def_sec", "/esb/dashboard/objects/def_sec", "Basic auth"),
                      ("enmasse", "/esb/dashboard/enmasse", "enmasse")]

@@ -37,13 +37,33 @@ struct ChannelMiddleware<Context: RequestContext>: RouterMiddleware {
             if channel.dataFormat == "json", !body.isEmpty, (try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed])) == nil {
                 throw APIError(.badRequest, code: "invalid_json", "channel '\(channel.name)' expects a JSON body (data_format json)")
             }
+            if channel.dataFormat == "xml", !body.isEmpty, let problem = Self.xmlProblem(body) {
+                throw APIError(.badRequest, code: "invalid_xml", "channel '\(channel.name)' expects an XML body (data_format xml): \(problem)")
+            }
             let cid = ServiceInvoker.newCID()
             let serviceRequest = ServiceRequest(
                 payload: body, channel: "http", cid: cid, headers: ServiceRoutes.headers(request),
                 query: ServiceRoutes.query(request), pathParameters: parameters)
             return try await ServiceRoutes.respond(cid: cid) {
-                try await invoker.invoke(channel.service, request: serviceRequest)
+                var response = try await invoker.invoke(channel.service, request: serviceRequest)
+                // An XML channel answers XML unless the service chose a type other than the default.
+                if channel.dataFormat == "xml", response.contentType == ServiceResponse().contentType {
+                    response.contentType = "application/xml; charset=utf-8"
+                }
+                return response
             }
+        }
+    }
+
+    /// Why `body` is not well-formed XML, or nil: the SDK's own check, as a service would see it.
+    static func xmlProblem(_ body: Data) -> String? {
+        do {
+            _ = try ServiceRequest(payload: body, channel: "http", cid: "").xml()
+            return nil
+        } catch let error as ServiceError {
+            return error.message
+        } catch {
+            return "\(error)"
         }
     }
 }

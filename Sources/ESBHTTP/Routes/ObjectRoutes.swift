@@ -16,6 +16,7 @@ struct ObjectRoutes {
         (ObjectKinds.httpChannel, "channels/http"),
         (ObjectKinds.amqpDefinition, "definitions/amqp"),
         (ObjectKinds.amqpOutconn, "outgoing/amqp"),
+        (ObjectKinds.httpOutconn, "outgoing/http"),
     ]
 
     func register(on api: RouterGroup<BasicRequestContext>) {

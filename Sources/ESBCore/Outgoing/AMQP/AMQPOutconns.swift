@@ -18,7 +18,7 @@ public final class AMQPOutconns: Sendable {
     private let logger: Logger
     private let entries = Mutex<[String: Entry]>([:])
     /// Reloads run one at a time, in the order changes were committed.
-    private let reloads = Mutex<Task<Void, Never>?>(nil)
+    private let reloads = ReloadQueue()
 
     public init(store: ObjectStore, logger: Logger) {
         self.store = store
@@ -33,16 +33,7 @@ public final class AMQPOutconns: Sendable {
 
     /// Applies the ODB's AMQP objects: new pools for new or changed outconns, old ones drained.
     public func reload() async {
-        let previous = reloads.withLock { current -> Task<Void, Never> in
-            let previous = current
-            let next = Task { [self] in
-                await previous?.value
-                await apply()
-            }
-            current = next
-            return next
-        }
-        await previous.value
+        await reloads.run { [self] in await apply() }
     }
 
     private func apply() async {

@@ -1,0 +1,84 @@
+import ESBService
+import Foundation
+
+/// One `outconn_plain_http` as the server uses it, with its basic-auth credentials resolved.
+struct HTTPOutconnSettings: Sendable, Equatable {
+    var name: String
+    /// `scheme://host[:port]`, no trailing slash.
+    var address: String
+    /// May hold `{param}` segments.
+    var urlPath: String
+    var method: String
+    var dataFormat: String
+    var timeout: Duration
+    var poolSize: Int
+    var isActive: Bool
+    var credentials: Credentials?
+    /// The security definition named but inactive or without a password: calls fail, naming it.
+    var securityProblem: String?
+
+    struct Credentials: Sendable, Equatable {
+        var username: String
+        var password: String
+    }
+
+    init(outconn fields: ObjectFields, definitions: [String: (fields: ObjectFields, secret: String?)]) {
+        name = fields["name"]?.string ?? ""
+        var address = fields["address"]?.string ?? ""
+        while address.hasSuffix("/") { address.removeLast() }
+        self.address = address
+        urlPath = fields["url_path"]?.string ?? "/"
+        method = fields["method"]?.string ?? "GET"
+        dataFormat = fields["data_format"]?.string ?? "json"
+        timeout = .milliseconds(fields["timeout_ms"]?.int ?? 10_000)
+        poolSize = fields["pool_size"]?.int ?? 8
+        isActive = fields["is_active"]?.bool ?? true
+        let security = fields["security"]?.string ?? "none"
+        if security != "none" {
+            if let definition = definitions[security], definition.fields["is_active"]?.bool ?? true, let password = definition.secret {
+                credentials = Credentials(username: definition.fields["username"]?.string ?? "", password: password)
+            } else {
+                securityProblem = "its security definition '\(security)' is inactive, missing or has no password"
+            }
+        }
+    }
+
+    /// Settings that need a new connection pool when they change.
+    var poolKey: String { "\(address)|\(poolSize)|\(timeout)" }
+
+    /// The content type a body of this format is sent with.
+    var contentType: String {
+        switch dataFormat {
+        case "xml": "application/xml; charset=utf-8"
+        case "text": "text/plain; charset=utf-8"
+        default: "application/json"
+        }
+    }
+
+    /// The full URL: `{param}` segments filled (percent-encoded) and the query appended in key order.
+    /// - Throws: ``ServiceError`` `http.invalid_request` naming a missing path parameter.
+    func url(pathParameters: [String: String], query: [String: String]) throws -> String {
+        var segmentAllowed = CharacterSet.urlPathAllowed
+        segmentAllowed.remove(charactersIn: "/?#")
+        var path = ""
+        var rest = Substring(urlPath)
+        while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
+            path += rest[..<open]
+            let parameter = String(rest[rest.index(after: open)..<close])
+            guard let value = pathParameters[parameter] else {
+                throw ServiceError(.httpInvalidRequest, "outgoing HTTP connection '\(name)': path parameter '\(parameter)' of \(urlPath) is missing")
+            }
+            path += value.addingPercentEncoding(withAllowedCharacters: segmentAllowed) ?? value
+            rest = rest[rest.index(after: close)...]
+        }
+        path += rest
+        guard !query.isEmpty else { return address + path }
+        var queryAllowed = CharacterSet.urlQueryAllowed
+        queryAllowed.remove(charactersIn: "&=+;")
+        let pairs = query.sorted { $0.key < $1.key }.map { key, value in
+            (key.addingPercentEncoding(withAllowedCharacters: queryAllowed) ?? key) + "="
+                + (value.addingPercentEncoding(withAllowedCharacters: queryAllowed) ?? value)
+        }
+        return address + path + "?" + pairs.joined(separator: "&")
+    }
+}

@@ -29,5 +29,10 @@ final class ScriptServer: Sendable {
 
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 
-    func stop() { process.terminate() }
+    /// Kills it and waits (briefly) until it has exited, so its port is closed on return.
+    /// SIGKILL: children of the test process may inherit a mask that blocks SIGTERM.
+    func stop() {
+        signal(SIGKILL)
+        for _ in 0..<500 where process.isRunning { usleep(10_000) }
+    }
 }

@@ -28,6 +28,12 @@ import Testing
             def: broker
             pool_size: 1
             priority: 3
+        outconn_plain_http:
+          - name: enmasse.http
+            address: http://127.0.0.1:9
+            url_path: /orders/{id}
+            data_format: xml
+            security: partner
         """
     }
 
@@ -39,7 +45,7 @@ import Testing
         try Self.file(brokerPort: AMQPPeer.port).write(toFile: input, atomically: true, encoding: .utf8)
         let imported = try await source.esb(["enmasse", "import", input])
         #expect(imported.status == 0, "\(imported.stderr)")
-        #expect(imported.stdout.contains("imported \(input): 4 created, 0 updated"), "\(imported.stdout)")
+        #expect(imported.stdout.contains("imported \(input): 5 created, 0 updated"), "\(imported.stdout)")
 
         // Applied live: the channel answers with the imported password; the pool exists.
         #expect(try await source.request("POST", "/enmasse/echo", body: Data("hi".utf8), credentials: ("acme", "partner-secret")).text == "hi")
@@ -82,7 +88,7 @@ import Testing
         #expect((error?["message"] as? String)?.contains("bad.yaml:18: outgoing AMQP connection 'enmasse.out': def refers to 'no-such-broker'") == true,
                 "\(reply.text)")
         #expect((error?["problems"] as? [[String: Any]])?.first?["field"] as? String == "def")
-        for path in ["security/basic-auth", "channels/http", "definitions/amqp", "outgoing/amqp"] {
+        for path in ["security/basic-auth", "channels/http", "definitions/amqp", "outgoing/amqp", "outgoing/http"] {
             #expect(try await server.request("GET", "/esb/api/\(path)", credentials: server.admin).text == "[]", "nothing applied: \(path)")
         }
 
@@ -99,7 +105,7 @@ import Testing
 
         let replaced = try await server.esb(["enmasse", "import", changed, "--replace"])
         #expect(replaced.status == 0, "\(replaced.stderr)")
-        #expect(replaced.stdout.contains("0 created, 4 updated"))
+        #expect(replaced.stdout.contains("0 created, 5 updated"))
         #expect(try await server.request("GET", "/esb/api/outgoing/amqp/enmasse.out", credentials: server.admin).json?["priority"] as? Int == 8)
     }
 }

@@ -63,10 +63,12 @@ struct DeploymentsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let rows = try await connection.client.list("/esb/api/deployments")
-        Table.print(["UNIT", "STATUS", "VERSION", "SERVICES", "ERROR"], rows.map { row in
-            let services = (row["services"] as? [String] ?? []).joined(separator: ",")
+        Table.print(["UNIT", "KIND", "STATUS", "VERSION", "SERVICES / DEPENDENTS", "IMPORTS", "ERROR"], rows.map { row in
+            let kind = "\(row["kind"] ?? "")"
+            let listed = (row[kind == "library" ? "dependents" : "services"] as? [String] ?? []).joined(separator: ",")
+            let imports = (row["imports"] as? [String] ?? []).joined(separator: ",")
             let error = (row["error"] as? String)?.split(separator: "\n").first.map(String.init) ?? ""
-            return ["\(row["name"] ?? "")", "\(row["status"] ?? "")", "\(row["version"] as? Int ?? 0)", services, error]
+            return ["\(row["name"] ?? "")", kind, "\(row["status"] ?? "")", "\(row["version"] as? Int ?? 0)", listed, imports, error]
         })
     }
 }

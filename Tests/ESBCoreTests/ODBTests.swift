@@ -13,7 +13,7 @@ import Testing
     @Test func opensInWALModeWithMigrationsApplied() async throws {
         let odb = try ODB(path: temporaryDatabase())
         #expect(try await odb.journalMode() == "wal")
-        #expect(try await odb.appliedMigrations() == ["v1-meta", "v2-deployments", "v3-config-objects", "v4-crash-tracking", "v5-async"])
+        #expect(try await odb.appliedMigrations() == ["v1-meta", "v2-deployments", "v3-config-objects", "v4-crash-tracking", "v5-async", "v6-library-imports"])
         #expect(await odb.check() == nil)
         #expect(FileManager.default.fileExists(atPath: odb.path + "-wal"))
     }

@@ -14,18 +14,29 @@ public actor Deployer {
     private let logger: Logger
     private let backupHistory: @Sendable () -> Int
     private let artifactsDirectory: String
-    /// What each unit serves in this process: an unchanged redeploy is a no-op.
-    private var serving: [String: (hash: String, services: [String])] = [:]
+    private let extraModulePaths: @Sendable () -> [String]
+    /// What each unit serves in this process, and the modules it was built against: an
+    /// unchanged redeploy is a no-op.
+    private var serving: [String: (hash: String, services: [String], modules: String)] = [:]
+    /// The serving libraries, by module name.
+    private var libraries: [String: LibraryArtifact] = [:]
+    /// The libraries each serving unit imports, and its source (to rebuild it when one changes).
+    private var unitImports: [String: [String]] = [:]
+    private var sources: [String: Data] = [:]
 
     public init(builder: ServiceBuilder, registry: ServiceRegistry, store: DeploymentStore, workDirectory: String,
-                logger: Logger, backupHistory: @escaping @Sendable () -> Int) {
+                logger: Logger, backupHistory: @escaping @Sendable () -> Int,
+                extraModulePaths: @escaping @Sendable () -> [String] = { [] }) {
         self.builder = builder
         self.registry = registry
         self.store = store
         self.logger = logger
         self.backupHistory = backupHistory
+        self.extraModulePaths = extraModulePaths
         artifactsDirectory = workDirectory + "/artifacts"
     }
+
+    private var search: ModuleSearch { ModuleSearch(libraries: libraries, extraPaths: extraModulePaths()) }
 
     /// The outcome of one deployment.
     public struct Outcome: Sendable, Codable {
@@ -69,11 +80,15 @@ public actor Deployer {
         let hash = SHA256.hash(data: source).hex
         let display = displayPath ?? fileName
         if !isRestore { quarantined[fileName] = nil }
-        if let current = serving[fileName], current.hash == hash {
+        let modules = fileName.hasSuffix(".swift")
+            ? search.resolve(ServiceScanner.imports(String(decoding: source, as: UTF8.self))) : ModuleSearch.Resolved()
+        if let current = serving[fileName], current.hash == hash, current.modules == modules.fingerprint {
             return Outcome(unit: fileName, status: "deployed", services: current.services, error: nil, cached: true)
         }
         do {
-            let (library, cached) = try await buildOrCopy(fileName: fileName, source: source, display: display, hash: hash)
+            await builder.setExtraPaths(extraModulePaths())
+            let (library, cached) = try await buildOrCopy(fileName: fileName, source: source, display: display, hash: hash,
+                                                          modules: modules)
             let plugin: ServicePlugin
             do {
                 plugin = try PluginLoader.load(path: library)
@@ -82,10 +97,12 @@ public actor Deployer {
             }
             let names = try validate(plugin.services, unit: fileName, display: display)
             registry.replace(unit: fileName, with: plugin.services)
-            serving[fileName] = (hash, names)
+            serving[fileName] = (hash, names, modules.fingerprint)
+            unitImports[fileName] = modules.libraries
+            sources[fileName] = source
             if !isRestore {
                 try await store.recordDeployed(unit: fileName, kind: kind, hash: hash, source: source, services: names,
-                                               keep: backupHistory())
+                                               imports: modules.libraries, keep: backupHistory())
             }
             logger.notice("deployed", metadata: ["esb.unit": "\(fileName)", "esb.services": "\(names.joined(separator: ","))",
                                                  "esb.cached": "\(cached)"])
@@ -118,7 +135,7 @@ public actor Deployer {
     /// - Returns: the outcomes, in order.
     public func restore() async throws -> [Outcome] {
         var outcomes: [Outcome] = []
-        for unit in try await store.units() where unit.version != nil {
+        for unit in Self.restoreOrder(try await store.units()) where unit.version != nil {
             if unit.status == "quarantined" {
                 quarantined[unit.name] = unit.hash
                 registry.markInactive(unit.services, reason: "its unit '\(unit.name)' is quarantined; deploy it again to load it")
@@ -126,15 +143,20 @@ public actor Deployer {
                 continue
             }
             guard let source = try await store.servingSource(unit: unit.name) else { continue }
-            outcomes.append(await deploy(fileName: unit.name, source: source, displayPath: nil, isRestore: true))
+            if unit.kind == "library", let library = LibrarySource(unit: unit.name, blob: source) {
+                outcomes.append(await deployLibrary(library, display: unit.name, isRestore: true))
+            } else {
+                outcomes.append(await deploy(fileName: unit.name, source: source, displayPath: nil, isRestore: true))
+            }
         }
         return outcomes
     }
 
-    private func buildOrCopy(fileName: String, source: Data, display: String, hash: String) async throws -> (String, Bool) {
+    private func buildOrCopy(fileName: String, source: Data, display: String, hash: String,
+                             modules: ModuleSearch.Resolved) async throws -> (String, Bool) {
         switch (fileName as NSString).pathExtension {
         case "swift":
-            let artifact = try await builder.build(fileName: fileName, source: source, displayPath: display)
+            let artifact = try await builder.build(fileName: fileName, source: source, displayPath: display, modules: modules)
             return (artifact.library, artifact.cached)
         case "so":
             // Keep our own copy by content: the pickup file may be deleted or replaced.
@@ -147,6 +169,88 @@ public actor Deployer {
         default:
             throw DeployError(.unsupportedFile, "\(display): only .swift and .so files are deployed")
         }
+    }
+
+    // MARK: Libraries
+
+    /// Deploys the library in `directory` (`pickup/lib/NAME`) as module `NAME`, then rebuilds
+    /// every unit that imports it, libraries first, each one atomically: a unit that fails
+    /// to build against the new version keeps serving its previous one. A library that
+    /// fails leaves its dependents untouched.
+    public func deployLibrary(name: String, directory: String) async -> Outcome {
+        let source = LibrarySource.read(name: name, directory: directory)
+        return await serialized(source.unit) { await self.deployLibrary(source, display: directory, isRestore: false) }
+    }
+
+    private func deployLibrary(_ source: LibrarySource, display: String, isRestore: Bool) async -> Outcome {
+        let unit = source.unit, blob = source.blob
+        let hash = SHA256.hash(data: blob).hex
+        let imports = source.imports(among: Set(libraries.keys))
+        let modules = search.resolve(imports)
+        if let current = serving[unit], current.hash == hash, current.modules == modules.fingerprint {
+            return Outcome(unit: unit, status: "deployed", services: [], error: nil, cached: true)
+        }
+        do {
+            if let cycle = ModuleSearch.cycle(from: source.name, imports: imports, known: libraries.mapValues(\.imports)) {
+                throw DeployError(.importCycle, "\(display): libraries import each other in a cycle: \(cycle.joined(separator: " → "))")
+            }
+            await builder.setExtraPaths(extraModulePaths())
+            let (artifact, cached) = try await builder.buildLibrary(source, displayDirectory: display, modules: modules)
+            // Load it now, before any service that imports it: a library that cannot load fails here.
+            guard dlopen(artifact.library, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) != nil else {
+                throw DeployError(.loadFailed, "\(display): cannot load \(artifact.library): \(String(cString: dlerror()))")
+            }
+            libraries[source.name] = artifact
+            serving[unit] = (hash, [], modules.fingerprint)
+            unitImports[unit] = imports
+            sources[unit] = blob
+            if !isRestore {
+                try await store.recordDeployed(unit: unit, kind: "library", hash: hash, source: blob, services: [],
+                                               imports: imports, keep: backupHistory())
+            }
+            logger.notice("library deployed", metadata: ["esb.unit": "\(unit)", "esb.cached": "\(cached)",
+                                                         "esb.imports": "\(imports.joined(separator: ","))"])
+            await redeployDependents(of: source.name)
+            return Outcome(unit: unit, status: "deployed", services: [], error: nil, cached: cached)
+        } catch {
+            let message = (error as? DeployError)?.message ?? "\(display): \(error)"
+            logger.error("library deployment failed; it and the units importing it keep their previous versions",
+                         metadata: ["esb.unit": "\(unit)", "esb.error": "\(message)"])
+            try? await store.recordFailed(unit: unit, kind: "library", hash: hash, source: blob, error: message)
+            return Outcome(unit: unit, status: "failed", services: [], error: message, cached: false)
+        }
+    }
+
+    /// Rebuilds the serving units that import `library`: libraries first, then services.
+    private func redeployDependents(of library: String) async {
+        let dependents = unitImports.filter { $0.value.contains(library) }.map(\.key)
+            .sorted { ($0.hasPrefix("lib/") ? 0 : 1, $0) < ($1.hasPrefix("lib/") ? 0 : 1, $1) }
+        for unit in dependents {
+            guard let source = sources[unit] else { continue }
+            logger.info("rebuilding a unit against a changed library", metadata: ["esb.unit": "\(unit)", "esb.library": "\(library)"])
+            if let dependent = LibrarySource(unit: unit, blob: source) {
+                _ = await serialized(unit) { await self.deployLibrary(dependent, display: unit, isRestore: true) }
+            } else {
+                _ = await serialized(unit) { await self.deploy(fileName: unit, source: source, displayPath: nil, isRestore: true) }
+            }
+        }
+    }
+
+    /// Libraries before the units that import them (a library's imports before it), then the
+    /// rest in their recorded order.
+    static func restoreOrder(_ units: [DeploymentStore.Unit]) -> [DeploymentStore.Unit] {
+        let libraries = Dictionary(units.filter { $0.kind == "library" }.map { (DeploymentStore.moduleName(ofLibraryUnit: $0.name), $0) },
+                                   uniquingKeysWith: { first, _ in first })
+        var ordered: [DeploymentStore.Unit] = []
+        var placed: Set<String> = []
+        func place(_ module: String, _ path: Set<String>) {
+            guard let unit = libraries[module], !placed.contains(module), !path.contains(module) else { return }
+            for dependency in unit.imports { place(dependency, path.union([module])) }
+            placed.insert(module)
+            ordered.append(unit)
+        }
+        for module in libraries.keys.sorted() { place(module, []) }
+        return ordered + units.filter { $0.kind != "library" }
     }
 
     private func validate(_ services: [any Service.Type], unit: String, display: String) throws -> [String] {

@@ -4,8 +4,9 @@ import ServiceLifecycle
 import Synchronization
 
 /// Watches the pickup directory and deploys each `.swift` or `.so` file once it is fully
-/// written (inotify `IN_CLOSE_WRITE` or `IN_MOVED_TO`; polling when inotify is unavailable).
-/// Editor temporaries (dot files, `~`, `.swp`, `.tmp`) are ignored.
+/// written (inotify `IN_CLOSE_WRITE` or `IN_MOVED_TO`; polling when inotify is unavailable),
+/// and each library `lib/NAME/` (its `.swift` files) once its files have been quiet for
+/// 300 ms. Editor temporaries (dot files, `~`, `.swp`, `.tmp`) are ignored.
 public struct PickupWatcher: Service, CustomStringConvertible {
     public var description: String { "PickupWatcher" }
     let directory: String
@@ -27,10 +28,34 @@ public struct PickupWatcher: Service, CustomStringConvertible {
         return ext == "swift" || ext == "so"
     }
 
-    /// Deploys every deployable file already in the directory (at start), in name order.
+    /// The library directory, `pickup/lib`.
+    var libraryDirectory: String { (directory as NSString).appendingPathComponent("lib") }
+
+    /// Deploys what is already in the directory (at start): libraries first, each after the
+    /// ones it imports, then the files in name order.
     public func deployExisting() async {
+        let libraries = Self.subdirectories(of: libraryDirectory)
+        let sources = Dictionary(uniqueKeysWithValues: libraries.map {
+            ($0, LibrarySource.read(name: $0, directory: (libraryDirectory as NSString).appendingPathComponent($0)))
+        })
+        var deployed: Set<String> = []
+        func deploy(_ name: String, _ path: Set<String>) async {
+            guard let source = sources[name], !deployed.contains(name), !path.contains(name) else { return }
+            for dependency in source.imports(among: Set(libraries)) { await deploy(dependency, path.union([name])) }
+            deployed.insert(name)
+            _ = await deployer.deployLibrary(name: name, directory: (libraryDirectory as NSString).appendingPathComponent(name))
+        }
+        for name in libraries { await deploy(name, []) }
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
         for name in names where Self.isDeployable(name) { await pickUp(name, atStart: true) }
+    }
+
+    static func subdirectories(of path: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { name in
+            var isDirectory: ObjCBool = false
+            return !name.hasPrefix(".") && FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent(name),
+                                                                          isDirectory: &isDirectory) && isDirectory.boolValue
+        }.sorted()
     }
 
     public func run() async throws {
@@ -47,9 +72,22 @@ public struct PickupWatcher: Service, CustomStringConvertible {
         // Files deploy concurrently (compiles use every core); the deployer keeps each
         // file's versions in order.
         let limit = max(2, ProcessInfo.processInfo.activeProcessorCount)
+        // A library's files arrive one by one: deploy it once they have been quiet for a moment.
+        let generations = Generations()
         await withTaskGroup(of: Void.self) { group in
             var running = 0
-            for await name in events.cancelOnGracefulShutdown() where Self.isDeployable(name) {
+            for await name in events.cancelOnGracefulShutdown() {
+                if name.hasPrefix("lib/") {
+                    let library = String(name.dropFirst(4))
+                    let generation = generations.next(library)
+                    group.addTask {
+                        try? await Task.sleep(for: .milliseconds(300))
+                        guard generations.current(library) == generation else { return }
+                        _ = await deployer.deployLibrary(name: library, directory: (libraryDirectory as NSString).appendingPathComponent(library))
+                    }
+                    continue
+                }
+                guard Self.isDeployable(name) else { continue }
                 if running >= limit {
                     await group.next()
                     running -= 1
@@ -75,10 +113,12 @@ public struct PickupWatcher: Service, CustomStringConvertible {
     }
 
     /// Blocks its own thread: inotify with a 250 ms poll for `stop`, or a 1 s directory scan.
+    /// Emits file names of the pickup directory, and `lib/NAME` for changes in a library.
     private static func watch(directory: String, logger: Logger, stop: borrowing Mutex<Bool>,
                               emit: (String) -> Void) {
         let fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
-        let watch = fd >= 0 ? inotify_add_watch(fd, directory, UInt32(IN_CLOSE_WRITE | IN_MOVED_TO)) : -1
+        let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE)
+        let watch = fd >= 0 ? inotify_add_watch(fd, directory, mask) : -1
         guard fd >= 0, watch >= 0 else {
             logger.warning("inotify unavailable; polling the pickup directory every second",
                            metadata: ["esb.pickup_dir": "\(directory)", "esb.error": "\(String(cString: strerror(errno)))"])
@@ -87,6 +127,20 @@ public struct PickupWatcher: Service, CustomStringConvertible {
             return
         }
         defer { close(fd) }
+        // Watch descriptor → what it watches: the pickup directory, `lib`, or `lib/NAME`.
+        var watched: [Int32: String] = [watch: ""]
+        let libraryDirectory = (directory as NSString).appendingPathComponent("lib")
+        func watchLibraries() {
+            let lib = inotify_add_watch(fd, libraryDirectory, mask)
+            guard lib >= 0 else { return }
+            watched[lib] = "lib"
+            for name in subdirectories(of: libraryDirectory) { watchLibrary(name) }
+        }
+        func watchLibrary(_ name: String) {
+            let library = inotify_add_watch(fd, (libraryDirectory as NSString).appendingPathComponent(name), mask)
+            if library >= 0 { watched[library] = "lib/" + name }
+        }
+        watchLibraries()
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while !stop.withLock({ $0 }) {
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -95,14 +149,31 @@ public struct PickupWatcher: Service, CustomStringConvertible {
             guard count > 0 else { continue }
             var offset = 0
             while offset + MemoryLayout<inotify_event>.size <= count {
-                let (length, name) = buffer.withUnsafeBytes { raw -> (Int, String) in
+                let (length, name, descriptor, eventMask) = buffer.withUnsafeBytes { raw -> (Int, String, Int32, UInt32) in
                     let event = raw.load(fromByteOffset: offset, as: inotify_event.self)
                     let nameStart = offset + MemoryLayout<inotify_event>.size
                     let nameBytes = raw[nameStart..<(nameStart + Int(event.len))].prefix { $0 != 0 }
-                    return (Int(event.len), String(decoding: nameBytes, as: UTF8.self))
+                    return (Int(event.len), String(decoding: nameBytes, as: UTF8.self), event.wd, event.mask)
                 }
-                if !name.isEmpty { emit(name) }
                 offset += MemoryLayout<inotify_event>.size + length
+                let isDirectory = eventMask & UInt32(IN_ISDIR) != 0
+                guard !name.isEmpty, !name.hasPrefix("."), let place = watched[descriptor] else { continue }
+                switch place {
+                case "":
+                    if name == "lib" && isDirectory {
+                        watchLibraries()
+                        for library in subdirectories(of: libraryDirectory) { emit("lib/" + library) }
+                    } else if eventMask & UInt32(IN_CREATE) == 0 {
+                        emit(name)  // a file is taken once written (IN_CLOSE_WRITE) or moved in, not at creation
+                    }
+                case "lib":
+                    if isDirectory {
+                        watchLibrary(name)
+                        emit("lib/" + name)
+                    }
+                default:
+                    if name.hasSuffix(".swift") && eventMask & UInt32(IN_CREATE) == 0 { emit(place) }
+                }
             }
         }
     }
@@ -113,6 +184,15 @@ public struct PickupWatcher: Service, CustomStringConvertible {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
                 let path = (directory as NSString).appendingPathComponent(name)
                 times[name] = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+            }
+            // A library counts as changed when any of its files did: its newest file's time.
+            let libraryDirectory = (directory as NSString).appendingPathComponent("lib")
+            for library in subdirectories(of: libraryDirectory) {
+                let folder = (libraryDirectory as NSString).appendingPathComponent(library)
+                let files = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+                times["lib/" + library] = files.compactMap {
+                    (try? FileManager.default.attributesOfItem(atPath: (folder as NSString).appendingPathComponent($0)))?[.modificationDate] as? Date
+                }.max()
             }
             return times
         }
@@ -127,4 +207,19 @@ public struct PickupWatcher: Service, CustomStringConvertible {
             }
         }
     }
+}
+
+/// A counter per library: a deploy waits out a quiet moment and goes ahead only if no newer
+/// change of the same library came meanwhile.
+private final class Generations: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+
+    func next(_ name: String) -> Int {
+        counts.withLock { counts in
+            counts[name, default: 0] += 1
+            return counts[name]!
+        }
+    }
+
+    func current(_ name: String) -> Int? { counts.withLock { $0[name] } }
 }

@@ -29,15 +29,16 @@ public actor ServiceBuilder {
         public var cached: Bool
     }
 
-    /// Builds `source` (file `fileName`, shown in diagnostics as `displayPath`).
+    /// Builds `source` (file `fileName`, shown in diagnostics as `displayPath`) against the
+    /// modules it imports (`modules`: libraries and prebuilt modules, from ``ModuleSearch``).
     /// - Throws: ``DeployError`` with the compiler's diagnostics (file:line:col) on failure.
-    public func build(fileName: String, source: Data, displayPath: String) async throws -> Artifact {
+    func build(fileName: String, source: Data, displayPath: String, modules: ModuleSearch.Resolved = .init()) async throws -> Artifact {
         let text = String(decoding: source, as: UTF8.self)
         let found = ServiceScanner.scan(text)
         guard !found.isEmpty else {
             throw DeployError(.noServices, "\(displayPath): no file-scope, non-generic type lists 'Service'; nothing to deploy")
         }
-        let key = try await cacheKey(source: source)
+        let key = try await cacheKey(source: source, modules: modules.fingerprint)
         let stem = Self.moduleSafe((fileName as NSString).deletingPathExtension)
         let moduleName = "ESBUnit_\(stem)_\(key.prefix(12))"
         let directory = "\(artifactsDirectory)/\(key)"
@@ -65,10 +66,9 @@ public actor ServiceBuilder {
         let sourcePath = "\(work)/\(fileName)"
         try (text + "\n" + entry).write(toFile: sourcePath, atomically: true, encoding: .utf8)
         let output = try await compiler.compileLibrary(sources: [sourcePath], moduleName: moduleName,
-                                                       output: "\(work)/lib\(moduleName).so")
+                                                       output: "\(work)/lib\(moduleName).so", extraArguments: modules.arguments)
         guard output.succeeded else {
-            let diagnostics = output.diagnostics.replacingOccurrences(of: sourcePath, with: displayPath)
-            throw DeployError(.compileFailed, "\(displayPath) does not compile:\n\(diagnostics)")
+            throw compileError(output.diagnostics.replacingOccurrences(of: sourcePath, with: displayPath), display: displayPath)
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         // Rename is atomic: a crash never leaves a half-written library in the cache.
@@ -78,7 +78,56 @@ public actor ServiceBuilder {
         return Artifact(library: library, key: key, moduleName: moduleName, cached: false)
     }
 
-    private func cacheKey(source: Data) async throws -> String {
+    /// Builds a library module `source.name` from its files into `artifacts/lib-<key>/`.
+    /// - Throws: ``DeployError`` with the compiler's diagnostics (`lib/NAME/File.swift:line:col`).
+    func buildLibrary(_ source: LibrarySource, displayDirectory: String, modules: ModuleSearch.Resolved) async throws -> (LibraryArtifact, Bool) {
+        guard !source.files.isEmpty else {
+            throw DeployError(.noServices, "\(displayDirectory): a library needs at least one .swift file")
+        }
+        guard source.name == Self.moduleSafe(source.name), let first = source.name.first, !first.isNumber else {
+            throw DeployError(.invalidName, "\(displayDirectory): '\(source.name)' is not a Swift module name (letters, digits and _, not starting with a digit)")
+        }
+        let key = try await cacheKey(source: source.blob, modules: "library:\(source.name)|" + modules.fingerprint)
+        let linkName = "\(source.name)_\(key.prefix(12))"
+        let directory = "\(artifactsDirectory)/lib-\(key)"
+        let artifact = LibraryArtifact(name: source.name, key: key, directory: directory, linkName: linkName,
+                                       imports: modules.libraries)
+        if FileManager.default.fileExists(atPath: artifact.library) { return (artifact, true) }
+        let work = "\(buildDirectory)/lib-\(key)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        var paths: [String] = []
+        for (file, text) in source.files.sorted(by: { $0.key < $1.key }) {
+            let path = "\(work)/\(file)"
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            paths.append(path)
+        }
+        let output = try await compiler.compileLibrary(
+            sources: paths, moduleName: source.name, output: "\(work)/lib\(linkName).so",
+            extraArguments: modules.arguments + ["-emit-module", "-emit-module-path", "\(work)/\(source.name).swiftmodule",
+                                                 "-Xlinker", "-soname", "-Xlinker", "lib\(linkName).so"])
+        guard output.succeeded else {
+            throw compileError(output.diagnostics.replacingOccurrences(of: work, with: displayDirectory), display: displayDirectory)
+        }
+        // The directory appears whole or not at all: rename is atomic.
+        try FileManager.default.createDirectory(atPath: artifactsDirectory, withIntermediateDirectories: true)
+        if rename(work, directory) != 0 && !FileManager.default.fileExists(atPath: artifact.library) {
+            throw DeployError(.compileFailed, "cannot store the built library at \(directory): \(String(cString: strerror(errno)))")
+        }
+        return (artifact, false)
+    }
+
+    private var extraPathsForHints: [String] = []
+
+    /// Extra module paths named in hints about missing modules.
+    func setExtraPaths(_ paths: [String]) { extraPathsForHints = paths }
+
+    private func compileError(_ diagnostics: String, display: String) -> DeployError {
+        let hint = ModuleSearch.hint(forDiagnostics: diagnostics, extraPaths: extraPathsForHints).map { "\nhint: \($0)" } ?? ""
+        return DeployError(.compileFailed, "\(display) does not compile:\n\(diagnostics)\(hint)")
+    }
+
+    private func cacheKey(source: Data, modules: String = "") async throws -> String {
         let fingerprint: String
         if let known = toolchainFingerprint {
             fingerprint = known
@@ -90,6 +139,7 @@ public actor ServiceBuilder {
         }
         var hasher = SHA256()
         hasher.update(data: Data(fingerprint.utf8))
+        hasher.update(data: Data(modules.utf8))
         hasher.update(data: source)
         return hasher.finalize().hex
     }
@@ -118,6 +168,7 @@ public struct DeployError: Error, Sendable, CustomStringConvertible {
         public static let duplicateService = Code(rawValue: "deploy.duplicate_service")
         public static let invalidName = Code(rawValue: "deploy.invalid_name")
         public static let unsupportedFile = Code(rawValue: "deploy.unsupported_file")
+        public static let importCycle = Code(rawValue: "deploy.import_cycle")
     }
     public var code: Code
     public var message: String

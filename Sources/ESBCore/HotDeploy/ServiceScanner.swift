@@ -48,6 +48,26 @@ public enum ServiceScanner {
         }
     }
 
+    /// The modules `source` imports at file scope (`import Foo`, `import struct Foo.Bar`,
+    /// `@_exported import Foo`), first path component only, in order, without repeats.
+    public static func imports(_ source: String) -> [String] {
+        var modules: [String] = []
+        func visit(_ items: CodeBlockItemListSyntax) {
+            for item in items {
+                if let ifConfig = item.item.as(IfConfigDeclSyntax.self) {
+                    for clause in ifConfig.clauses {
+                        if case .statements(let statements) = clause.elements { visit(statements) }
+                    }
+                } else if let decl = item.item.as(ImportDeclSyntax.self), let module = decl.path.first?.name.text,
+                          !modules.contains(module) {
+                    modules.append(module)
+                }
+            }
+        }
+        visit(Parser.parse(source: source).statements)
+        return modules
+    }
+
     private static func nominal(_ decl: Syntax) -> (String, GenericParameterClauseSyntax?, InheritanceClauseSyntax?)? {
         if let d = decl.as(StructDeclSyntax.self) { return (d.name.text, d.genericParameterClause, d.inheritanceClause) }
         if let d = decl.as(ClassDeclSyntax.self) { return (d.name.text, d.genericParameterClause, d.inheritanceClause) }

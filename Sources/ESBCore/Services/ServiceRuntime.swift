@@ -43,7 +43,8 @@ public struct ServiceRuntime: Sendable {
                                      moduleCachePath: config.main.workDir + "/module-cache")
         let builder = ServiceBuilder(compiler: compiler, workDirectory: config.main.workDir)
         deployer = Deployer(builder: builder, registry: registry, store: deployments, workDirectory: config.main.workDir,
-                            logger: logger, backupHistory: { state.config.hotDeploy.backupHistory })
+                            logger: logger, backupHistory: { state.config.hotDeploy.backupHistory },
+                            extraModulePaths: { state.config.hotDeploy.extraModulePaths })
         startup = StartupServices(config: config, invoker: invoker, logger: logger)
         channels = ChannelRouter(store: objects, logger: logger)
         state.addHealthSource { [amqp] in amqp.health() }

@@ -21,6 +21,10 @@ public struct DeploymentStore: Sendable {
         public var services: [String]
         /// The last attempt's error, with diagnostics.
         public var error: String?
+        /// The libraries the serving version imports.
+        public var imports: [String] = []
+        /// For a library: the units whose serving version imports it.
+        public var dependents: [String] = []
         public var updatedAt: Date
         public var createdAt: Date
     }
@@ -46,6 +50,14 @@ public struct DeploymentStore: Sendable {
                 table.column("error", .text)
                 table.column("created_at", .datetime).notNull()
                 table.primaryKey(["unit", "version"])
+            }
+        }
+    }
+
+    static func migrateImports(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v6-library-imports") { db in
+            try db.alter(table: "deployment_version") { table in
+                table.add(column: "imports", .text).notNull().defaults(to: "[]")
             }
         }
     }
@@ -94,10 +106,10 @@ public struct DeploymentStore: Sendable {
     /// Records a version that now serves; keeps at most `keep` older versions.
     @discardableResult
     public func recordDeployed(unit: String, kind: String, hash: String, source: Data, services: [String],
-                               keep: Int) async throws -> Int {
+                               imports: [String] = [], keep: Int) async throws -> Int {
         try await odb.pool.write { db in
             let version = try Self.insertVersion(db, unit: unit, kind: kind, hash: hash, source: source,
-                                                 services: services, status: "deployed", error: nil)
+                                                 services: services, imports: imports, status: "deployed", error: nil)
             try db.execute(sql: "UPDATE deployment_unit SET status = 'deployed', serving_version = ?, error = NULL, crash_count = 0, updated_at = ? WHERE name = ?",
                            arguments: [version, Date(), unit])
             // Keep the serving version plus `keep` older ones.
@@ -113,14 +125,14 @@ public struct DeploymentStore: Sendable {
     public func recordFailed(unit: String, kind: String, hash: String, source: Data, error: String) async throws {
         try await odb.pool.write { db in
             _ = try Self.insertVersion(db, unit: unit, kind: kind, hash: hash, source: source,
-                                       services: [], status: "failed", error: error)
+                                       services: [], imports: [], status: "failed", error: error)
             try db.execute(sql: "UPDATE deployment_unit SET status = 'failed', error = ?, updated_at = ? WHERE name = ?",
                            arguments: [error, Date(), unit])
         }
     }
 
     private static func insertVersion(_ db: Database, unit: String, kind: String, hash: String, source: Data,
-                                      services: [String], status: String, error: String?) throws -> Int {
+                                      services: [String], imports: [String], status: String, error: String?) throws -> Int {
         let now = Date()
         try db.execute(sql: """
             INSERT INTO deployment_unit(name, kind, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
@@ -129,10 +141,11 @@ public struct DeploymentStore: Sendable {
         let version = (try Int.fetchOne(db, sql: "SELECT MAX(version) FROM deployment_version WHERE unit = ?",
                                         arguments: [unit]) ?? 0) + 1
         let servicesJSON = String(decoding: try JSONEncoder().encode(services), as: UTF8.self)
+        let importsJSON = String(decoding: try JSONEncoder().encode(imports.sorted()), as: UTF8.self)
         try db.execute(sql: """
-            INSERT INTO deployment_version(unit, version, hash, source, services, status, error, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [unit, version, hash, source, servicesJSON, status, error, now])
+            INSERT INTO deployment_version(unit, version, hash, source, services, imports, status, error, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [unit, version, hash, source, servicesJSON, importsJSON, status, error, now])
         return version
     }
 
@@ -141,20 +154,30 @@ public struct DeploymentStore: Sendable {
         try await odb.pool.read { db in
             let rows = try Row.fetchAll(db, sql: """
                 SELECT u.name, u.kind, u.status, u.serving_version, u.error, u.created_at, u.updated_at,
-                       v.hash, v.services
+                       v.hash, v.services, v.imports
                 FROM deployment_unit u
                 LEFT JOIN deployment_version v ON v.unit = u.name AND v.version = u.serving_version
                 ORDER BY u.created_at, u.name
                 """)
-            return rows.map { row in
-                let services = (row["services"] as String?).flatMap {
-                    try? JSONDecoder().decode([String].self, from: Data($0.utf8))
-                } ?? []
-                return Unit(name: row["name"], kind: row["kind"], status: row["status"], hash: row["hash"],
-                            version: row["serving_version"], services: services, error: row["error"],
-                            updatedAt: row["updated_at"], createdAt: row["created_at"])
+            func list(_ text: String?) -> [String] {
+                text.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
             }
+            var units = rows.map { row in
+                Unit(name: row["name"], kind: row["kind"], status: row["status"], hash: row["hash"],
+                     version: row["serving_version"], services: list(row["services"]), error: row["error"],
+                     imports: list(row["imports"]), updatedAt: row["updated_at"], createdAt: row["created_at"])
+            }
+            for index in units.indices where units[index].kind == "library" {
+                let module = Self.moduleName(ofLibraryUnit: units[index].name)
+                units[index].dependents = units.filter { $0.imports.contains(module) }.map(\.name)
+            }
+            return units
         }
+    }
+
+    /// `lib/NAME` → `NAME`.
+    public static func moduleName(ofLibraryUnit unit: String) -> String {
+        unit.hasPrefix("lib/") ? String(unit.dropFirst(4)) : unit
     }
 
     /// The source of the version serving `unit`.

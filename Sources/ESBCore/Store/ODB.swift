@@ -46,6 +46,7 @@ public final class ODB: Sendable {
         ObjectStore.migrate(&migrator)
         DeploymentStore.migrateCrashTracking(&migrator)
         AsyncStore.migrate(&migrator)
+        DeploymentStore.migrateImports(&migrator)
         return migrator
     }
 

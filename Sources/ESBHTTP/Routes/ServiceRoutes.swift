@@ -102,15 +102,20 @@ struct DeploymentDTO: Encodable {
     @ExplicitNull var version: Int? = nil
     var services: [String]
     @ExplicitNull var error: String? = nil
+    /// The libraries the serving version imports.
+    var imports: [String]
+    /// For a library: the units that import it.
+    var dependents: [String]
     var createdAt, updatedAt: Date
 
     init(_ unit: DeploymentStore.Unit) {
         name = unit.name; kind = unit.kind; status = unit.status; hash = unit.hash; version = unit.version
-        services = unit.services; error = unit.error; createdAt = unit.createdAt; updatedAt = unit.updatedAt
+        services = unit.services; error = unit.error; imports = unit.imports; dependents = unit.dependents
+        createdAt = unit.createdAt; updatedAt = unit.updatedAt
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, kind, status, hash, version, services, error
+        case name, kind, status, hash, version, services, error, imports, dependents
         case createdAt = "created_at", updatedAt = "updated_at"
     }
 }

@@ -130,6 +130,15 @@ final class TestServer: @unchecked Sendable {
         guard rename(temporary, pickupDirectory + "/" + name) == 0 else { throw TestFailure("rename failed") }
     }
 
+    /// Writes `pickup/lib/LIBRARY/FILE` whole (a hidden temporary renamed into place).
+    func dropLibraryFile(_ library: String, _ file: String, _ contents: String) throws {
+        let folder = pickupDirectory + "/lib/" + library
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let temporary = folder + "/.\(file).\(UUID().uuidString.prefix(6))"
+        try contents.write(toFile: temporary, atomically: false, encoding: .utf8)
+        guard rename(temporary, folder + "/" + file) == 0 else { throw TestFailure("cannot place \(file) in \(folder)") }
+    }
+
     /// The deployment unit `name` from the admin API.
     func deployment(_ name: String) async throws -> [String: Any]? {
         let reply = try await request("GET", "/esb/api/deployments", credentials: admin)

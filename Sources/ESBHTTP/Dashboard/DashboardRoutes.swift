@@ -152,14 +152,16 @@ struct DashboardRoutes {
 
     private func deployments(_ request: Request) async throws -> Response {
         let rows = try await runtime.deployments.units().map { unit in
-            [HTML.escape(unit.name), HTML.badge(unit.status), unit.version.map(String.init) ?? "",
-             HTML.escape(String((unit.hash ?? "").prefix(12))), HTML.escape(unit.services.joined(separator: ", ")),
+            [HTML.escape(unit.name), HTML.escape(unit.kind), HTML.badge(unit.status), unit.version.map(String.init) ?? "",
+             HTML.escape(String((unit.hash ?? "").prefix(12))),
+             HTML.escape((unit.kind == "library" ? unit.dependents : unit.services).joined(separator: ", ")),
+             HTML.escape(unit.imports.joined(separator: ", ")),
              unit.updatedAt.ISO8601Format(),
              unit.error.map { "<details open><summary>diagnostics</summary><pre class=\"diagnostics\">\(HTML.escape($0))</pre></details>" } ?? ""]
         }
         return page(request, "Deployments", "deployments",
-                    "<p class=\"hint\">Drop .swift files into the pickup directory, or <code>esb deploy FILE</code>.</p>"
-                        + HTML.table(["unit", "status", "version", "hash", "services", "updated", "errors"], rows, id: "deployments"))
+                    "<p class=\"hint\">Drop .swift files into the pickup directory (shared libraries into <code>lib/NAME/</code>), or <code>esb deploy FILE</code>.</p>"
+                        + HTML.table(["unit", "kind", "status", "version", "hash", "services / dependents", "imports", "updated", "errors"], rows, id: "deployments"))
     }
 
     private func startup(_ request: Request) -> Response {

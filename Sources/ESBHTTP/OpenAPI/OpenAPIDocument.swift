@@ -144,10 +144,11 @@ struct OpenAPIDocument {
                 "cached": ["type": "boolean"],
             ]],
             "DeploymentList": ["type": "array", "items": ["type": "object", "properties": [
-                "name": ["type": "string"], "kind": ["type": "string"],
+                "name": ["type": "string"], "kind": ["type": "string", "enum": ["service", "library"]],
                 "status": ["type": "string", "enum": ["deployed", "failed", "quarantined"]],
                 "hash": ["type": ["string", "null"]], "version": ["type": ["integer", "null"]],
                 "services": ["type": "array", "items": ["type": "string"]], "error": ["type": ["string", "null"]],
+                "imports": ["type": "array", "items": ["type": "string"]], "dependents": ["type": "array", "items": ["type": "string"]],
                 "created_at": ["type": "string"], "updated_at": ["type": "string"],
             ]]],
             "StartupResults": ["type": "array", "items": ["type": "object", "properties": [

@@ -149,7 +149,7 @@ final class TestServer: @unchecked Sendable {
     /// Waits until `unit` reports `status` at a version above `after` (or any version).
     @discardableResult
     func waitForDeployment(_ unit: String, status: String = "deployed", afterVersion: Int = 0,
-                           timeout: Double = 60) async throws -> [String: Any] {
+                           timeout: Double = 180) async throws -> [String: Any] {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let found = try await deployment(unit), found["status"] as? String == status,

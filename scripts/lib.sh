@@ -42,4 +42,4 @@ BUILD_PACKAGES=(pkg-config libhiredis-dev librabbitmq-dev libsqlite3-dev sqlite3
 SERVICE_PACKAGES=(redis-server redis-tools rabbitmq-server)
 # The dashboard is tested in a real headless Chromium driven by selenium.
 BROWSER_PACKAGES=(chromium chromium-driver fonts-liberation)
-PYTHON_PACKAGES=(pika django selenium)
+PYTHON_PACKAGES=(pika django selenium schemathesis)

@@ -114,6 +114,20 @@ import Synchronization
         Self.report("R7 confirmed=\(confirmed.count) failed_requests=\(failed) in_queue=\(arrived.count) lost=\(lost) duplicates=\(duplicates) exit=\(status.map(String.init) ?? "none") shutdown_ms=\(shutdown.milliseconds)")
     }
 
+    /// R13 through scripts/testkit/api_fuzz.py (schemathesis from PyPI); ESB_FUZZ_EXAMPLES sets
+    /// the examples per operation (scripts/reliability: 100; default 15).
+    @Test func r13TheAdminAPIUnderItsOwnSchemaFuzzerNeverAnswers5xx() async throws {
+        let server = try TestServer()
+        try await server.start()
+        defer { Task { await server.stop() } }
+        let examples = ProcessInfo.processInfo.environment["ESB_FUZZ_EXAMPLES"] ?? "15"
+        let result = try await runCommand("/usr/bin/env", ["python3", TestEnvironment.packageRoot + "/scripts/testkit/api_fuzz.py",
+                                                            "http://127.0.0.1:\(server.port)", server.password, examples])
+        print(result.stdout.split(separator: "\n").filter { $0.hasPrefix("RELIABILITY") }.joined(separator: "\n"))
+        #expect(result.status == 0, "\(result.stdout.suffix(6000))\n\(result.stderr.suffix(2000))")
+        #expect(server.process?.isRunning == true, "esbd survived")
+    }
+
     @Test func r8ReloadsUnderHTTPLoadFailNoRequestAndApplyTheChange() async throws {
         let server = try TestServer(name: "r8-before")
         try await server.start()

@@ -106,7 +106,7 @@ import Testing
         let row = services.split(separator: "\n").first { $0.hasPrefix("cli.hello ") }
         #expect(row?.split(separator: " ") == ["cli.hello", "cli.swift", "deployed"])
         let deployments = try await runCommand(TestEnvironment.esb, ["deployments"] + connection)
-        #expect(deployments.stdout.contains("cli.swift  deployed  1"))
+        #expect(deployments.stdout.contains("cli.swift  service  deployed  1"), "\(deployments.stdout)")
 
         let broken = server.directory + "/broken.swift"
         try "import ESBService\nstruct B: Service { static let name = 1 }\n".write(toFile: broken, atomically: true, encoding: .utf8)

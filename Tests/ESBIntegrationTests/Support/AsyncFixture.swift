@@ -144,7 +144,7 @@ struct AsyncFixture {
 
     /// Waits until `count` callbacks matching `filter` arrived, and returns them.
     @discardableResult
-    func waitForCallbacks(_ count: Int, timeout: Double = 60,
+    func waitForCallbacks(_ count: Int, timeout: Double = 180,
                           where filter: ([String: Any]) -> Bool = { _ in true }) async throws -> [[String: Any]] {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
@@ -167,7 +167,7 @@ struct AsyncFixture {
 
     /// Polls the status of `cid` until `condition` holds.
     @discardableResult
-    func waitForStatus(_ cid: String, timeout: Double = 30, _ condition: ([String: Any]) -> Bool) async throws -> [String: Any] {
+    func waitForStatus(_ cid: String, timeout: Double = 120, _ condition: ([String: Any]) -> Bool) async throws -> [String: Any] {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             let json = try await status(cid).json ?? [:]

@@ -103,7 +103,8 @@ final class TestServer: @unchecked Sendable {
         if let (user, password) = credentials {
             request.headers.add(name: "Authorization", value: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString())
         }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        // A bound, not an expectation: a deploy through the API waits for a compile on a loaded machine.
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(180))
         let bytes = try await response.body.collect(upTo: 64 << 20)
         var headers: [String: String] = [:]
         for header in response.headers { headers[header.name.lowercased()] = header.value }

@@ -23,7 +23,7 @@ import Testing
     }
 
     /// 20,000 persistent, confirmed sends from 32 tasks; `disrupt` runs once 5,000 are in.
-    func sendThrough(_ disrupt: @escaping @Sendable () async throws -> Void) async throws {
+    func sendThrough(_ label: String, _ disrupt: @escaping @Sendable () async throws -> Void) async throws {
         let queue = AMQPPeer.uniqueName("r1")
         try await AMQPPeer.declare(queue)
         var broker = BrokerConfiguration(host: AMQPPeer.host)
@@ -69,7 +69,7 @@ import Testing
         let inQueue = Set(stored.compactMap(Int.init))
         let result = figures.withLock { $0 }
         let lost = result.confirmed.subtracting(inQueue)
-        print("R1 \(result); in queue \(stored.count), lost \(lost.count), duplicates \(stored.count - inQueue.count)")
+        print("R1 \(label): \(result); in queue \(stored.count), lost \(lost.count), duplicates \(stored.count - inQueue.count)")
         #expect(lost.isEmpty, "confirmed but not in the queue: \(lost.sorted().prefix(20))")
         #expect(result.confirmed.count > total / 2)
         #expect(result.failures.values.reduce(0, +) > 0, "the disruption should have failed some sends")
@@ -79,7 +79,7 @@ import Testing
     }
 
     @Test func confirmedSendsSurviveABrokerStopAndStart() async throws {
-        try await sendThrough {
+        try await sendThrough("stop_app/start_app") {
             try await BrokerControl.rabbitmqctl("stop_app")
             try await Task.sleep(for: .seconds(2))
             try await BrokerControl.rabbitmqctl("start_app")
@@ -87,7 +87,7 @@ import Testing
     }
 
     @Test func confirmedSendsSurviveAKillOfTheBroker() async throws {
-        try await sendThrough { try await BrokerControl.killAndRestart() }
+        try await sendThrough("kill -9") { try await BrokerControl.killAndRestart() }
     }
 
     @Test func poolsReconnectAfterTheBrokerClosesEveryConnection() async throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Where the built binaries and the package are, and helpers every end-to-end test uses.
 enum TestEnvironment {
@@ -24,22 +25,31 @@ enum TestEnvironment {
         return path
     }
 
-    /// A TCP port that was free a moment ago on 127.0.0.1.
+    /// Ports handed out in this process: never twice.
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    /// A TCP port that was free a moment ago on 127.0.0.1, below the kernel's ephemeral range
+    /// (32768–60999): an ephemeral port picked with bind(0) can be taken by any outgoing
+    /// connection before the server binds it, which many parallel tests make likely.
     static func freePort() -> Int {
+        while true {
+            let port = Int.random(in: 20_000..<32_000)
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
+            if canBind(port) { return port }
+        }
+    }
+
+    private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                _ = bind(fd, socketAddress, length)
-                _ = getsockname(fd, socketAddress, &length)
-            }
+        address.sin_port = UInt16(port).bigEndian
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 }
         }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// Whether something accepts TCP connections on 127.0.0.1:`port`.

@@ -16,6 +16,8 @@ public final class HTTPOutconns: Sendable {
     private struct Entry: Sendable {
         var settings: HTTPOutconnSettings
         var client: HTTPClient?
+        /// Made once per outconn: a metric handle per request costs a factory lookup.
+        var metrics: HTTPOutconnMetrics
     }
 
     private let store: ObjectStore
@@ -59,7 +61,8 @@ public final class HTTPOutconns: Sendable {
             }
             for (name, settings) in desired {
                 let client = settings.isActive ? entries[name]?.client ?? Self.makeClient(settings) : nil
-                entries[name] = Entry(settings: settings, client: client)
+                entries[name] = Entry(settings: settings, client: client,
+                                      metrics: entries[name]?.metrics ?? HTTPOutconnMetrics(outconn: name))
             }
             for name in entries.keys where desired[name] == nil { entries[name] = nil }
         }
@@ -110,7 +113,7 @@ public final class HTTPOutconns: Sendable {
             if !request.headers.contains(name: "content-type") { request.headers.add(name: "content-type", value: settings.contentType) }
             request.body = .bytes(ByteBuffer(data: body))
         }
-        let metrics = HTTPOutconnMetrics(outconn: settings.name)
+        let metrics = entry.metrics
         let start = ContinuousClock.now
         let label = "outgoing HTTP connection '\(settings.name)': \(request.method.rawValue) \(url)"
         do {
@@ -155,14 +158,26 @@ public final class HTTPOutconns: Sendable {
 }
 
 /// `esb_http_out_requests_total{outconn,status}` and `esb_http_out_duration_seconds{outconn}`;
-/// status `error` when no answer came.
-struct HTTPOutconnMetrics {
+/// status `error` when no answer came. Handles are made once per outconn and status.
+final class HTTPOutconnMetrics: Sendable {
     let outconn: String
+    private let duration: Timer
+    private let requests = Mutex<[String: Counter]>([:])
 
-    func record(status: Int?, duration: Duration) {
-        Counter(label: "esb_http_out_requests_total", dimensions: [("outconn", outconn), ("status", status.map(String.init) ?? "error")])
-            .increment()
-        Timer(label: "esb_http_out_duration_seconds", dimensions: [("outconn", outconn)], preferredDisplayUnit: .seconds)
-            .record(duration: duration)
+    init(outconn: String) {
+        self.outconn = outconn
+        duration = Timer(label: "esb_http_out_duration_seconds", dimensions: [("outconn", outconn)], preferredDisplayUnit: .seconds)
+    }
+
+    func record(status: Int?, duration elapsed: Duration) {
+        let label = status.map(String.init) ?? "error"
+        let counter = requests.withLock { counters in
+            if let known = counters[label] { return known }
+            let made = Counter(label: "esb_http_out_requests_total", dimensions: [("outconn", outconn), ("status", label)])
+            counters[label] = made
+            return made
+        }
+        counter.increment()
+        duration.record(duration: elapsed)
     }
 }

@@ -77,6 +77,12 @@ public struct PickupWatcher: Service, CustomStringConvertible {
         await withTaskGroup(of: Void.self) { group in
             var running = 0
             for await name in events.cancelOnGracefulShutdown() {
+                if name == Self.armed {
+                    // Files dropped between the start's sweep and the watch are not lost:
+                    // look once more (unchanged content is a no-op, quarantine still holds).
+                    group.addTask { await deployExisting() }
+                    continue
+                }
                 if name.hasPrefix("lib/") {
                     let library = String(name.dropFirst(4))
                     let generation = generations.next(library)
@@ -112,6 +118,9 @@ public struct PickupWatcher: Service, CustomStringConvertible {
         }
     }
 
+    /// Emitted once the watch is in place.
+    static let armed = "\u{1}armed"
+
     /// Blocks its own thread: inotify with a 250 ms poll for `stop`, or a 1 s directory scan.
     /// Emits file names of the pickup directory, and `lib/NAME` for changes in a library.
     private static func watch(directory: String, logger: Logger, stop: borrowing Mutex<Bool>,
@@ -141,6 +150,7 @@ public struct PickupWatcher: Service, CustomStringConvertible {
             if library >= 0 { watched[library] = "lib/" + name }
         }
         watchLibraries()
+        emit(armed)
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while !stop.withLock({ $0 }) {
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -199,6 +209,7 @@ public struct PickupWatcher: Service, CustomStringConvertible {
         // What is there now was deployed at start; afterwards a file is taken once it changed
         // and then stayed unchanged for a second (fully written).
         var seen = modificationTimes()
+        emit(armed)
         while !stop.withLock({ $0 }) {
             Thread.sleep(forTimeInterval: 1)
             for (name, modified) in modificationTimes() where seen[name] != modified && modified.timeIntervalSinceNow < -1 {

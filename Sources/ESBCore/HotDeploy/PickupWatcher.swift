@@ -69,9 +69,10 @@ public struct PickupWatcher: Service, CustomStringConvertible {
             thread.start()
             continuation.onTermination = { _ in stop.withLock { $0 = true } }
         }
-        // Files deploy concurrently (compiles use every core); the deployer keeps each
-        // file's versions in order.
-        let limit = max(2, ProcessInfo.processInfo.activeProcessorCount)
+        // Files deploy concurrently, one more than the cores: a compile is three processes in
+        // turn (frontend, autolink, linker), and the extra one fills the gaps between them.
+        // The deployer keeps each file's versions in order.
+        let limit = max(2, ProcessInfo.processInfo.activeProcessorCount + 1)
         // A library's files arrive one by one: deploy it once they have been quiet for a moment.
         let generations = Generations()
         await withTaskGroup(of: Void.self) { group in

@@ -70,7 +70,9 @@ enum Daemon {
         }
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: app),
+            // Request tasks run on the service threads: a channel request is read, served and
+            // answered with no hop between thread pools (the executor grows past blocked services).
+            .init(service: ExecutorPreferringService(app, executor: runtime.invoker.executor)),
             .init(service: runtime.asyncScheduler),
             .init(service: runtime.pickup, successTerminationBehavior: .ignore),
             .init(service: ReloadService(state: state, notifier: notifier, logger: logger),
@@ -132,3 +134,4 @@ enum Daemon {
         await runtime.pickup.deployExisting()
     }
 }
+

@@ -8,7 +8,8 @@ import Synchronization
 /// host side is this invoker. Counts calls, errors and durations per service.
 public final class ServiceInvoker: Sendable {
     public let registry: ServiceRegistry
-    private let executor: ServiceExecutor
+    /// Where services run (and the HTTP server's request tasks).
+    public let executor: ServiceExecutor
     let outgoing: OutgoingConnections
     /// Durable async invocations; `nil` where there is no ODB.
     let async: AsyncStore?
@@ -45,19 +46,31 @@ public final class ServiceInvoker: Sendable {
         }
     }
 
-    /// A new correlation id: 24 random hex digits.
+    /// A new correlation id: 24 hex digits, unique and unpredictable-looking but not secret.
+    ///
+    /// A random 32-bit prefix per process, then a counter scrambled by a bijection (the
+    /// splitmix64 finalizer over the counter plus a random key): distinct within a process by
+    /// construction, and across processes by the random prefix and key. One atomic add
+    /// instead of three `getrandom` calls per request.
     public static func newCID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let digits = Array("0123456789abcdef".utf8)
-        var bytes = [UInt8](repeating: 0, count: 24)
-        for index in stride(from: 0, to: 24, by: 8) {
-            var random = generator.next()
-            for offset in 0..<8 {
-                bytes[index + offset] = digits[Int(random & 0xF)]
-                random >>= 4
+        let number = CIDSource.counter.add(1, ordering: .relaxed).newValue
+        var mixed = number &+ CIDSource.key
+        mixed = (mixed ^ (mixed >> 30)) &* 0xbf58476d1ce4e5b9
+        mixed = (mixed ^ (mixed >> 27)) &* 0x94d049bb133111eb
+        mixed ^= mixed >> 31
+        return String(unsafeUninitializedCapacity: 24) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            var prefix = CIDSource.prefix
+            for index in (0..<8).reversed() {
+                buffer[index] = digits.utf8Start[Int(prefix & 0xF)]
+                prefix >>= 4
             }
+            for index in (8..<24).reversed() {
+                buffer[index] = digits.utf8Start[Int(mixed & 0xF)]
+                mixed >>= 4
+            }
+            return 24
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Invokes `name` with `request`; `caller` is the invoking service, if any.
@@ -128,6 +141,13 @@ public final class ServiceInvoker: Sendable {
         }
         throw ServiceError(.invokeUnknownService, "no \(role) named '\(name)' is deployed")
     }
+}
+
+/// What ``ServiceInvoker/newCID()`` draws from: random once per process.
+enum CIDSource {
+    static let prefix = UInt32.random(in: .min ... .max)
+    static let key = UInt64.random(in: .min ... .max)
+    static let counter = Atomic<UInt64>(0)
 }
 
 /// The server side of every ``ServiceContext``: an internal type, as ``ServiceHost`` is SPI.

@@ -34,8 +34,8 @@ struct ChannelMiddleware<Context: RequestContext>: RouterMiddleware {
                 }
             }
             let body = Data(buffer: try await request.body.collect(upTo: 64 << 20))
-            if channel.dataFormat == "json", !body.isEmpty, (try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed])) == nil {
-                throw APIError(.badRequest, code: "invalid_json", "channel '\(channel.name)' expects a JSON body (data_format json)")
+            if channel.dataFormat == "json", !body.isEmpty, let problem = JSONSyntax.problem(in: body) {
+                throw APIError(.badRequest, code: "invalid_json", "channel '\(channel.name)' expects a JSON body (data_format json): \(problem)")
             }
             if channel.dataFormat == "xml", !body.isEmpty, let problem = Self.xmlProblem(body) {
                 throw APIError(.badRequest, code: "invalid_xml", "channel '\(channel.name)' expects an XML body (data_format xml): \(problem)")

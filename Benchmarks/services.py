@@ -168,22 +168,32 @@ def main():
 Command: `scripts/bench` (runs `Benchmarks/services.py --rounds {args.rounds} --seconds {args.seconds}`).
 Anchors: a bare `swiftc -emit-library` of the same file with the same flags and its own
 module cache (cold: empty cache; warm: cache filled by earlier compiles), alternated with
-esbd's drop → invocable (polling `POST /esb/api/invoke` every 5 ms); `Benchmarks/HummingbirdAnchor`
+esbd's drop → invocable (polling `POST /esb/api/invoke` every 5 ms; for 100 files, one service listing every 50 ms, then each invoked); `Benchmarks/HummingbirdAnchor`
 echoing POST bodies for the channel row. Warm drops are the 2nd–4th drop after a start.
 
 {table}
 
-Notes (what the misses come from, for the "prove it" issue):
-- 100 files at once: each file is a separate, CPU-bound `swiftc` run (about 0.35 s warm); files
-  deploy concurrently up to the core count (2 here), so the floor is about 100 × 0.35 / 2 ≈ 18 s
-  while every compile shares the machine. Compiling several dropped files in one `swiftc`
-  invocation (one module per file, one process) is the next step.
+Notes:
+- 100 files at once: each file is a separate, CPU-bound `swiftc` run; files deploy concurrently,
+  one more than the cores (a compile is three processes in turn: frontend, autolink, linker). A
+  warm compile measured step by step (`swiftc -###`, each step timed): frontend 0.14 s, autolink
+  0.04 s, link 0.15 s with gold, 0.08 s with lld, so esbd links with lld when the toolchain ships
+  it. The floor is then about 100 × 0.28 s / 2 cores ≈ 14 s plus the first, cold compiles (the
+  module cache starts empty here). The benchmark polls one listing every 50 ms (it used to invoke
+  every pending service every 50 ms, which took a share of the 2 cores from the compiles it timed).
 - HTTP channel → echo: the anchor writes the body straight back. A channel request also resolves
   the channel, checks the JSON body (`data_format = json`), builds the `ServiceRequest` (headers,
-  query, path parameters), hops to the service executor's threads and back (services never run
-  on the cooperative pool, by design) and records per-route and per-service metrics. Caching
-  the per-service metric handles took this row from 0.39 × to 0.64 ×; a profile (callgrind)
-  of the remaining path comes next.
+  query, path parameters), runs the service and records per-route and per-service metrics.
+  `perf record -g` of esbd under this load (before): 30 % of its samples in the scheduler and
+  futex wake-ups, from two hops per request between Swift's cooperative pool (where Hummingbird's
+  request tasks ran) and the service threads; `JSONSerialization` (building objects only to check
+  the body) 6.7 %; correlation ids (three `getrandom` calls each) 2.7 %. Request tasks now prefer
+  the service executor (no hop; the executor grows past blocked services), the body is checked by
+  a scanner that builds nothing, and cids come from a scrambled counter: 0.58 × → about 0.73 ×
+  (medians of 5 alternating rounds of this row, before and after; the anchor itself varies
+  20–29k req/s between rounds here). What is left is per-request work the anchor does not do (channel
+  match, metrics by route and service, the `ServiceRequest` and its headers) and wrk sharing the
+  2 cores.
 """)
     print(f"wrote {args.output}")
 

@@ -39,7 +39,7 @@ final class NotifySocket: @unchecked Sendable {
     }
 
     /// Reads datagrams until one contains `state` (e.g. `READY=1`); returns it, or nil on timeout.
-    func wait(for state: String, timeout: Double = 60) async -> String? {
+    func wait(for state: String, timeout: Double = 180) async -> String? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             guard let message = await next(timeout: deadline.timeIntervalSinceNow) else { return nil }

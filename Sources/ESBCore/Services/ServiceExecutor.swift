@@ -1,124 +1,148 @@
 import Foundation
+import Synchronization
 
 /// The threads services run on, apart from Swift's cooperative pool, so that a busy or
 /// blocking service cannot starve the connection owners or Swift's own pool.
 ///
-/// The HTTP server's request tasks prefer this executor too (``HTTPServer``), so that a
-/// channel request is parsed, served and answered on one thread with no hop between pools.
+/// The HTTP server's request tasks prefer this executor too (``ExecutorPreferringService``),
+/// so that a channel request is parsed, served and answered with no hop between thread pools.
 /// For that to be safe with services that block (a synchronous file read, `sleep`), the
 /// executor grows: when jobs wait and none has started for ``stallInterval``, every worker is
 /// taken and another thread joins, up to ``maximumThreads``. Threads beyond the first
 /// `threads` leave after ``idleLifetime`` without work.
-public final class ServiceExecutor: TaskExecutor, @unchecked Sendable {
+///
+/// Hand-off: a queue under a short lock; an idle worker parks on its own semaphore and is
+/// woken by name (most recently parked first, its caches are warm), outside the lock; a
+/// worker that is already running takes the next job without any wake-up.
+public final class ServiceExecutor: TaskExecutor, Sendable {
     /// How long queued jobs may wait with no job starting before a worker is added: long
     /// enough that workers merely preempted on a saturated machine (a few time slices) do not
     /// count as blocked.
     public static let stallInterval: Duration = .milliseconds(100)
-    public static let idleLifetime: TimeInterval = 10
+    public static let idleLifetime: Duration = .seconds(10)
     public let maximumThreads: Int
 
-    // Guarded by `condition`.
-    private let condition = NSCondition()
-    private var jobs: [UnownedJob] = []
-    private var head = 0
-    private var threads = 0
-    private var idle = 0
-    /// Jobs taken so far: the watcher compares it between two looks.
-    private var started = 0
-    private var watcherSleeping = false
-    private let watcher = NSCondition()
-    private let core: Int
+    private final class Parking: Sendable {
+        let semaphore = DispatchSemaphore(value: 0)
+    }
+
+    private struct State {
+        var jobs: [UnownedJob] = []
+        var head = 0
+        var threads = 0
+        /// Parked workers, most recently parked last.
+        var parked: [Parking] = []
+        /// Jobs taken so far: the watcher compares it between two looks.
+        var started = 0
+        var watcherParked = false
+    }
+
+    private let state = Mutex(State())
+    private let watcher = DispatchSemaphore(value: 0)
 
     /// Starts `threads` workers that live as long as the process, and the stall watcher.
     public init(threads: Int, maximumThreads: Int = 64) {
-        core = max(1, threads)
+        let core = max(1, threads)
         self.maximumThreads = max(core, maximumThreads)
-        condition.lock()
         for _ in 0..<core { spawn(permanent: true) }
-        condition.unlock()
-        let thread = Thread { [unowned self] in self.watch() }
+        let thread = Thread { [self] in watch() }
         thread.name = "esb-service-watch"
         thread.start()
     }
 
     /// Worker threads now running (for health pages and tests).
-    public var threadCount: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return threads
-    }
+    public var threadCount: Int { state.withLock { $0.threads } }
 
     public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
-        condition.lock()
-        jobs.append(job)
-        if idle > 0 { condition.signal() }
-        let wakeWatcher = idle == 0 && watcherSleeping
-        condition.unlock()
-        if wakeWatcher {
-            watcher.lock()
-            watcher.signal()
-            watcher.unlock()
+        let (worker, wakeWatcher) = state.withLock { state -> (Parking?, Bool) in
+            state.jobs.append(job)
+            if let worker = state.parked.popLast() { return (worker, false) }
+            let wake = state.watcherParked
+            state.watcherParked = false
+            return (nil, wake)
         }
+        worker?.semaphore.signal()
+        if wakeWatcher { watcher.signal() }
     }
 
-    /// Called with `condition` held.
     private func spawn(permanent: Bool) {
-        threads += 1
-        let thread = Thread { [unowned self] in self.work(permanent: permanent) }
-        thread.name = "esb-service-\(threads - 1)"
+        let index = state.withLock { state -> Int in
+            state.threads += 1
+            return state.threads - 1
+        }
+        let thread = Thread { [self] in work(permanent: permanent) }
+        thread.name = "esb-service-\(index)"
         thread.start()
     }
 
+    private enum Next {
+        case run(UnownedJob)
+        case park(Parking)
+    }
+
     private func work(permanent: Bool) {
-        condition.lock()
+        let parking = Parking()
+        let executor = asUnownedTaskExecutor()
         while true {
-            while head == jobs.count {
-                idle += 1
-                let woken = permanent
-                    ? { condition.wait(); return true }()
-                    : condition.wait(until: Date(timeIntervalSinceNow: Self.idleLifetime))
-                idle -= 1
-                if !woken && head == jobs.count {
-                    threads -= 1
-                    condition.unlock()
-                    return
+            let next = state.withLock { state -> Next in
+                guard state.head < state.jobs.count else {
+                    state.parked.append(parking)
+                    return .park(parking)
                 }
+                let job = state.jobs[state.head]
+                state.head += 1
+                state.started &+= 1
+                if state.head > 1024 && state.head * 2 > state.jobs.count {
+                    state.jobs.removeFirst(state.head)
+                    state.head = 0
+                }
+                return .run(job)
             }
-            let job = jobs[head]
-            head += 1
-            started &+= 1
-            if head > 1024 && head * 2 > jobs.count {
-                jobs.removeFirst(head)
-                head = 0
+            switch next {
+            case .run(let job):
+                job.runSynchronously(on: executor)
+            case .park(let parking):
+                if permanent {
+                    parking.semaphore.wait()
+                    continue
+                }
+                let lifetime = Self.idleLifetime.components
+                let deadline = DispatchTime.now() + .seconds(Int(lifetime.seconds))
+                guard parking.semaphore.wait(timeout: deadline) == .timedOut else { continue }
+                // Leave, unless an enqueue picked this worker meanwhile (then its signal is owed).
+                let left = state.withLock { state -> Bool in
+                    guard let index = state.parked.firstIndex(where: { $0 === parking }) else { return false }
+                    state.parked.remove(at: index)
+                    state.threads -= 1
+                    return true
+                }
+                if left { return }
+                parking.semaphore.wait()
             }
-            condition.unlock()
-            job.runSynchronously(on: asUnownedTaskExecutor())
-            condition.lock()
         }
     }
 
     /// Adds a worker when jobs wait and none has started for ``stallInterval``: every worker
-    /// is then busy with a service that blocks or runs long. Sleeps while nothing waits.
+    /// is then busy with a service that blocks or runs long. Parks while nothing waits.
     private func watch() {
-        let interval = Double(Self.stallInterval.components.attoseconds) / 1e18 + Double(Self.stallInterval.components.seconds)
+        let interval = Self.stallInterval.components
+        let nanoseconds = Int(interval.seconds) * 1_000_000_000 + Int(interval.attoseconds / 1_000_000_000)
         var lastStarted = -1
         while true {
-            condition.lock()
-            let waiting = head < jobs.count && idle == 0
-            if waiting && started == lastStarted && threads < maximumThreads {
-                spawn(permanent: false)
+            let (waiting, grow) = state.withLock { state -> (Bool, Bool) in
+                let waiting = state.head < state.jobs.count && state.parked.isEmpty
+                let grow = waiting && state.started == lastStarted && state.threads < maximumThreads
+                lastStarted = state.started
+                state.watcherParked = !waiting
+                return (waiting, grow)
             }
-            lastStarted = started
-            watcher.lock()
-            watcherSleeping = !waiting
-            condition.unlock()
-            if watcherSleeping {
-                watcher.wait()
+            if grow { spawn(permanent: false) }
+            if waiting {
+                _ = watcher.wait(timeout: .now() + .nanoseconds(nanoseconds))
             } else {
-                _ = watcher.wait(until: Date(timeIntervalSinceNow: interval))
+                watcher.wait()
             }
-            watcher.unlock()
         }
     }
 }

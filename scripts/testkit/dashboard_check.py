@@ -8,8 +8,8 @@ Usage: dashboard_check.py --url URL --password P --broker-host H --broker-port N
 import argparse, base64, json, os, sys, time, urllib.error, urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 def main():
@@ -60,7 +60,17 @@ def main():
         form = driver.find_element(By.ID, form_id)
         fill(form, values or {})
         form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(driver, 30).until(expected_conditions.staleness_of(form))  # the answer page has loaded
+        WebDriverWait(driver, 30).until(lambda _: gone(form))  # the answer page has loaded
+
+    def gone(element):
+        """Whether `element` left the document. While the next page replaces it, Chrome may
+        answer with an inspector error ("Node with given id does not belong to the document")
+        instead of a stale-element error: both mean it is gone."""
+        try:
+            element.is_enabled()
+            return False
+        except WebDriverException:
+            return True
 
     def text():
         return driver.find_element(By.TAG_NAME, "body").text
@@ -105,7 +115,7 @@ def main():
 
         link = driver.find_element(By.LINK_TEXT, "dash-out")
         link.click()
-        WebDriverWait(driver, 30).until(expected_conditions.staleness_of(link))
+        WebDriverWait(driver, 30).until(lambda _: gone(link))
         submit("edit", {"priority": "8"})
         check("Saved." in text(), "edited through the form")
         status, _, body = api("GET", "/esb/api/outgoing/amqp/dash-out")

@@ -180,11 +180,11 @@ Notes:
 - Idle RSS: `VmRSS` one second after READY (anchor: after its port accepts).
 - The ping row is ours, not a TARGETS.md row (that one is the channel → echo row under Services).
   Since the "prove it" issue, request tasks run on the service executor, so that channel requests
-  need no hop between thread pools. A bare route like this one pays for it: about 0.81 × of the
-  anchor against about 0.94 × with request tasks on Swift's cooperative pool (4 alternating rounds
-  each, same build otherwise). Waking one of our parked workers costs a little more than a
-  libdispatch hand-off. The channel row gains more (two hops fewer per request) than this row
-  loses. A 10 µs spin before a worker parks was tried and made both rows worse on 2 cores.
+  need no hop between thread pools. A bare route like this one could only lose by it: midway
+  through that issue it measured about 0.81 × against about 0.94 × with request tasks on Swift's
+  cooperative pool (4 alternating rounds each). The executor's stall watcher was then being woken
+  by enqueues; once it only polls, this row is back at the anchor (the table above). A 10 µs spin
+  before a worker parks was tried and made both rows worse on 2 cores.
 """)
     print(f"wrote {args.output}")
 

@@ -193,7 +193,7 @@ Notes:
   the body is checked by a scanner that builds nothing, and cids come from a scrambled counter:
   about 0.73 ×. Running everything on Swift's cooperative pool instead measured about 1.0 ×, so the
   executor's own hand-off was the rest: it now wakes one parked worker by name outside its lock,
-  and a running worker takes the next job with no wake-up: about 0.89 ×. The anchor itself varies
+  and a running worker takes the next job with no wake-up: 0.85–0.89 ×. The anchor itself varies
   20–30k req/s between rounds here.
 """)
     print(f"wrote {args.output}")

@@ -10,20 +10,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(ROOT, "Benchmarks", "kvdb")
 PORT = int(os.environ.get("ESB_REDIS_PORT", "6379"))
 
-def main():
-    args = bench_arguments("kvdb.md", pages=20000)
-    anchor = build_c_anchor(f"{HERE}/anchor.c", "hiredis")
-    key = "esb.bench.paginate"
+def fill_list(key, count):
+    """Replaces `key` with the list 1..count."""
     subprocess.run(["redis-cli", "-p", str(PORT), "DEL", key], check=True, capture_output=True)
-    for start in range(1, 10001, 1000):
-        subprocess.run(["redis-cli", "-p", str(PORT), "RPUSH", key] + [str(i) for i in range(start, start + 1000)],
+    for start in range(1, count + 1, 1000):
+        subprocess.run(["redis-cli", "-p", str(PORT), "RPUSH", key] + [str(i) for i in range(start, min(start + 1000, count + 1))],
                        check=True, capture_output=True)
-    server = Esbd(args.bin)
+
+def paginating_server(bin_dir):
+    """esbd with one Redis connection and the bench.paginate service dropped and deployed."""
+    server = Esbd(bin_dir)
     server.start(extra=f"[kvdb]\nport = {PORT}\npool_size = 1\n")
     with open(f"{HERE}/Bench.swift") as f:
         drop(server, "bench_paginate.swift", f.read())
     while call(server, "/esb/api/services/bench.paginate", method="GET")[0] != 200:
         time.sleep(0.1)
+    return server
+
+def main():
+    args = bench_arguments("kvdb.md", pages=20000)
+    anchor = build_c_anchor(f"{HERE}/anchor.c", "hiredis")
+    key = "esb.bench.paginate"
+    fill_list(key, 10000)
+    server = paginating_server(args.bin)
 
     def ours(fresh):
         status, body = call(server, "/esb/api/invoke/bench.paginate", json.dumps({"key": key, "pages": args.pages, "fresh": fresh}).encode())

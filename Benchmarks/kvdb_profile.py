@@ -2,12 +2,10 @@
 """Where a paginator's time goes (issue 9): context switches, CPU migrations and CPU time of
 esbd serving 20,000 pages through a dropped ListPaginator service, beside the C loop on hiredis,
 counted with `perf stat`. Usage: python3 Benchmarks/kvdb_profile.py --bin BIN [--pages N]"""
-import json, os, subprocess, time
-from foundation import Esbd, bench_arguments, build_c_anchor, write_report
-from services import call, drop
-
-HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kvdb")
-PORT = int(os.environ.get("ESB_REDIS_PORT", "6379"))
+import json, subprocess, time
+from foundation import bench_arguments, build_c_anchor, write_report
+from kvdb import HERE, PORT, fill_list, paginating_server
+from services import call
 EVENTS = "context-switches,cpu-migrations,task-clock"
 
 def counts(stderr):
@@ -21,15 +19,9 @@ def counts(stderr):
 def main():
     args = bench_arguments("kvdb-profile.md", pages=20000)
     key = "esb.bench.profile"
-    subprocess.run(["redis-cli", "-p", str(PORT), "DEL", key], capture_output=True)
-    subprocess.run(["redis-cli", "-p", str(PORT), "RPUSH", key] + [str(i) for i in range(1, 1001)], capture_output=True, check=True)
+    fill_list(key, 1000)
     anchor = build_c_anchor(f"{HERE}/anchor.c", "hiredis")
-    server = Esbd(args.bin)
-    server.start(extra=f"[kvdb]\nport = {PORT}\npool_size = 1\n")
-    with open(f"{HERE}/Bench.swift") as f:
-        drop(server, "bench_paginate.swift", f.read())
-    while call(server, "/esb/api/services/bench.paginate", method="GET")[0] != 200:
-        time.sleep(0.1)
+    server = paginating_server(args.bin)
     rows = ["| case | pages/s | context switches per page | CPU µs per page | CPU migrations |", "|---|---|---|---|---|"]
     for mode in ("cached", "fresh"):
         body = json.dumps({"key": key, "pages": args.pages, "fresh": mode == "fresh"}).encode()

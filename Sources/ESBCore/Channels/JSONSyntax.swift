@@ -29,10 +29,8 @@ public enum JSONSyntax {
         do {
             try scanner.run()
             return nil
-        } catch let failure as Failure {
-            return "\(failure.message) at byte \(failure.offset)"
         } catch {
-            return "\(error)"
+            return "\(error.message) at byte \(error.offset)"
         }
     }
 
@@ -51,7 +49,7 @@ public enum JSONSyntax {
 
         var afterValue: Expect { stack.isEmpty ? .end : .commaOrClose }
 
-        mutating func run() throws {
+        mutating func run() throws(Failure) {
             var expect = Expect.value
             while true {
                 while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 {
@@ -124,7 +122,7 @@ public enum JSONSyntax {
             guard expect == .end else { throw fail("unexpected end of the JSON text") }
         }
 
-        mutating func literal(_ word: StaticString) throws {
+        mutating func literal(_ word: StaticString) throws(Failure) {
             let count = word.utf8CodeUnitCount
             guard bytes.count - index >= count,
                   (0..<count).allSatisfy({ bytes[index + $0] == word.utf8Start[$0] }) else {
@@ -139,7 +137,7 @@ public enum JSONSyntax {
             return index - start
         }
 
-        mutating func number() throws {
+        mutating func number() throws(Failure) {
             if bytes[index] == UInt8(ascii: "-") { index += 1 }
             guard index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") else {
                 throw fail("expected a digit")
@@ -163,7 +161,7 @@ public enum JSONSyntax {
             }
         }
 
-        mutating func hex4() throws -> UInt16 {
+        mutating func hex4() throws(Failure) -> UInt16 {
             guard bytes.count - index >= 4 else { throw fail("expected four hex digits after \\u") }
             var value: UInt16 = 0
             for _ in 0..<4 {
@@ -182,7 +180,7 @@ public enum JSONSyntax {
         }
 
         /// A string from its opening quote; escapes and UTF-8 checked.
-        mutating func string() throws {
+        mutating func string() throws(Failure) {
             index += 1
             while index < bytes.count {
                 let byte = bytes[index]
@@ -192,7 +190,7 @@ public enum JSONSyntax {
                     return
                 case UInt8(ascii: "\\"):
                     index += 1
-                    guard index < bytes.count else { break }
+                    guard index < bytes.count else { throw fail("an unterminated string") }
                     switch bytes[index] {
                     case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
                          UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
@@ -224,7 +222,7 @@ public enum JSONSyntax {
         }
 
         /// One multi-byte UTF-8 sequence starting with `lead` (RFC 3629: no overlongs, no surrogates).
-        mutating func utf8Sequence(_ lead: UInt8) throws {
+        mutating func utf8Sequence(_ lead: UInt8) throws(Failure) {
             let length: Int
             var low: UInt8 = 0x80
             var high: UInt8 = 0xBF

@@ -64,4 +64,17 @@ extension ServiceError.Code {
     public static let httpInvalidRequest: Self = "http.invalid_request"
 
     public static let retryExhausted: Self = "retry.exhausted"
+
+    /// An SDK call got an argument it cannot use (a page size of 0, a negative interval…);
+    /// the message names the argument.
+    public static let argumentInvalid: Self = "argument.invalid"
+    /// The ODB cannot be reached.
+    public static let odbUnavailable: Self = "odb.unavailable"
+}
+
+extension ServiceError {
+    /// `argument.invalid` naming `argument` of `call`, its value and what is allowed.
+    public static func invalidArgument(_ call: String, _ argument: String, _ value: Any, allowed: String) -> ServiceError {
+        ServiceError(.argumentInvalid, "\(call): \(argument) must be \(allowed), not \(value)")
+    }
 }

@@ -44,11 +44,28 @@ public struct Page: Sequence, Sendable, CustomStringConvertible {
 }
 
 /// Django's paginator arithmetic, without I/O.
+///
+/// Arguments come from requests, so nothing here may trap: sizes are checked before use
+/// (``check(perPage:orphans:of:)``) and every sum that could pass `Int.max` saturates.
 enum PageArithmetic {
+    /// - Throws: ``ServiceError`` `argument.invalid` naming the argument.
+    static func check(perPage: Int, orphans: Int, of paginator: String) throws {
+        guard perPage >= 1 else { throw ServiceError.invalidArgument(paginator, "perPage", perPage, allowed: "at least 1") }
+        guard orphans >= 0 else { throw ServiceError.invalidArgument(paginator, "orphans", orphans, allowed: "0 or more") }
+    }
+
+    /// - Throws: ``ServiceError`` `argument.invalid` naming the argument.
+    static func check(onEachSide: Int, onEnds: Int) throws {
+        guard onEachSide >= 0 else {
+            throw ServiceError.invalidArgument("getElidedPageRange", "onEachSide", onEachSide, allowed: "0 or more")
+        }
+        guard onEnds >= 0 else { throw ServiceError.invalidArgument("getElidedPageRange", "onEnds", onEnds, allowed: "0 or more") }
+    }
+
     static func numPages(count: Int, perPage: Int, orphans: Int, allowEmptyFirstPage: Bool) -> Int {
         if count == 0 && !allowEmptyFirstPage { return 0 }
         let hits = max(1, count - orphans)
-        return (hits + perPage - 1) / perPage
+        return hits / perPage + (hits % perPage == 0 ? 0 : 1)
     }
 
     static func validate(_ number: Int, numPages: Int, allowEmptyFirstPage: Bool) throws -> Int {
@@ -66,14 +83,17 @@ enum PageArithmetic {
 
     /// The half-open item range of page `number`: the last page takes up to `orphans` more.
     static func bounds(number: Int, count: Int, perPage: Int, orphans: Int) -> Range<Int> {
+        // number ≤ numPages, so the bottom lies within the count; the top may not.
         let bottom = (number - 1) * perPage
-        var top = bottom + perPage
-        if top + orphans >= count { top = count }
+        var top = bottom.addingReportingOverflow(perPage).overflow ? Int.max : bottom + perPage
+        if top >= count - orphans { top = count }
         return bottom..<max(bottom, top)
     }
 
     /// Django's `get_elided_page_range`.
     static func elided(number: Int, numPages: Int, onEachSide: Int, onEnds: Int) -> [PageRangeItem] {
+        // Wider than the page count changes nothing, and keeps the sums below from overflowing.
+        let onEachSide = min(onEachSide, numPages), onEnds = min(onEnds, numPages)
         if numPages <= (onEachSide + onEnds) * 2 { return (1..<(numPages + 1)).map(PageRangeItem.page) }
         var items: [PageRangeItem] = []
         if number > (1 + onEachSide + onEnds) + 1 {

@@ -19,9 +19,11 @@ public protocol Paginator: Actor {
 
 extension Paginator {
     /// The number of pages.
+    /// - Throws: ``ServiceError`` `argument.invalid` when `perPage` is below 1 or `orphans` below 0.
     public var numPages: Int {
         get async throws {
-            PageArithmetic.numPages(count: try await count, perPage: perPage, orphans: orphans, allowEmptyFirstPage: allowEmptyFirstPage)
+            try PageArithmetic.check(perPage: perPage, orphans: orphans, of: "\(Self.self)")
+            return PageArithmetic.numPages(count: try await count, perPage: perPage, orphans: orphans, allowEmptyFirstPage: allowEmptyFirstPage)
         }
     }
 
@@ -60,14 +62,17 @@ extension Paginator {
 
     /// Page numbers around `number` with `…` where runs are left out, as Django's
     /// `get_elided_page_range`.
+    /// - Throws: ``ServiceError`` `argument.invalid` when `onEachSide` or `onEnds` is negative.
     public func getElidedPageRange(_ number: Int = 1, onEachSide: Int = 3, onEnds: Int = 2) async throws -> [PageRangeItem] {
-        PageArithmetic.elided(number: try await validateNumber(number), numPages: try await numPages,
-                              onEachSide: onEachSide, onEnds: onEnds)
+        try PageArithmetic.check(onEachSide: onEachSide, onEnds: onEnds)
+        return PageArithmetic.elided(number: try await validateNumber(number), numPages: try await numPages,
+                                     onEachSide: onEachSide, onEnds: onEnds)
     }
 
     public func getElidedPageRange(_ number: String, onEachSide: Int = 3, onEnds: Int = 2) async throws -> [PageRangeItem] {
-        PageArithmetic.elided(number: try await validateNumber(number), numPages: try await numPages,
-                              onEachSide: onEachSide, onEnds: onEnds)
+        try PageArithmetic.check(onEachSide: onEachSide, onEnds: onEnds)
+        return PageArithmetic.elided(number: try await validateNumber(number), numPages: try await numPages,
+                                     onEachSide: onEachSide, onEnds: onEnds)
     }
 
     private func getPage(_ validate: () async throws -> Int) async throws -> Page {

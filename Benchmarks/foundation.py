@@ -31,6 +31,7 @@ class Esbd:
         subprocess.run([f"{bin_dir}/esb", "create-key", f"{self.dir}/secret.key"], check=True, capture_output=True)
         with open(f"{self.dir}/admin.password", "w") as f:
             f.write("bench\n")
+        os.chmod(f"{self.dir}/admin.password", 0o600)  # esbd refuses secrets others can read
 
     def start(self, extra=""):
         self.port = free_port()

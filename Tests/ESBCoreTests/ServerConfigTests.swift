@@ -148,7 +148,7 @@ import Testing
         let loaded = try load("[main]\nnmae = x\n[extra]\na = 1\n")
         #expect(loaded.warnings.map(\.description) == [
             "/etc/esb/server.conf:3: warning: unknown section [extra] is ignored",
-            "/etc/esb/server.conf:2: warning: unknown key 'nmae' in [main] is ignored; known keys: bind, graceful_shutdown_seconds, log_format, log_level, name, startup_service_timeout_seconds, work_dir",
+            "/etc/esb/server.conf:2: warning: unknown key 'nmae' in [main] is ignored; known keys: bind, graceful_shutdown_seconds, idle_timeout_seconds, log_format, log_level, max_body_bytes, name, startup_service_timeout_seconds, tls_cert_path, tls_key_path, trusted_proxies, work_dir",
         ])
     }
 

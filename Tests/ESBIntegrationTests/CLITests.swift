@@ -12,7 +12,7 @@ import Testing
         try FileManager.default.copyItem(atPath: TestEnvironment.packageRoot + "/config/payloads/hello.json",
                                          toPath: directory + "/config/payloads/hello.json")
         #expect(try await runCommand(TestEnvironment.esb, ["create-key", directory + "/secret.key"]).status == 0)
-        try "pw\n".write(toFile: directory + "/admin.password", atomically: true, encoding: .utf8)
+        try writeSecretFile("pw\n", to: directory + "/admin.password")
         return config
     }
 

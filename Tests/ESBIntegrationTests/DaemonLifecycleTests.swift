@@ -14,7 +14,7 @@ import Testing
         #expect(ping.json?["status"] as? String == "ok")
         #expect(ping.json?["server"] as? String == "e2e-1")
 
-        let health = try await server.request("GET", "/esb/health")
+        let health = try await server.request("GET", "/esb/health", credentials: server.admin)
         #expect(health.status == 200)
         #expect(health.json?["status"] as? String == "ok")
         let components = health.json?["components"] as? [String: Any]
@@ -108,7 +108,7 @@ import Testing
         defer { Task { await server.stop() } }
 
         // New admin password and log level apply live; a new bind needs a restart.
-        try "changed-password\n".write(toFile: server.directory + "/admin.password", atomically: true, encoding: .utf8)
+        try writeSecretFile("changed-password\n", to: server.directory + "/admin.password")
         try server.writeConfig(name: "reload-2", main: "log_level = debug")
         var text = try String(contentsOfFile: server.configPath, encoding: .utf8)
         text = text.replacingOccurrences(of: "bind = 127.0.0.1:\(server.port)", with: "bind = 127.0.0.1:1")

@@ -14,23 +14,42 @@ public final class ChannelRouter: Sendable {
         public var method: String?
         public var service: String
         public var dataFormat: String
+        /// The security definition's credentials; nil for security `none`.
         public var security: Credentials?
+        /// The channel's own `max_body_bytes`; nil: `[main] max_body_bytes`.
+        public var maxBodyBytes: Int?
     }
 
-    /// Basic-auth credentials as a channel checks them: the password only as a digest.
+    /// Basic-auth credentials as a channel checks them: both parts only as digests.
     public struct Credentials: Sendable {
         public var definition: String
-        public var username: String
-        public var passwordDigest: [UInt8]
         public var realm: String
-        public var isActive: Bool
+        private var username: SecretDigest
+        /// Nil when the definition has no password, is missing or inactive: nothing is accepted.
+        private var password: SecretDigest?
 
-        public func accepts(username: String, password: String) -> Bool {
-            let digest = Array(SHA256.hash(data: Data(password.utf8)))
-            var difference: UInt8 = username == self.username ? 0 : 1
-            for (a, b) in zip(digest, passwordDigest) { difference |= a ^ b }
-            return difference == 0 && isActive
+        /// A definition that refuses every request (missing, inactive or without a password).
+        static func refusing(_ definition: String) -> Credentials {
+            Credentials(definition: definition, username: "", password: nil, realm: "SwiftESB", isActive: false)
         }
+
+        init(definition: String, username: String, password: String?, realm: String, isActive: Bool) {
+            self.definition = definition
+            self.realm = realm
+            self.username = SecretDigest(username)
+            self.password = isActive ? password.map(SecretDigest.init) : nil
+        }
+
+        /// Compares in constant time; a definition without a password (or missing, or
+        /// inactive) accepts nothing.
+        public func accepts(username: String, password: String) -> Bool {
+            let userMatches = self.username.matches(username)
+            let passwordMatches = (self.password ?? Self.nothing).matches(password)
+            return userMatches && passwordMatches && self.password != nil
+        }
+
+        /// Compared against when there is no password, so that the work done is the same.
+        private static let nothing = SecretDigest("no password is set")
     }
 
     /// What a request path resolves to.
@@ -63,9 +82,7 @@ public final class ChannelRouter: Sendable {
             for (fields, secret) in try await store.listWithSecrets(ObjectKinds.basicAuth) {
                 let name = fields["name"]?.string ?? ""
                 credentials[name] = Credentials(
-                    definition: name, username: fields["username"]?.string ?? "",
-                    // No password set yet: a digest nothing hashes to, so every attempt fails.
-                    passwordDigest: secret.map { Array(SHA256.hash(data: Data($0.utf8))) } ?? [],
+                    definition: name, username: fields["username"]?.string ?? "", password: secret,
                     realm: fields["realm"]?.string ?? "SwiftESB", isActive: fields["is_active"]?.bool ?? true)
             }
             let channels = try await store.list(ObjectKinds.httpChannel).compactMap { fields -> Channel? in
@@ -75,7 +92,9 @@ public final class ChannelRouter: Sendable {
                 return Channel(name: fields["name"]?.string ?? "", path: ChannelPath(fields["url_path"]?.string ?? "/"),
                                method: method.isEmpty ? nil : method, service: fields["service"]?.string ?? "",
                                dataFormat: fields["data_format"]?.string ?? "json",
-                               security: security == "none" ? nil : credentials[security])
+                               // A definition that is gone refuses every request rather than none.
+                               security: security == "none" ? nil : credentials[security] ?? .refusing(security),
+                               maxBodyBytes: fields["max_body_bytes"]?.int)
             }
             // More literal segments first; the sort is stable, so ties keep name order.
             let ordered = channels.enumerated().sorted {

@@ -25,8 +25,15 @@ extension ServerConfig {
                 error("[startup_services] \(entry.service): payload file '\(file)' does not exist or is not readable", line: entry.line)
             }
         }
-        if let passwordFile = kvdb?.passwordFile, !FileManager.default.isReadableFile(atPath: passwordFile) {
-            error("[kvdb] password_file '\(passwordFile)' does not exist or is not readable")
+        var withSecrets = self
+        do {
+            try withSecrets.readSecretFiles()
+        } catch {
+            findings += error.diagnostics
+        }
+        findings += fileModeProblems()
+        for file in [main.tlsCertPath, main.tlsKeyPath].compactMap({ $0 }) where !FileManager.default.isReadableFile(atPath: file) {
+            error("[main] TLS file '\(file)' does not exist or is not readable")
         }
         if !Self.executableExists(hotDeploy.swiftc) {
             findings.append(.init(.warning, file: path, line: nil,

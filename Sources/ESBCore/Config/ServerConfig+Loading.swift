@@ -9,14 +9,15 @@ extension ServerConfig {
 
     private static let knownKeys: [String: Set<String>] = [
         "main": ["name", "bind", "work_dir", "log_level", "log_format",
-                 "graceful_shutdown_seconds", "startup_service_timeout_seconds"],
+                 "graceful_shutdown_seconds", "startup_service_timeout_seconds", "tls_cert_path", "tls_key_path",
+                 "max_body_bytes", "idle_timeout_seconds", "trusted_proxies"],
         "crypto": ["secret_key_path"],
         "admin": ["username", "password_file"],
         "odb": ["engine", "path"],
         "kvdb": ["host", "port", "db", "password", "password_file", "unix_socket_path",
                  "timeout_ms", "pool_size"],
         "hot_deploy": ["pickup_dir", "backup_history", "delete_after_pickup", "swiftc",
-                       "extra_module_paths"],
+                       "extra_module_paths", "compile_timeout_seconds", "max_source_bytes"],
         "async": ["max_concurrency", "retention_days"],
         "startup_services": [],
     ]
@@ -59,6 +60,16 @@ extension ServerConfig {
                                                   default: main.gracefulShutdownSeconds, in: 0...3600)
         main.startupServiceTimeoutSeconds = reader.int(mainSection, "startup_service_timeout_seconds",
                                                        default: main.startupServiceTimeoutSeconds, in: 1...86_400)
+        main.tlsCertPath = reader.optionalPath(mainSection, "tls_cert_path")
+        main.tlsKeyPath = reader.optionalPath(mainSection, "tls_key_path")
+        if (main.tlsCertPath == nil) != (main.tlsKeyPath == nil) {
+            let line = mainSection?.entry(main.tlsCertPath == nil ? "tls_key_path" : "tls_cert_path")?.line
+            reader.error(line: line, "[main] tls_cert_path and tls_key_path go together: set both for HTTPS, or neither")
+        }
+        main.maxBodyBytes = reader.int(mainSection, "max_body_bytes", default: main.maxBodyBytes, in: 1...(1 << 30))
+        main.idleTimeoutSeconds = reader.int(mainSection, "idle_timeout_seconds", default: main.idleTimeoutSeconds, in: 1...86_400)
+        main.trustedProxies = reader.string(mainSection, "trusted_proxies", default: "")
+            .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "," }).map(String.init)
 
         let cryptoSection = document.section("crypto")
         let crypto = Crypto(secretKeyPath: reader.path(cryptoSection, "secret_key_path", default: "./secret.key"))
@@ -99,6 +110,9 @@ extension ServerConfig {
         }
         hotDeploy.extraModulePaths = reader.string(hotSection, "extra_module_paths", default: "")
             .split(separator: ":").map { reader.resolve(String($0).trimmingCharacters(in: .whitespaces)) }
+        hotDeploy.compileTimeoutSeconds = reader.int(hotSection, "compile_timeout_seconds",
+                                                     default: hotDeploy.compileTimeoutSeconds, in: 1...86_400)
+        hotDeploy.maxSourceBytes = reader.int(hotSection, "max_source_bytes", default: hotDeploy.maxSourceBytes, in: 1...(256 << 20))
 
         let asyncSection = document.section("async")
         var async = Async()

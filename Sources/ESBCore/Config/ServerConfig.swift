@@ -32,6 +32,20 @@ public struct ServerConfig: Sendable, Equatable {
         public var gracefulShutdownSeconds = 10
         /// `startup_service_timeout_seconds`, default 60.
         public var startupServiceTimeoutSeconds = 60
+        /// `tls_cert_path` (a PEM chain); with ``tlsKeyPath`` the listener speaks HTTPS only.
+        public var tlsCertPath: String?
+        /// `tls_key_path` (a PEM private key).
+        public var tlsKeyPath: String?
+        /// `max_body_bytes`, default 1 MiB: the largest body a channel takes (413 beyond).
+        public var maxBodyBytes = 1_048_576
+        /// `idle_timeout_seconds`, default 30: a request head must arrive, and no silence be
+        /// longer, within this.
+        public var idleTimeoutSeconds = 30
+        /// `trusted_proxies`, default none: peers whose last `X-Forwarded-For` hop is believed.
+        public var trustedProxies: [String] = []
+
+        /// Whether the listener speaks HTTPS.
+        public var usesTLS: Bool { tlsCertPath != nil && tlsKeyPath != nil }
     }
 
     /// `[crypto]`.
@@ -88,6 +102,10 @@ public struct ServerConfig: Sendable, Equatable {
         public var swiftc = "swiftc"
         /// `extra_module_paths`, default none: directories of prebuilt modules.
         public var extraModulePaths: [String] = []
+        /// `compile_timeout_seconds`, default 300: a compile running longer is killed and the unit fails.
+        public var compileTimeoutSeconds = 300
+        /// `max_source_bytes`, default 1 MiB: larger dropped or uploaded files are refused.
+        public var maxSourceBytes = 1_048_576
     }
 
     /// `[async]`.

@@ -29,7 +29,8 @@ public struct ReloadService: Service, CustomStringConvertible {
         let path = state.config.path
         logger.notice("reloading configuration", metadata: ["esb.config": "\(path)"])
         do {
-            let loaded = try ServerConfig.load(path: path)
+            var loaded = try ServerConfig.load(path: path)
+            try loaded.config.readSecretFiles()
             let credentials = try AdminCredentials(config: loaded.config)
             for warning in loaded.warnings { logger.warning("\(warning)") }
             let restartNeeded = state.apply(loaded.config, credentials: credentials)

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// The `[admin]` username and password that guard `/esb/api` and the dashboard.
@@ -27,20 +28,16 @@ public struct AdminCredentials: Sendable, Equatable {
         self.init(username: config.admin.username, password: password)
     }
 
-    /// Compares in time independent of where the strings differ.
+    /// Compares in constant time (``SecretDigest``): timing tells neither which part was wrong
+    /// nor how much of it matched.
     public func matches(username: String, password: String) -> Bool {
-        // Both comparisons always run, so timing does not tell which part was wrong.
-        let userMatches = Self.constantTimeEqual(username, self.username)
-        let passwordMatches = Self.constantTimeEqual(password, self.password.value)
+        let userMatches = SecretDigest(self.username).matches(username)
+        let passwordMatches = SecretDigest(self.password.value).matches(password)
         return userMatches && passwordMatches
     }
 
-    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        var difference = UInt8(truncatingIfNeeded: x.count ^ y.count)
-        for index in 0..<max(x.count, y.count) {
-            difference |= (index < x.count ? x[index] : 0) ^ (index < y.count ? y[index] : 0)
-        }
-        return difference == 0
-    }
+    /// A digest of both credentials: sessions signed in under other credentials end when it changes.
+    public var fingerprint: Data { Data(Self.digest(username + "\u{0}" + password.value)) }
+
+    static func digest(_ text: String) -> SHA256Digest { SHA256.hash(data: Data(text.utf8)) }
 }

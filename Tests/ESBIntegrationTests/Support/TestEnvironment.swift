@@ -113,3 +113,10 @@ func runCommand(_ path: String, _ arguments: [String], environment: [String: Str
 private final class DataBox: @unchecked Sendable {
     var data = Data()
 }
+
+/// Writes a secret file (a password) as an operator would: readable by its owner only, or
+/// esbd refuses to start (INTERFACES.md §7 "Files").
+func writeSecretFile(_ text: String, to path: String) throws {
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    guard chmod(path, 0o600) == 0 else { throw TestFailure("cannot chmod \(path)") }
+}

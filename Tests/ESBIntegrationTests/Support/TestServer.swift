@@ -22,7 +22,7 @@ final class TestServer: @unchecked Sendable {
         configPath = directory + "/server.conf"
         stderrPath = directory + "/esbd.stderr"
         try SecretBox.createKeyFile(at: directory + "/secret.key")
-        try (password + "\n").write(toFile: directory + "/admin.password", atomically: true, encoding: .utf8)
+        try writeSecretFile(password + "\n", to: directory + "/admin.password")
         try writeConfig(name: name, main: extra, sections: sections)
     }
 

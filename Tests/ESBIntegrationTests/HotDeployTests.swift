@@ -100,21 +100,50 @@ import Testing
         #expect(kept.stdout == "2,3\n", "the serving version plus backup_history = 1 older one")
     }
 
-    @Test func aUnitRunningInThreeCrashesInARowIsQuarantinedUntilDeployedAgain() async throws {
+    /// A service that, given a marker path, creates it and stays in its call.
+    static let crashySource = """
+        import ESBService
+        import Foundation
+        struct Crashy: Service {
+            static let name = "crashy.svc"
+            func handle(_ request: ServiceRequest, context: ServiceContext) async throws -> ServiceResponse {
+                if !request.text.isEmpty {
+                    FileManager.default.createFile(atPath: request.text, contents: nil)
+                    try await Task.sleep(for: .seconds(300))
+                }
+                return .text("alive")
+            }
+        }
+        """
+
+    @Test func aUnitWithACallInFlightInThreeCrashesInARowIsQuarantinedUntilDeployedAgain() async throws {
         let server = try TestServer()
         try await server.start()
-        let source = "import ESBService\n" + Self.service("Crashy", "crashy.svc", returning: "alive")
+        let source = Self.crashySource
         try server.drop("crashy.swift", source)
+        try server.drop("bystander.swift", "import ESBService\n" + Self.service("Bystander", "bystander.svc", returning: "here"))
         try await server.waitForDeployment("crashy.swift")
-        for _ in 1...3 {
+        try await server.waitForDeployment("bystander.swift")
+        for round in 1...3 {
+            // A call of crashy.svc is in flight when the process dies; bystander.svc is idle.
+            let marker = server.directory + "/in-flight-\(round)"
+            let call = Task { try? await server.invoke("crashy.svc", marker) }
+            let deadline = Date().addingTimeInterval(180)
+            while !FileManager.default.fileExists(atPath: marker) && Date() < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(FileManager.default.fileExists(atPath: marker), "the call started")
             server.signal(SIGKILL)
             _ = await server.waitForExit()
+            call.cancel()
             try await server.start()
         }
         defer { Task { await server.stop() } }
         let unit = try #require(try await server.deployment("crashy.swift"))
         #expect(unit["status"] as? String == "quarantined")
         #expect((unit["error"] as? String)?.contains("3 crashes in a row") == true)
+        let bystander = try #require(try await server.deployment("bystander.swift"))
+        #expect(bystander["status"] as? String == "deployed", "a unit with nothing in flight counts no crash")
         let inactive = try await server.invoke("crashy.svc")
         #expect(inactive.status == 503, "not loaded, though its file is still in the pickup directory")
         let error = inactive.json?["error"] as? [String: Any]
@@ -124,7 +153,7 @@ import Testing
         // Deploying it again lifts the quarantine.
         let redeployed = try await server.request("POST", "/esb/api/deploy?name=crashy.swift", body: Data(source.utf8), credentials: server.admin)
         #expect(redeployed.status == 201)
-        #expect(try await server.invoke("crashy.svc").text == "alive ")
+        #expect(try await server.invoke("crashy.svc").text == "alive")
     }
 
     @Test func aCleanStopResetsTheCrashCount() async throws {

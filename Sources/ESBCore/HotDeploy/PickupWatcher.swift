@@ -13,8 +13,12 @@ public struct PickupWatcher: Service, CustomStringConvertible {
     let deployer: Deployer
     let logger: Logger
     let deleteAfterPickup: @Sendable () -> Bool
+    /// `[hot_deploy] max_source_bytes` in force: larger files are refused.
+    let maxSourceBytes: @Sendable () -> Int
 
-    public init(directory: String, deployer: Deployer, logger: Logger, deleteAfterPickup: @escaping @Sendable () -> Bool) {
+    public init(directory: String, deployer: Deployer, logger: Logger, deleteAfterPickup: @escaping @Sendable () -> Bool,
+                maxSourceBytes: @escaping @Sendable () -> Int = { 1 << 20 }) {
+        self.maxSourceBytes = maxSourceBytes
         self.directory = directory
         self.deployer = deployer
         self.logger = logger
@@ -107,7 +111,24 @@ public struct PickupWatcher: Service, CustomStringConvertible {
 
     func pickUp(_ name: String, atStart: Bool = false) async {
         let path = (directory as NSString).appendingPathComponent(name)
-        guard let data = FileManager.default.contents(atPath: path) else {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            logger.warning("picked-up file vanished before it could be read", metadata: ["esb.file": "\(path)"])
+            return
+        }
+        if info.st_mode & S_IFMT == S_IFLNK {
+            // A link could make the server read, and report, any file it can reach.
+            logger.warning("pickup file is a symbolic link; ignored (copy the file in instead)", metadata: ["esb.file": "\(path)"])
+            return
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else { return }
+        let limit = maxSourceBytes()
+        if Int(info.st_size) > limit {
+            logger.error("pickup file refused: \(info.st_size) bytes, over [hot_deploy] max_source_bytes (\(limit))",
+                         metadata: ["esb.file": "\(path)"])
+            return
+        }
+        guard let data = FileManager.default.contents(atPath: path), data.count <= limit else {
             logger.warning("picked-up file vanished before it could be read", metadata: ["esb.file": "\(path)"])
             return
         }

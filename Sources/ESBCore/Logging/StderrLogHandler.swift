@@ -53,12 +53,37 @@ public struct StderrLogHandler: LogHandler {
             .timeZone(separator: .omitted).dateSeparator(.dash).timeSeparator(.colon))
     }
 
+    /// One line whatever the message holds: control characters (a newline in a payload,
+    /// an ANSI escape) are written escaped, so that nothing logged can forge a log line.
     static func text(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
-        var line = "\(timestamp()) \(level) \(label): \(message)"
+        var line = "\(timestamp()) \(level) \(label): \(escapingControlCharacters(message))"
         for key in metadata.keys.sorted() {
-            line += " \(key)=\(metadata[key]!)"
+            line += " \(escapingControlCharacters(key))=\(escapingControlCharacters(metadata[key]!.description))"
         }
         return line
+    }
+
+    /// `text` with C0 and C1 control characters and DEL as `\n`, `\r`, `\t` or `\u{…}`.
+    static func escapingControlCharacters(_ text: String) -> String {
+        func isControl(_ scalar: Unicode.Scalar) -> Bool {
+            scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}"
+        }
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var escaped = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            guard isControl(scalar) else {
+                escaped.append(scalar)
+                continue
+            }
+            let replacement = switch scalar {
+            case "\n": "\\n"
+            case "\r": "\\r"
+            case "\t": "\\t"
+            default: "\\u{" + String(scalar.value, radix: 16) + "}"
+            }
+            escaped.append(contentsOf: replacement.unicodeScalars)
+        }
+        return String(escaped)
     }
 
     static func json(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {

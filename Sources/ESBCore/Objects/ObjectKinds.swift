@@ -27,6 +27,8 @@ public enum ObjectKinds {
             .init("data_format", .string, default: .string("json"), allowed: ["json", "xml", "text"]),
             .init("security", .string, default: .string("none"), references: "def_sec"),
             .init("is_active", .bool, default: .bool(true)),
+            // Null: `[main] max_body_bytes` applies.
+            .init("max_body_bytes", .int, default: .null, check: ObjectKind.Field.range(1...(1 << 30))),
         ])
 
     /// `def_amqp`: where a broker is and how to log in (INTERFACES.md §4).
@@ -79,6 +81,9 @@ public enum ObjectKinds {
                     return "must be scheme://host[:port], with scheme http or https"
                 }
                 if !url.path.isEmpty && url.path != "/" || url.query != nil { return "must not hold a path or query (use url_path)" }
+                if url.user != nil || url.password != nil {
+                    return "must not carry user:password@ (credentials in an address end up in logs; name a basic-auth definition in security)"
+                }
                 return nil
             }),
             .init("url_path", .string, default: .string("/"), check: { value in
@@ -91,6 +96,8 @@ public enum ObjectKinds {
             .init("timeout_ms", .int, default: .int(10_000), check: ObjectKind.Field.range(1...600_000)),
             .init("pool_size", .int, default: .int(8), check: ObjectKind.Field.range(1...256)),
             .init("is_active", .bool, default: .bool(true)),
+            // Redirects could carry a request, and its credentials, to another host.
+            .init("follow_redirects", .bool, default: .bool(false)),
         ])
 
     public static let all = [basicAuth, httpChannel, amqpDefinition, amqpOutconn, httpOutconn]

@@ -22,6 +22,9 @@ extension ObjectStore {
     public struct ImportOutcome: Sendable, Equatable, Codable {
         public var created: [String] = []
         public var updated: [String] = []
+        /// What the import left that will not work as is: basic-auth definitions without a
+        /// password (a default export leaves secrets out), which refuse every request.
+        public var warnings: [String] = []
     }
 
     /// The kinds with every kind an object refers to before the objects referring to it.
@@ -115,6 +118,11 @@ extension ObjectStore {
                     try db.execute(sql: "INSERT INTO config_object(kind, name, body, secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                                    arguments: [write.kind.name, name, body, write.sealed, Date(), Date()])
                     outcome.created.append("\(write.kind.name) '\(name)'")
+                }
+                if write.kind.secretField != nil, write.kind.name == ObjectKinds.basicAuth.name,
+                   try Bool.fetchOne(db, sql: "SELECT secret IS NULL FROM config_object WHERE kind = ? AND name = ?",
+                                     arguments: [write.kind.name, name]) == true {
+                    outcome.warnings.append("\(write.kind.name) '\(name)' has no password: channels using it refuse every request until one is set (esb security password \(name))")
                 }
             }
             return outcome

@@ -57,3 +57,23 @@ public struct PoolHealth: Sendable, Codable, Equatable {
         case connected, connecting, backingOff = "backing_off", lastError = "last_error", connections
     }
 }
+
+extension HealthReport {
+    /// The report without details: the server's and each component's status only, for
+    /// callers without admin credentials.
+    public var summary: Summary {
+        Summary(status: status, server: server, components: components.mapValues { .init(status: $0.status) })
+    }
+
+    /// ``HealthReport`` as anyone may see it.
+    public struct Summary: Sendable, Codable, Equatable {
+        public var status: Status
+        public var server: String
+        public var components: [String: ComponentStatus]
+    }
+
+    /// A component's status alone.
+    public struct ComponentStatus: Sendable, Codable, Equatable {
+        public var status: Status
+    }
+}

@@ -13,10 +13,13 @@ public final class ServiceInvoker: Sendable {
     let outgoing: OutgoingConnections
     /// Durable async invocations; `nil` where there is no ODB.
     let async: AsyncStore?
+    /// Which units have a call in flight, for crash accounting; `nil` in tests without a work directory.
+    let ledger: InFlightLedger?
     private let logger: Logger
 
     public init(registry: ServiceRegistry, executor: ServiceExecutor, outgoing: OutgoingConnections = .init(),
-                async: AsyncStore? = nil, logger: Logger) {
+                async: AsyncStore? = nil, ledger: InFlightLedger? = nil, logger: Logger) {
+        self.ledger = ledger
         self.registry = registry
         self.executor = executor
         self.outgoing = outgoing
@@ -96,7 +99,8 @@ public final class ServiceInvoker: Sendable {
         let start = ContinuousClock.now
         do {
             let response = try await withTaskExecutorPreference(executor) {
-                try await entry.type.init().handle(request, context: context)
+                guard let ledger else { return try await entry.type.init().handle(request, context: context) }
+                return try await ledger.tracking(entry.unit) { try await entry.type.init().handle(request, context: context) }
             }
             metrics.invocations.increment()
             metrics.duration.record(duration: ContinuousClock.now - start)
@@ -174,6 +178,7 @@ struct InvocationHost: ServiceHost {
     }
 
     func invokeRetry(_ request: InvokeRetryRequest, from context: ServiceContext) async throws -> InvokeRetryResult {
+        try RetryPolicy.check(request)
         let runner = InvokeRetryRunner(invoker: invoker)
         switch request.mode {
         case .blocking:

@@ -4,6 +4,8 @@ import Logging
 /// The service side of the server: registry, invoker, deployer and startup services, built
 /// from the configuration once the ODB is open.
 public struct ServiceRuntime: Sendable {
+    /// The server's shared state (configuration in force, ODB, secrets).
+    public let state: ServerState
     public let registry: ServiceRegistry
     public let invoker: ServiceInvoker
     public let deployer: Deployer
@@ -22,11 +24,14 @@ public struct ServiceRuntime: Sendable {
     /// Durable async invocations and retries, and the scheduler that runs them.
     public let asyncStore: AsyncStore
     public let asyncScheduler: AsyncScheduler
+    /// Units with a call in flight, mapped to a file in work_dir that outlives a crash.
+    public let ledger: InFlightLedger
 
     /// Builds the runtime; the SDK is the one this process has loaded.
     /// - Throws: ``PluginLoadError`` when the shared SDK cannot be found.
     public init(state: ServerState, logger: Logger) throws {
         let config = state.config
+        self.state = state
         registry = ServiceRegistry()
         objects = ObjectStore(odb: state.odb, secrets: state.secrets, kinds: ObjectKinds.all)
         amqp = AMQPOutconns(store: objects, logger: logger)
@@ -34,13 +39,16 @@ public struct ServiceRuntime: Sendable {
         http = HTTPOutconns(store: objects, logger: logger)
         state.onReload { [kvdb] config in kvdb.apply(config.kvdb) }
         asyncStore = AsyncStore(odb: state.odb)
+        ledger = try InFlightLedger(directory: config.main.workDir)
         invoker = ServiceInvoker(registry: registry, executor: ServiceExecutor(threads: max(2, ProcessInfo.processInfo.activeProcessorCount)),
-                                 outgoing: OutgoingConnections(amqp: amqp, kvdb: kvdb, http: http), async: asyncStore, logger: logger)
+                                 outgoing: OutgoingConnections(amqp: amqp, kvdb: kvdb, http: http), async: asyncStore,
+                                 ledger: ledger, logger: logger)
         asyncScheduler = AsyncScheduler(store: asyncStore, invoker: invoker, settings: config.async, logger: logger)
         state.onReload { [asyncScheduler] config in asyncScheduler.apply(config.async) }
         deployments = DeploymentStore(odb: state.odb)
         let compiler = SwiftCompiler(swiftc: config.hotDeploy.swiftc, sdk: try SDKLocation.current(),
-                                     moduleCachePath: config.main.workDir + "/module-cache")
+                                     moduleCachePath: config.main.workDir + "/module-cache",
+                                     timeoutSeconds: { state.config.hotDeploy.compileTimeoutSeconds })
         let builder = ServiceBuilder(compiler: compiler, workDirectory: config.main.workDir)
         deployer = Deployer(builder: builder, registry: registry, store: deployments, workDirectory: config.main.workDir,
                             logger: logger, backupHistory: { state.config.hotDeploy.backupHistory },
@@ -50,6 +58,7 @@ public struct ServiceRuntime: Sendable {
         state.addHealthSource { [amqp] in amqp.health() }
         state.addHealthSource { [kvdb] in kvdb.health() }
         pickup = PickupWatcher(directory: config.hotDeploy.pickupDir, deployer: deployer, logger: logger,
-                               deleteAfterPickup: { state.config.hotDeploy.deleteAfterPickup })
+                               deleteAfterPickup: { state.config.hotDeploy.deleteAfterPickup },
+                               maxSourceBytes: { state.config.hotDeploy.maxSourceBytes })
     }
 }

@@ -74,14 +74,19 @@ public struct DeploymentStore: Sendable {
     }
 
     /// Marks a run as started. When the previous run never reached ``endRun()`` it crashed:
-    /// every unit that was serving in it counts one more crash, and units at
-    /// ``quarantineAfterCrashes`` are quarantined. Returns the units quarantined now.
-    public func beginRun() async throws -> [String] {
+    /// every unit that had a call in flight at that moment (`inFlight`, from the
+    /// ``InFlightLedger``) counts one more crash, and units at ``quarantineAfterCrashes`` are
+    /// quarantined. A crash with nothing in flight (an OOM kill of an idle server) counts
+    /// against no unit. Returns the units quarantined now.
+    public func beginRun(inFlight: Set<String>) async throws -> [String] {
         try await odb.pool.write { db in
             let running = try String.fetchOne(db, sql: "SELECT value FROM esb_meta WHERE key = 'running'") == "1"
             var quarantined: [String] = []
             if running {
-                try db.execute(sql: "UPDATE deployment_unit SET crash_count = crash_count + 1 WHERE serving_version IS NOT NULL AND status != 'quarantined'")
+                for unit in inFlight.sorted() {
+                    try db.execute(sql: "UPDATE deployment_unit SET crash_count = crash_count + 1 WHERE name = ? AND serving_version IS NOT NULL AND status != 'quarantined'",
+                                   arguments: [unit])
+                }
                 quarantined = try String.fetchAll(db, sql: "SELECT name FROM deployment_unit WHERE crash_count >= ? AND status != 'quarantined'",
                                                   arguments: [Self.quarantineAfterCrashes])
                 try db.execute(sql: """

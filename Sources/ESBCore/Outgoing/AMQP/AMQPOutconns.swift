@@ -87,6 +87,7 @@ public final class AMQPOutconns: Sendable {
     @discardableResult
     public func send(_ body: Data, outconn: String, exchange: String, routingKey: String, properties: AMQPProperties,
                      headers: [String: AMQPHeaderValue], cid: String) async throws -> Bool {
+        try Self.check(properties)
         for _ in 0..<2 {
             let entry = entries.withLock { $0[outconn] }
             guard let entry else {
@@ -163,6 +164,29 @@ public final class AMQPOutconns: Sendable {
                 group.addTask {
                     for waiting in await pool.shutdown() { waiting.fail(AMQPError(.closed, "the server is shutting down")) }
                 }
+            }
+        }
+    }
+}
+
+extension AMQPOutconns {
+    /// Refuses property values AMQP cannot carry, which would otherwise be cut to fit.
+    /// - Throws: ``ServiceError`` `argument.invalid` naming the property.
+    static func check(_ properties: AMQPProperties) throws {
+        let call = "outgoing.amqp.send"
+        if let mode = properties.deliveryMode, !(1...2).contains(mode) {
+            throw ServiceError.invalidArgument(call, "properties.deliveryMode", mode, allowed: "1 (transient) or 2 (persistent)")
+        }
+        if let priority = properties.priority, !(0...255).contains(priority) {
+            throw ServiceError.invalidArgument(call, "properties.priority", priority, allowed: "from 0 to 255")
+        }
+        if let expiration = properties.expiration, expiration < 0 {
+            throw ServiceError.invalidArgument(call, "properties.expiration", expiration, allowed: "0 or more milliseconds")
+        }
+        if let timestamp = properties.timestamp {
+            let seconds = timestamp.timeIntervalSince1970
+            guard seconds.isFinite, seconds >= 0, seconds < 18_446_744_073_709_551_616 else {
+                throw ServiceError.invalidArgument(call, "properties.timestamp", timestamp, allowed: "a date from 1970 on")
             }
         }
     }

@@ -13,6 +13,9 @@ struct HTTPOutconnSettings: Sendable, Equatable {
     var timeout: Duration
     var poolSize: Int
     var isActive: Bool
+    /// `follow_redirects`, default false: a redirect could carry the request, and its
+    /// credentials, to another host.
+    var followRedirects: Bool
     var credentials: Credentials?
     /// The security definition named but inactive or without a password: calls fail, naming it.
     var securityProblem: String?
@@ -33,6 +36,7 @@ struct HTTPOutconnSettings: Sendable, Equatable {
         timeout = .milliseconds(fields["timeout_ms"]?.int ?? 10_000)
         poolSize = fields["pool_size"]?.int ?? 8
         isActive = fields["is_active"]?.bool ?? true
+        followRedirects = fields["follow_redirects"]?.bool ?? false
         let security = fields["security"]?.string ?? "none"
         if security != "none" {
             if let definition = definitions[security], definition.fields["is_active"]?.bool ?? true, let password = definition.secret {
@@ -44,7 +48,13 @@ struct HTTPOutconnSettings: Sendable, Equatable {
     }
 
     /// Settings that need a new connection pool when they change.
-    var poolKey: String { "\(address)|\(poolSize)|\(timeout)" }
+    var poolKey: String { "\(address)|\(poolSize)|\(timeout)|\(followRedirects)" }
+
+    /// Whether the address carries `user:password@`, which new and edited outconns refuse.
+    var addressHasCredentials: Bool {
+        guard let url = URL(string: address) else { return false }
+        return url.user != nil || url.password != nil
+    }
 
     /// The content type a body of this format is sent with.
     var contentType: String {

@@ -53,6 +53,10 @@ public final class HTTPOutconns: Sendable {
             logger.error("cannot load outgoing HTTP connections; keeping the current ones", metadata: ["esb.error": "\(error)"])
             return
         }
+        for settings in desired.values where settings.addressHasCredentials {
+            logger.warning("outgoing HTTP connection's address carries user:password@; move the credentials to a basic-auth definition (edits refuse such an address)",
+                           metadata: ["esb.outconn": "\(settings.name)"])
+        }
         var retired: [(HTTPClient, Duration)] = []
         entries.withLock { entries in
             for (name, entry) in entries where desired[name]?.poolKey != entry.settings.poolKey || desired[name]?.isActive != true {
@@ -81,6 +85,7 @@ public final class HTTPOutconns: Sendable {
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: settings.poolSize)
         let timeout = TimeAmount.nanoseconds(Int64(settings.timeout / .nanoseconds(1)))
         configuration.timeout = .init(connect: timeout, read: timeout)
+        configuration.redirectConfiguration = settings.followRedirects ? .follow(max: 5, allowCycles: false) : .disallow
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 

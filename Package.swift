@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        // HTTPS on the listener (Hummingbird's TLS support) and in the CLI's --cacert.
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         // swift-corelibs URLSession never completes a request answered 401 with
         // WWW-Authenticate, so the CLI and the tests use AsyncHTTPClient.
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
@@ -75,6 +77,9 @@ let package = Package(
             dependencies: [
                 "ESBCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -89,6 +94,7 @@ let package = Package(
             name: "esbd",
             dependencies: [
                 "ESBCore", "ESBHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -8,6 +8,8 @@ public struct APIError: HTTPResponseError, Sendable {
     public var code: String
     public var message: String
     public var field: String?
+    /// The correlation id of a failed service call.
+    public var cid: String?
     /// Every problem of an enmasse import, each with its location.
     public var problems: [ImportError.Problem]?
     public var headers: HTTPFields = [:]
@@ -31,13 +33,14 @@ public struct APIError: HTTPResponseError, Sendable {
             var code: String
             var message: String
             @ExplicitNull var field: String? = nil
+            var cid: String?
             var problems: [ImportError.Problem]?
         }
         var error: Detail
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let body = Body(error: .init(code: code, message: message, field: field, problems: problems))
+        let body = Body(error: .init(code: code, message: message, field: field, cid: cid, problems: problems))
         var response = try JSON.response(body, status: status)
         for field in headers { response.headers.append(field) }
         return response

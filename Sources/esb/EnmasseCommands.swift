@@ -59,6 +59,7 @@ struct EnmasseImport: AsyncParsableCommand {
         let outcome = (try? JSONSerialization.jsonObject(with: ok.body)) as? [String: [String]] ?? [:]
         for object in outcome["created"] ?? [] { print("created \(object)") }
         for object in outcome["updated"] ?? [] { print("updated \(object)") }
+        for warning in outcome["warnings"] ?? [] { print("warning: \(warning)") }
         print("imported \(file): \(outcome["created"]?.count ?? 0) created, \(outcome["updated"]?.count ?? 0) updated")
     }
 }

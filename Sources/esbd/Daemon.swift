@@ -1,6 +1,7 @@
 import ESBCore
 import ESBHTTP
 import Foundation
+import Hummingbird
 import Logging
 import ServiceLifecycle
 
@@ -10,9 +11,10 @@ enum Daemon {
     static let configErrorStatus: Int32 = 78
 
     static func run(configPath: String) async -> Int32 {
-        let loaded: ServerConfig.Loaded
+        var loaded: ServerConfig.Loaded
         do {
             loaded = try ServerConfig.load(path: configPath)
+            try loaded.config.readSecretFiles()
         } catch {
             FileHandle.standardError.write(Data("esbd: configuration error\n\(error)\n".utf8))
             return configErrorStatus
@@ -30,8 +32,15 @@ enum Daemon {
             credentials = try AdminCredentials(config: config)
             secrets = try SecretBox(keyFile: config.crypto.secretKeyPath)
             try FileManager.default.createDirectory(atPath: config.main.workDir, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: config.hotDeploy.pickupDir, withIntermediateDirectories: true)
         } catch {
             logger.critical("configuration error: \(error)")
+            return configErrorStatus
+        }
+        // Another local user who can write code or read secrets could take the server over.
+        let modeProblems = config.fileModeProblems()
+        if !modeProblems.isEmpty {
+            logger.critical("refusing to start: files other users can change or read\n\(ConfigError(modeProblems))")
             return configErrorStatus
         }
 
@@ -49,7 +58,6 @@ enum Daemon {
         let metrics = MetricsExporter(server: config.main.name)
         let runtime: ServiceRuntime
         do {
-            try FileManager.default.createDirectory(atPath: config.hotDeploy.pickupDir, withIntermediateDirectories: true)
             runtime = try ServiceRuntime(state: state, logger: logger)
         } catch {
             logger.critical("cannot set up services: \(error)")
@@ -62,11 +70,18 @@ enum Daemon {
         await runtime.http.start()
         metrics.addRefresher { runtime.amqp.refreshGauges() }
 
-        let app = HTTPServer.makeApplication(state: state, runtime: runtime, metrics: metrics, logger: logger) { [logger] port in
-            logger.notice("listening", metadata: ["esb.bind": "\(config.main.bind.host):\(port)"])
-            // Startup services run once the listener accepts; READY=1 does not wait for them.
-            Task { await runtime.startup.run() }
-            notifier.ready()
+        let app: Application<RouterResponder<ESBRequestContext>>
+        do {
+            app = try HTTPServer.makeApplication(state: state, runtime: runtime, metrics: metrics, logger: logger) { [logger] port in
+                logger.notice("listening", metadata: ["esb.bind": "\(config.main.bind.host):\(port)",
+                                                      "esb.tls": "\(config.main.usesTLS)"])
+                // Startup services run once the listener accepts; READY=1 does not wait for them.
+                Task { await runtime.startup.run() }
+                notifier.ready()
+            }
+        } catch {
+            logger.critical("configuration error: \(error)")
+            return configErrorStatus
         }
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
@@ -119,9 +134,9 @@ enum Daemon {
         }
         defer { keepAlive.cancel() }
         do {
-            let quarantined = try await runtime.deployments.beginRun()
+            let quarantined = try await runtime.deployments.beginRun(inFlight: runtime.ledger.previousRun)
             for unit in quarantined {
-                logger.critical("unit quarantined after \(DeploymentStore.quarantineAfterCrashes) crashes in a row; deploy it again to load it",
+                logger.critical("unit quarantined: it had a call in flight in \(DeploymentStore.quarantineAfterCrashes) crashes in a row; deploy it again to load it",
                                 metadata: ["esb.unit": "\(unit)"])
             }
             let outcomes = try await runtime.deployer.restore()

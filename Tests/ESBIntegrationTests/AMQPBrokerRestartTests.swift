@@ -100,7 +100,7 @@ import Testing
         try await BrokerControl.rabbitmqctl("close_all_connections", "R4: closed by the test")
         var sawDegraded = false
         for _ in 0..<250 where !sawDegraded {
-            let health = try await server.request("GET", "/esb/health")
+            let health = try await server.request("GET", "/esb/health", credentials: server.admin)
             sawDegraded = health.json?["status"] as? String == "degraded"
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -109,7 +109,7 @@ import Testing
         let published = try await tests.publish(server, ["payload": "after", "routing_key": queue])
         #expect(published.status == 200, "\(published.text)")
         #expect(try await AMQPPeer.get(queue).map(\.body) == ["after"])
-        let health = try await server.request("GET", "/esb/health")
+        let health = try await server.request("GET", "/esb/health", credentials: server.admin)
         let pool = ((health.json?["components"] as? [String: Any])?["amqp.out"] as? [String: Any])?["pool"] as? [String: Any]
         let reconnects = (pool?["connections"] as? [[String: Any]])?.compactMap { $0["reconnects"] as? Int } ?? []
         #expect(reconnects.allSatisfy { $0 >= 1 }, "\(reconnects)")

@@ -28,7 +28,7 @@ import Testing
     /// Waits until the outconn's pool reports a connection up.
     func waitConnected(_ server: TestServer, outconn: String = "out") async throws {
         for _ in 0..<100 {
-            let health = try await server.request("GET", "/esb/health")
+            let health = try await server.request("GET", "/esb/health", credentials: server.admin)
             let component = (health.json?["components"] as? [String: Any])?["amqp.\(outconn)"] as? [String: Any]
             if component?["status"] as? String == "ok" { return }
             try await Task.sleep(for: .milliseconds(100))
@@ -79,7 +79,7 @@ import Testing
                                                body: json(["password1": "s3cret-xyz", "password2": "s3cret-xyz"]), credentials: server.admin)
         #expect(changed.status == 204)
         let everything = [try await server.request("GET", "/esb/api/definitions/amqp", credentials: server.admin).text,
-                          try await server.request("GET", "/metrics").text, try await server.request("GET", "/esb/health").text,
+                          try await server.request("GET", "/metrics").text, try await server.request("GET", "/esb/health", credentials: server.admin).text,
                           server.log].joined()
         #expect(!everything.contains("s3cret-xyz"))
         // Stored sealed, not in clear, in the ODB file.
@@ -195,7 +195,7 @@ import Testing
         defer { Task { await server.stop() } }
         #expect(try await server.request("GET", "/esb/ping").status == 200)
         try await Task.sleep(for: .milliseconds(300))
-        let health = try await server.request("GET", "/esb/health")
+        let health = try await server.request("GET", "/esb/health", credentials: server.admin)
         #expect(health.status == 200)
         #expect(health.json?["status"] as? String == "degraded")
         let component = try #require((health.json?["components"] as? [String: Any])?["amqp.out"] as? [String: Any])

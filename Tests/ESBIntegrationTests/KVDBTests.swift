@@ -37,7 +37,7 @@ import Testing
     }
 
     func kvdbHealth(_ server: TestServer) async throws -> [String: Any]? {
-        let health = try await server.request("GET", "/esb/health")
+        let health = try await server.request("GET", "/esb/health", credentials: server.admin)
         return (health.json?["components"] as? [String: Any])?["kvdb"] as? [String: Any]
     }
 

@@ -37,7 +37,7 @@ import Synchronization
                      "security/basic-auth/r14-sec", "definitions/amqp/r14-broker"] {
             places["GET /esb/api/\(path)"] = try await server.request("GET", "/esb/api/\(path)", credentials: server.admin).text
         }
-        places["GET /esb/health"] = try await server.request("GET", "/esb/health").text
+        places["GET /esb/health"] = try await server.request("GET", "/esb/health", credentials: server.admin).text
         places["GET /metrics"] = try await server.request("GET", "/metrics").text
         places["GET /esb/api/openapi.json"] = try await server.request("GET", "/esb/api/openapi.json", credentials: server.admin).text
         places["default export (yaml)"] = try await server.esb(["enmasse", "export"]).stdout

@@ -11,7 +11,9 @@ struct DashboardAuthMiddleware<Context: RequestContext>: RouterMiddleware {
     let server: @Sendable () -> String
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path == "/esb/dashboard/login" { return try await next(request, context) }
+        if request.uri.path == "/esb/dashboard/login" || request.uri.path.hasPrefix("/esb/dashboard/static/") {
+            return try await next(request, context)
+        }
         guard let session = sessions.session(for: request) else {
             if request.method == .get || request.method == .head {
                 let target = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")

@@ -13,7 +13,7 @@ struct DashboardObjectPages {
     let runtime: ServiceRuntime
     let sessions: DashboardSessions
 
-    func register(on dashboard: RouterGroup<BasicRequestContext>) {
+    func register(on dashboard: RouterGroup<ESBRequestContext>) {
         dashboard.get("objects/{kind}") { request, context in
             try await list(request, kind: try kind(context), error: nil, input: [:])
         }
@@ -87,7 +87,7 @@ struct DashboardObjectPages {
         }
     }
 
-    private func kind(_ context: BasicRequestContext) throws -> ObjectKind {
+    private func kind(_ context: ESBRequestContext) throws -> ObjectKind {
         let name = try context.parameters.require("kind")
         guard let kind = ObjectRoutes.paths.map(\.0).first(where: { $0.name == name }) else {
             throw HTTPError(.notFound, message: "no object kind '\(name)'")

@@ -11,11 +11,18 @@ struct DashboardRoutes {
     let state: ServerState
     let runtime: ServiceRuntime
     let sessions: DashboardSessions
+    let signIns: SignInGuard
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<ESBRequestContext>) {
         let dashboard = router.group("/esb/dashboard")
+            .add(middleware: BrowserHeadersMiddleware())
+            .add(middleware: CrossSiteMiddleware(secure: state.config.main.usesTLS))
             .add(middleware: DashboardAuthMiddleware(sessions: sessions, server: { [state] in state.name }))
         registerSignIn(on: dashboard)
+        dashboard.get("static/dashboard.js") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/javascript; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: HTML.script)))
+        }
         dashboard.get("/") { request, _ in try await overview(request) }
         dashboard.get("services") { request, _ in try await services(request, invoked: nil) }
         dashboard.post("services/invoke") { request, _ in try await invoke(request) }
@@ -45,31 +52,45 @@ struct DashboardRoutes {
 
     // MARK: Sign-in
 
-    private func registerSignIn(on dashboard: RouterGroup<BasicRequestContext>) {
+    private func registerSignIn(on dashboard: RouterGroup<ESBRequestContext>) {
         dashboard.get("login") { request, _ in
             if sessions.session(for: request) != nil { return Response.redirect(to: Self.safeNext(request.uri.queryParameters["next"].map(String.init))) }
             return signInPage(next: request.uri.queryParameters["next"].map(String.init), error: nil, status: .ok)
         }
-        dashboard.post("login") { request, _ in
+        dashboard.post("login") { request, context in
             var request = request
             let form = FormData(try await request.collectBody(upTo: 1 << 16))
             guard let token = form["csrf"], token == DashboardSessions.cookie(DashboardSessions.loginCookieName, in: request) else {
                 return signInPage(next: form["next"], error: "The sign-in form expired; try again.", status: .forbidden)
             }
-            guard state.credentials.matches(username: form["username"] ?? "", password: form["password"] ?? "") else {
+            // The admin API and the dashboard are one realm for the guessing throttle.
+            let outcome = signIns.check(
+                realm: AdminAuthMiddleware.realm,
+                address: context.clientAddress(request, trustedProxies: state.config.main.trustedProxies),
+                path: request.uri.path, credentials: (form["username"] ?? "", form["password"] ?? ""),
+                verify: state.credentials.matches)
+            switch outcome {
+            case .accepted:
+                break
+            case .challenge, .refused:
                 return signInPage(next: form["next"], error: "Wrong user name or password.", status: .unauthorized)
+            case .throttled(let retryAfter):
+                var response = signInPage(next: form["next"], error: "Too many failed sign-ins from this address; try again in \(retryAfter) s.",
+                                          status: .tooManyRequests)
+                response.headers[.retryAfter] = String(retryAfter)
+                return response
             }
             var response = Response.redirect(to: Self.safeNext(form["next"]), type: .found)
             response.headers[values: .setCookie] = [
-                DashboardSessions.setCookie(DashboardSessions.cookieName, sessions.create()),
-                DashboardSessions.setCookie(DashboardSessions.loginCookieName, "", maxAge: 0),
+                sessions.setCookie(DashboardSessions.cookieName, sessions.create()),
+                sessions.setCookie(DashboardSessions.loginCookieName, "", maxAge: 0),
             ]
             return response
         }
         dashboard.post("logout") { request, _ in
             sessions.end(for: request)
             var response = Response.redirect(to: "/esb/dashboard/login", type: .found)
-            response.headers[.setCookie] = DashboardSessions.setCookie(DashboardSessions.cookieName, "", maxAge: 0)
+            response.headers[.setCookie] = sessions.setCookie(DashboardSessions.cookieName, "", maxAge: 0)
             return response
         }
     }
@@ -96,7 +117,7 @@ struct DashboardRoutes {
             """
         var response = Response(status: status, headers: [.contentType: "text/html; charset=utf-8"],
                                 body: .init(byteBuffer: ByteBuffer(string: HTML.page(title: "Sign in", server: state.name, section: "", csrf: nil, content))))
-        response.headers[.setCookie] = DashboardSessions.setCookie(DashboardSessions.loginCookieName, token)
+        response.headers[.setCookie] = sessions.setCookie(DashboardSessions.loginCookieName, token)
         return response
     }
 
@@ -200,14 +221,6 @@ struct DashboardRoutes {
             <label>File <input type="file" id="enmasse-file" accept=".yaml,.yml,.json"></label>
             <label>Contents <textarea name="file" id="enmasse-text" placeholder="def_amqp:&#10;  - name: …"></textarea></label>
             <label>Replace existing <span><input type="hidden" name="replace" value="false"><input type="checkbox" name="replace" value="true"> edit objects that already exist in place</span></label>
-            <script>
-            document.getElementById('enmasse-file').addEventListener('change', function (event) {
-              var file = event.target.files[0]; if (!file) return;
-              var reader = new FileReader();
-              reader.onload = function () { document.getElementById('enmasse-text').value = reader.result; };
-              reader.readAsText(file);
-            });
-            </script>
             """)
         let content = (outcome ?? "") + """
             <h2>Export</h2>
@@ -239,6 +252,7 @@ struct DashboardRoutes {
             let result = try await EnmasseRoutes.importFile(runtime.objects, text: form["file"] ?? "", name: "the file",
                                                             replace: form["replace"] == "true")
             let lines = result.created.map { "created \($0)" } + result.updated.map { "updated \($0)" }
+                + result.warnings.map { "warning: \($0)" }
             outcome = "<div id=\"enmasse-result\">" + HTML.notice("Imported: \(result.created.count) created, \(result.updated.count) updated.")
                 + "<pre>\(HTML.escape(lines.joined(separator: "\n")))</pre></div>"
         } catch let error as APIError {

@@ -46,13 +46,15 @@ enum HTML {
         return "<span class=\"badge \(tone)\">\(escape(status))</span>"
     }
 
-    /// A POST form carrying the session's CSRF token.
+    /// A POST form carrying the session's CSRF token; `confirm` is asked before it is sent.
+    /// The question goes into a `data-confirm` attribute (escaped as text) that the one static
+    /// script reads: no value is ever written into inline script.
     static func form(action: String, csrf: String, id: String? = nil, submit: String, danger: Bool = false,
                      confirm: String? = nil, _ fields: String) -> String {
         let idAttribute = id.map { " id=\"\(escape($0))\"" } ?? ""
-        let onSubmit = confirm.map { " onsubmit=\"return confirm('\(escape($0))')\"" } ?? ""
+        let confirmAttribute = confirm.map { " data-confirm=\"\(escape($0))\"" } ?? ""
         return """
-            <form method="post" action="\(escape(action))"\(idAttribute)\(onSubmit)>
+            <form method="post" action="\(escape(action))"\(idAttribute)\(confirmAttribute)>
             <input type="hidden" name="csrf" value="\(escape(csrf))">
             \(fields)
             <button type="submit"\(danger ? " class=\"danger\"" : "")>\(escape(submit))</button>
@@ -84,13 +86,34 @@ enum HTML {
             <html lang="en"><head><meta charset="utf-8">
             <meta name="viewport" content="width=device-width, initial-scale=1">
             <title>\(escape(title)) · \(escape(server)) · SwiftESB</title>
-            <style>\(style)</style></head>
+            <style>\(style)</style>
+            <script src="/esb/dashboard/static/dashboard.js" defer></script></head>
             <body><header><strong>SwiftESB</strong> <span class="server">\(escape(server))</span>\(csrf == nil ? "" : "<nav>\(nav)</nav>")\(signOut)</header>
             <main><h1>\(escape(title))</h1>
             \(content)
             </main></body></html>
             """
     }
+
+    /// The dashboard's only script, served from `/esb/dashboard/static/dashboard.js` (the
+    /// Content-Security-Policy allows no inline script): confirmations and the enmasse file picker.
+    static let script = """
+        document.addEventListener('submit', function (event) {
+          var question = event.target.getAttribute && event.target.getAttribute('data-confirm');
+          if (question && !window.confirm(question)) { event.preventDefault(); }
+        }, true);
+        document.addEventListener('DOMContentLoaded', function () {
+          var picker = document.getElementById('enmasse-file');
+          if (!picker) { return; }
+          picker.addEventListener('change', function (event) {
+            var file = event.target.files[0];
+            if (!file) { return; }
+            var reader = new FileReader();
+            reader.onload = function () { document.getElementById('enmasse-text').value = reader.result; };
+            reader.readAsText(file);
+          });
+        });
+        """
 
     static let style = """
         *{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1d2330;background:#f5f6f8}

@@ -2,27 +2,30 @@ import ESBCore
 import Foundation
 import Hummingbird
 
-/// HTTP basic auth with the `[admin]` credentials in force (they change live on SIGHUP).
-struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {
+/// HTTP basic auth with the `[admin]` credentials in force (they change live on SIGHUP),
+/// throttled per client address in the `admin` realm.
+struct AdminAuthMiddleware: RouterMiddleware {
+    typealias Context = ESBRequestContext
+    static let realm = "admin"
+
     let state: ServerState
+    let signIns: SignInGuard
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let (username, password) = Self.basicCredentials(request),
-              state.credentials.matches(username: username, password: password)
-        else {
-            throw APIError.unauthorized()
-        }
+        try Self.authenticate(request, context: context, state: state, signIns: signIns)
         return try await next(request, context)
     }
 
-    static func basicCredentials(_ request: Request) -> (String, String)? {
-        guard let header = request.headers[.authorization] else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "basic",
-              let decoded = Data(base64Encoded: String(parts[1]).trimmingCharacters(in: .whitespaces)),
-              let text = String(data: decoded, encoding: .utf8),
-              let colon = text.firstIndex(of: ":")
-        else { return nil }
-        return (String(text[..<colon]), String(text[text.index(after: colon)...]))
+    /// Throws 401 or 429 unless the request carries the admin credentials.
+    static func authenticate(_ request: Request, context: Context, state: ServerState, signIns: SignInGuard) throws {
+        let outcome = signIns.check(
+            realm: realm, address: context.clientAddress(request, trustedProxies: state.config.main.trustedProxies),
+            path: request.uri.path, credentials: SignInGuard.basicCredentials(request),
+            verify: state.credentials.matches)
+        switch outcome {
+        case .accepted: return
+        case .challenge, .refused: throw APIError.unauthorized()
+        case .throttled(let retryAfter): throw APIError.throttled(retryAfter: retryAfter)
+        }
     }
 }

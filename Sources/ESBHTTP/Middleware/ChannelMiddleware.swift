@@ -7,9 +7,12 @@ import NIOFoundationCompat
 
 /// Serves requests that match an HTTP channel by invoking its service with channel `http`;
 /// everything else goes on to the router. `/esb/…` and `/metrics` are never channels.
-struct ChannelMiddleware<Context: RequestContext>: RouterMiddleware {
+struct ChannelMiddleware: RouterMiddleware {
+    typealias Context = ESBRequestContext
     let channels: ChannelRouter
     let invoker: ServiceInvoker
+    let state: ServerState
+    let signIns: SignInGuard
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
@@ -25,15 +28,14 @@ struct ChannelMiddleware<Context: RequestContext>: RouterMiddleware {
             error.headers[.allow] = allowed.joined(separator: ", ")
             throw error
         case .matched(let channel, let parameters):
+            var headers = ServiceRoutes.headers(request)
             if let security = channel.security {
-                guard let (username, password) = AdminAuthMiddleware<Context>.basicCredentials(request),
-                      security.accepts(username: username, password: password) else {
-                    var error = APIError(.unauthorized, code: "unauthorized", "channel '\(channel.name)' needs valid credentials (HTTP basic auth)")
-                    error.headers[.wwwAuthenticate] = "Basic realm=\"\(security.realm)\""
-                    throw error
-                }
+                try authenticate(request, context: context, channel: channel, security: security)
+                // Checked here; services never see the credentials.
+                headers["authorization"] = nil
             }
-            let body = Data(buffer: try await request.body.collect(upTo: 64 << 20))
+            let limit = channel.maxBodyBytes ?? state.config.main.maxBodyBytes
+            let body = Data(buffer: try await request.body.collect(upTo: limit))
             if channel.dataFormat == "json", !body.isEmpty, let problem = JSONSyntax.problem(in: body) {
                 throw APIError(.badRequest, code: "invalid_json", "channel '\(channel.name)' expects a JSON body (data_format json): \(problem)")
             }
@@ -42,9 +44,9 @@ struct ChannelMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             let cid = ServiceInvoker.newCID()
             let serviceRequest = ServiceRequest(
-                payload: body, channel: "http", cid: cid, headers: ServiceRoutes.headers(request),
+                payload: body, channel: "http", cid: cid, headers: headers,
                 query: ServiceRoutes.query(request), pathParameters: parameters)
-            return try await ServiceRoutes.respond(cid: cid) {
+            return try await ServiceRoutes.respond(cid: cid, detailed: false) {
                 var response = try await invoker.invoke(channel.service, request: serviceRequest)
                 // An XML channel answers XML unless the service chose a type other than the default.
                 if channel.dataFormat == "xml", response.contentType == ServiceResponse().contentType {
@@ -55,7 +57,26 @@ struct ChannelMiddleware<Context: RequestContext>: RouterMiddleware {
         }
     }
 
-    /// Why `body` is not well-formed XML, or nil: the SDK's own check, as a service would see it.
+    /// Basic auth against the channel's security definition, throttled per definition.
+    private func authenticate(_ request: Request, context: Context, channel: ChannelRouter.Channel,
+                              security: ChannelRouter.Credentials) throws {
+        let outcome = signIns.check(
+            realm: "def_sec:" + security.definition,
+            address: context.clientAddress(request, trustedProxies: state.config.main.trustedProxies),
+            path: request.uri.path, credentials: SignInGuard.basicCredentials(request), verify: security.accepts)
+        switch outcome {
+        case .accepted:
+            return
+        case .challenge, .refused:
+            var error = APIError(.unauthorized, code: "unauthorized", "this channel needs valid credentials (HTTP basic auth)")
+            error.headers[.wwwAuthenticate] = "Basic realm=\"\(security.realm.replacingOccurrences(of: "\"", with: "'"))\""
+            throw error
+        case .throttled(let retryAfter):
+            throw APIError.throttled(retryAfter: retryAfter)
+        }
+    }
+
+    /// Why `body` is not accepted as XML, or nil: the SDK's own check, as a service would see it.
     static func xmlProblem(_ body: Data) -> String? {
         do {
             _ = try ServiceRequest(payload: body, channel: "http", cid: "").xml()

@@ -4,9 +4,11 @@ import Logging
 
 /// Turns every error that reaches the edge into the JSON error shape of §7, so that
 /// 404s, 405s and unexpected failures look like the API's own errors.
-struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+struct JSONErrorMiddleware: RouterMiddleware {
+    typealias Context = ESBRequestContext
     let knownRoutes: KnownRoutes
     let state: ServerState
+    let signIns: SignInGuard
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -20,8 +22,7 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             // The admin API tells nothing, not even its methods, without credentials.
             if request.uri.path.hasPrefix("/esb/api/") {
-                guard let (username, password) = AdminAuthMiddleware<Context>.basicCredentials(request),
-                      state.credentials.matches(username: username, password: password) else { throw APIError.unauthorized() }
+                try AdminAuthMiddleware.authenticate(request, context: context, state: state, signIns: signIns)
             }
             var methodError = APIError(.methodNotAllowed, code: "method_not_allowed",
                                        "\(request.method) is not allowed on \(request.uri.path); allowed: \(allowed.joined(separator: ", "))")
@@ -31,8 +32,14 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             throw APIError(error.status, code: Self.code(for: error.status),
                            error.body ?? Self.message(for: error.status, request: request))
         } catch {
-            context.logger.error("request failed", metadata: ["esb.path": "\(request.uri.path)", "esb.error": "\(error)"])
-            throw APIError(.internalServerError, code: "internal", "internal error: \(error)")
+            // The text may name files, addresses or internals: it goes to the log, not the caller.
+            let cid = ServiceInvoker.newCID()
+            context.logger.error("request failed", metadata: ["esb.path": "\(request.uri.path)", "esb.cid": "\(cid)",
+                                                              "esb.error": "\(error)"])
+            var apiError = APIError(.internalServerError, code: "internal",
+                                    "internal error; the server log has the details under cid \(cid)")
+            apiError.cid = cid
+            throw apiError
         }
     }
 

@@ -8,7 +8,7 @@ final class KnownRoutes: Sendable {
     private let routes = Mutex<[(path: ChannelPath, method: String)]>([])
 
     /// Records the routes of a fully built router.
-    func record(_ descriptions: [Router<BasicRequestContext>.RouteDescription]) {
+    func record(_ descriptions: [Router<ESBRequestContext>.RouteDescription]) {
         let indexed = descriptions.map { (ChannelPath($0.path.description), $0.method.rawValue) }
         routes.withLock { $0 = indexed }
     }

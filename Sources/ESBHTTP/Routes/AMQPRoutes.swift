@@ -42,7 +42,7 @@ struct AMQPRoutes {
         var status: String
     }
 
-    func register(on api: RouterGroup<BasicRequestContext>) {
+    func register(on api: RouterGroup<ESBRequestContext>) {
         api.post("outgoing/amqp/{name}/publish") { request, context in
             let name = try context.parameters.require("name")
             let buffer = try await request.body.collect(upTo: 16 << 20)

@@ -63,7 +63,7 @@ struct AsyncRoutes {
         }
     }
 
-    func register(on api: RouterGroup<BasicRequestContext>) {
+    func register(on api: RouterGroup<ESBRequestContext>) {
         api.get("async/{cid}") { _, context in
             let cid = try context.parameters.require("cid")
             guard let record = try await store.record(cid: cid) else {

@@ -8,7 +8,7 @@ import NIOFoundationCompat
 struct EnmasseRoutes {
     let store: ObjectStore
 
-    func register(on api: RouterGroup<BasicRequestContext>) {
+    func register(on api: RouterGroup<ESBRequestContext>) {
         api.get("enmasse/export") { request, _ in
             let query = request.uri.queryParameters
             let format = try Self.format(query["format"].map(String.init))

@@ -19,7 +19,7 @@ struct ObjectRoutes {
         (ObjectKinds.httpOutconn, "outgoing/http"),
     ]
 
-    func register(on api: RouterGroup<BasicRequestContext>) {
+    func register(on api: RouterGroup<ESBRequestContext>) {
         api.get(RouterPath(path)) { _, _ in
             try await Self.mapping { try JSON.response(try await store.list(kind)) }
         }

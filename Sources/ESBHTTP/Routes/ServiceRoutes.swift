@@ -3,6 +3,7 @@ import ESBService
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOFoundationCompat
 
 /// Admin routes for services: invoke, list, deploy, deployments, startup results.
@@ -15,15 +16,15 @@ struct ServiceRoutes {
         var kind: String
     }
 
-    func register(on api: RouterGroup<BasicRequestContext>) {
+    func register(on api: RouterGroup<ESBRequestContext>) {
         api.post("invoke/{service}") { request, context in
             let name = try context.parameters.require("service")
-            let body = try await request.body.collect(upTo: 64 << 20)
+            let body = try await request.body.collect(upTo: runtime.state.config.main.maxBodyBytes)
             let cid = ServiceInvoker.newCID()
             let serviceRequest = ServiceRequest(
                 payload: Data(buffer: body), channel: "invoke", cid: cid,
                 headers: Self.headers(request), query: Self.query(request))
-            return try await Self.respond(cid: cid) {
+            return try await Self.respond(cid: cid, detailed: true) {
                 try await runtime.invoker.invoke(name, request: serviceRequest)
             }
         }
@@ -43,7 +44,7 @@ struct ServiceRoutes {
             guard !name.isEmpty, !name.contains("/"), PickupWatcher.isDeployable(name) else {
                 throw APIError(.unprocessableContent, code: "invalid", "query parameter 'name' must be a file name ending .swift or .so", field: "name")
             }
-            let body = try await request.body.collect(upTo: 64 << 20)
+            let body = try await request.body.collect(upTo: runtime.state.config.hotDeploy.maxSourceBytes)
             let outcome = await runtime.deployer.deploy(fileName: name, source: Data(buffer: body))
             guard outcome.status == "deployed" else {
                 throw APIError(.unprocessableContent, code: "deploy.failed", outcome.error ?? "deployment failed")
@@ -72,28 +73,56 @@ struct ServiceRoutes {
     }
 
     /// Runs a service call and turns its response, or error, into HTTP with `X-ESB-CID`.
-    static func respond(cid: String, _ call: () async throws -> ServiceResponse) async throws -> Response {
+    /// - Parameter detailed: whether the caller learns the error's text (`/esb/api/invoke`, for
+    ///   admins); channel callers get a generic message and the cid, the log has the rest.
+    static func respond(cid: String, detailed: Bool, _ call: () async throws -> ServiceResponse) async throws -> Response {
+        let response: ServiceResponse
         do {
-            let response = try await call()
-            var headers: HTTPFields = [.contentType: response.contentType]
-            for (name, value) in response.headers {
-                if let field = HTTPField.Name(name) { headers[field] = value }
-            }
-            headers[HTTPField.Name("X-ESB-CID")!] = cid
-            return Response(status: .init(code: response.status), headers: headers,
-                            body: .init(byteBuffer: ByteBuffer(bytes: response.payload)))
-        } catch let error as ServiceError where error.code == .invokeUnknownService || error.code == .invokeInactive {
-            var apiError = APIError(error.code == .invokeInactive ? .serviceUnavailable : .notFound,
-                                    code: error.code.rawValue, error.message)
-            apiError.headers[HTTPField.Name("X-ESB-CID")!] = cid
-            throw apiError
+            response = try await call()
         } catch {
-            let code = (error as? ServiceError)?.code.rawValue ?? "service.error"
-            var apiError = APIError(.internalServerError, code: code, "\(error) (cid \(cid))")
-            apiError.headers[HTTPField.Name("X-ESB-CID")!] = cid
-            throw apiError
+            throw Self.failure(error, cid: cid, detailed: detailed)
         }
+        guard (100...599).contains(response.status) else {
+            // The invoker logged nothing: the service returned normally.
+            throw Self.failure(ServiceError(.internalError, "the service answered status \(response.status), outside 100–599"),
+                               cid: cid, detailed: detailed, log: true)
+        }
+        var headers: HTTPFields = [.contentType: response.contentType]
+        for (name, value) in response.headers {
+            if let field = HTTPField.Name(name) { headers[field] = value }
+        }
+        headers[.xESBCID] = cid
+        headers[.xContentTypeOptions] = "nosniff"
+        return Response(status: .init(code: response.status), headers: headers,
+                        body: .init(byteBuffer: ByteBuffer(bytes: response.payload)))
     }
+
+    /// The API error for a failed call: its status, its code, and its text only when `detailed`.
+    static func failure(_ error: any Error, cid: String, detailed: Bool, log: Bool = false) -> APIError {
+        let serviceError = error as? ServiceError
+        let status: HTTPResponse.Status = switch serviceError?.code {
+        case .invokeUnknownService?: .notFound
+        case .invokeInactive?: .serviceUnavailable
+        default: .internalServerError
+        }
+        let code = serviceError?.code.rawValue ?? "service.error"
+        if log {
+            ServiceRoutes.logger.error("service response refused", metadata: ["esb.cid": "\(cid)", "esb.error": "\(error)"])
+        }
+        let message = if detailed {
+            status == .internalServerError ? "\(error) (cid \(cid))" : serviceError?.message ?? "\(error)"
+        } else {
+            status == .internalServerError
+                ? "the service failed; the server log has the details under cid \(cid)"
+                : "the service is not available; the server log has the details under cid \(cid)"
+        }
+        var apiError = APIError(status, code: code, message)
+        apiError.cid = cid
+        apiError.headers[.xESBCID] = cid
+        return apiError
+    }
+
+    static let logger = Logger(label: "esbd.http")
 }
 
 struct DeploymentDTO: Encodable {

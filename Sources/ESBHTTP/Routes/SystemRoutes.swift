@@ -7,8 +7,9 @@ import Synchronization
 struct SystemRoutes {
     let state: ServerState
     let metrics: MetricsExporter
+    let signIns: SignInGuard
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<ESBRequestContext>) {
         // Liveness probes and load balancers call this constantly: the body is encoded
         // once per server name (which SIGHUP may change), not once per request.
         let cache = PingBodyCache()
@@ -16,9 +17,12 @@ struct SystemRoutes {
             Response(status: .ok, headers: [.contentType: "application/json"],
                      body: .init(byteBuffer: cache.body(for: state.name)))
         }
-        router.get("/esb/health") { _, _ in
+        // Details (addresses, errors, pool states) only for the admin; anyone gets the statuses.
+        router.get("/esb/health") { request, context in
             let report = await state.health()
-            return try JSON.response(report, status: report.isUnusable ? .serviceUnavailable : .ok)
+            let status: HTTPResponse.Status = report.isUnusable ? .serviceUnavailable : .ok
+            let detailed = (try? AdminAuthMiddleware.authenticate(request, context: context, state: state, signIns: signIns)) != nil
+            return detailed ? try JSON.response(report, status: status) : try JSON.response(report.summary, status: status)
         }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

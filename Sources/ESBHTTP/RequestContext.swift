@@ -1,0 +1,27 @@
+import ESBCore
+import Hummingbird
+import NIOCore
+
+/// The request context of every route: Hummingbird's core storage plus the TCP peer, which
+/// the sign-in throttle counts by.
+public struct ESBRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// The TCP peer's address (a proxy's, when one is in front).
+    public let peer: SocketAddress?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        peer = source.channel.remoteAddress
+    }
+
+    /// The client's address: the TCP peer, or the last `X-Forwarded-For` hop when the peer is
+    /// one of `[main] trusted_proxies` (INTERFACES.md §7 "Guessing").
+    func clientAddress(_ request: Request, trustedProxies: [String]) -> String {
+        let peerAddress = peer?.ipAddress ?? "unknown"
+        guard !trustedProxies.isEmpty, trustedProxies.contains(peerAddress),
+              let forwarded = request.headers[values: .init("X-Forwarded-For")!].last,
+              let last = forwarded.split(separator: ",").last?.trimmingCharacters(in: .whitespaces), !last.isEmpty
+        else { return peerAddress }
+        return String(last.prefix(64))
+    }
+}

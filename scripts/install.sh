@@ -62,6 +62,8 @@ if [ ! -f "$ETC/server.conf" ]; then
         -e "s|^swiftc = swiftc|swiftc = ${SWIFTC:-swiftc}|" \
         -e "s|file://config/payloads/hello.json|file://$ETC/payloads/hello.json|" \
         server.conf.example > "$ETC/server.conf"
+    # server.conf names the secrets' files and may hold [kvdb] password: not for every user.
+    chmod 0640 "$ETC/server.conf"
     install -m 0644 config/payloads/hello.json "$ETC/payloads/"
 fi
 [ -f "$ETC/secret.key" ] || "$LIB/esb" create-key "$ETC/secret.key"
@@ -75,7 +77,7 @@ sed -e "s|@PREFIX@|$ROOT$PREFIX|g" -e "s|@ETC@|$ETC|g" -e "s|@STATE@|$STATE|g" \
 if [ "$CREATE_USER" -eq 1 ]; then
     id esb >/dev/null 2>&1 || useradd --system --home-dir "$STATE" --shell /usr/sbin/nologin esb
     chown -R esb:esb "$STATE"
-    chown root:esb "$ETC/secret.key" "$ETC/admin.password"
+    chown root:esb "$ETC/secret.key" "$ETC/admin.password" "$ETC/server.conf"
     chmod 0640 "$ETC/secret.key" "$ETC/admin.password"
     command -v systemctl >/dev/null && [ -z "$ROOT" ] && systemctl daemon-reload || true
 fi

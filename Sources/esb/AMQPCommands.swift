@@ -43,7 +43,7 @@ struct AMQPCommand: AsyncParsableCommand {
             body["properties"] = try JSONSerialization.jsonObject(with: try FieldArguments.json(properties))
             body["headers"] = try JSONSerialization.jsonObject(with: try FieldArguments.json(headers))
             let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
-            try await connection.client.show("POST", "\(AMQPOutconnGroup.apiPath)/\(name)/publish", body: data)
+            try await connection.client.show("POST", "\(AMQPOutconnGroup.apiPath)/\(URLText.segment(name))/publish", body: data)
         }
     }
 }

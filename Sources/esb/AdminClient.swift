@@ -2,21 +2,38 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
+import Synchronization
 
 /// A small HTTP client for the admin API.
 struct AdminClient {
     var baseURL: String
     var user: String
     var password: String
+    /// A PEM file of trusted CAs for an HTTPS listener (`--cacert`); nil: the system's.
+    var cacert: String?
 
-    /// One client for the life of the command. A refused connection fails at once instead of
-    /// being retried until the deadline: an operator wants "cannot reach" now.
-    static let http: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool.retryConnectionEstablishment = false
-        configuration.timeout.connect = .seconds(10)
-        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-    }()
+    /// One client per trust setting for the life of the command. A refused connection fails
+    /// at once instead of being retried until the deadline: an operator wants "cannot reach" now.
+    private static let clients = Mutex<[String: HTTPClient]>([:])
+
+    static func http(cacert: String?) throws -> HTTPClient {
+        try clients.withLock { clients in
+            if let known = clients[cacert ?? ""] { return known }
+            var configuration = HTTPClient.Configuration()
+            configuration.connectionPool.retryConnectionEstablishment = false
+            configuration.timeout.connect = .seconds(10)
+            if let cacert {
+                guard FileManager.default.isReadableFile(atPath: cacert) else { throw CLIError("--cacert: cannot read '\(cacert)'") }
+                var tls = TLSConfiguration.makeClientConfiguration()
+                tls.trustRoots = .file(cacert)
+                configuration.tlsConfiguration = tls
+            }
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            clients[cacert ?? ""] = client
+            return client
+        }
+    }
 
     struct Reply {
         var status: Int
@@ -38,11 +55,13 @@ struct AdminClient {
             request.headers.add(name: "Authorization", value: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString())
         }
         do {
-            let response = try await Self.http.execute(request, timeout: .seconds(300))
+            let response = try await Self.http(cacert: cacert).execute(request, timeout: .seconds(300))
             let bytes = try await response.body.collect(upTo: 256 << 20)
             var headers: [String: String] = [:]
             for header in response.headers { headers[header.name.lowercased()] = header.value }
             return Reply(status: Int(response.status.code), body: Data(bytes.readableBytesView), headers: headers)
+        } catch let error as CLIError {
+            throw error
         } catch {
             throw CLIError("cannot reach \(url): \(error)")
         }

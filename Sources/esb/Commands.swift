@@ -57,7 +57,7 @@ struct PingCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-        let client = connection.client
+        let client = try connection.client
         let reply = try client.expectSuccess(try await client.request("GET", "/esb/ping", authenticated: false))
         print(reply.text)
     }

@@ -19,7 +19,7 @@ struct EnmasseExport: AsyncParsableCommand {
 
     func run() async throws {
         guard ["yaml", "json"].contains(format) else { throw CLIError("--format must be yaml or json, not '\(format)'") }
-        let client = connection.client
+        let client = try connection.client
         let reply = try client.expectSuccess(try await client.request(
             "GET", "/esb/api/enmasse/export?format=\(format)\(includeSecrets ? "&include_secrets=true" : "")"))
         guard let output else {
@@ -48,7 +48,7 @@ struct EnmasseImport: AsyncParsableCommand {
         var allowed = CharacterSet.urlQueryAllowed
         allowed.remove(charactersIn: "&=+")
         let name = file.addingPercentEncoding(withAllowedCharacters: allowed) ?? "file"
-        let client = connection.client
+        let client = try connection.client
         let reply = try await client.request("POST", "/esb/api/enmasse/import?name=\(name)\(replace ? "&replace=true" : "")",
                                              body: data, contentType: "application/yaml")
         if reply.status == 422, let message = ErrorBody.message(reply.body) {

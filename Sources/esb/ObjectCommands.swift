@@ -15,7 +15,10 @@ enum FieldArguments {
         if let name { object["name"] = name }
         for argument in arguments {
             guard let equals = argument.firstIndex(of: "=") else { throw CLIError("expected key=value, got '\(argument)'") }
-            let key = String(argument[..<equals]), text = String(argument[argument.index(after: equals)...])
+            let key = String(argument[..<equals])
+            var text = String(argument[argument.index(after: equals)...])
+            // Secrets from a file (password=@FILE) or standard input (password=-), not `ps`.
+            if key == "password" { text = try SecretArgument.resolve(text, what: "password") }
             if text == "true" || text == "false" { object[key] = text == "true" }
             else if let number = Int(text), !text.hasPrefix("+") { object[key] = number }
             else { object[key] = text }
@@ -77,7 +80,7 @@ struct GetObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
     static var configuration: CommandConfiguration { .init(commandName: "get", abstract: "Show one.") }
     @Argument var name: String
     @OptionGroup var connection: ConnectionOptions
-    func run() async throws { try await connection.client.show("GET", "\(Group.apiPath)/\(name)") }
+    func run() async throws { try await connection.client.show("GET", "\(Group.apiPath)/\(URLText.segment(name))") }
 }
 
 struct EditObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
@@ -86,7 +89,7 @@ struct EditObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
     @Argument var fields: [String] = []
     @OptionGroup var connection: ConnectionOptions
     func run() async throws {
-        try await connection.client.show("PUT", "\(Group.apiPath)/\(name)", body: try FieldArguments.json(fields))
+        try await connection.client.show("PUT", "\(Group.apiPath)/\(URLText.segment(name))", body: try FieldArguments.json(fields))
     }
 }
 
@@ -94,7 +97,7 @@ struct DeleteObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
     static var configuration: CommandConfiguration { .init(commandName: "delete", abstract: "Delete one (refused while in use).") }
     @Argument var name: String
     @OptionGroup var connection: ConnectionOptions
-    func run() async throws { try await connection.client.show("DELETE", "\(Group.apiPath)/\(name)") }
+    func run() async throws { try await connection.client.show("DELETE", "\(Group.apiPath)/\(URLText.segment(name))") }
 }
 
 struct ChannelsCommand: AsyncParsableCommand {
@@ -120,7 +123,7 @@ struct PasswordObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
         let data = passwordFile.map { FileManager.default.contents(atPath: $0) ?? Data() } ?? FileHandle.standardInput.readDataToEndOfFile()
         let password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
         let body = try JSONSerialization.data(withJSONObject: ["password1": password, "password2": password])
-        try await connection.client.show("POST", "\(Group.apiPath)/\(name)/password", body: body)
+        try await connection.client.show("POST", "\(Group.apiPath)/\(URLText.segment(name))/password", body: body)
         print("password of '\(name)' changed")
     }
 }

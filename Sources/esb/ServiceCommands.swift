@@ -11,8 +11,8 @@ struct DeployCommand: AsyncParsableCommand {
     func run() async throws {
         guard let data = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read '\(file)'") }
         let name = (file as NSString).lastPathComponent
-        let client = connection.client
-        let reply = try await client.request("POST", "/esb/api/deploy?name=\(name)", body: data, contentType: "text/x-swift")
+        let client = try connection.client
+        let reply = try await client.request("POST", "/esb/api/deploy?name=\(URLText.segment(name))", body: data, contentType: "text/x-swift")
         if reply.status == 422, let message = ErrorBody.message(reply.body) {
             FileHandle.standardError.write(Data((message + "\n").utf8))
             throw CLIError("deployment of \(name) failed")
@@ -40,8 +40,8 @@ struct InvokeCommand: AsyncParsableCommand {
             guard let data = FileManager.default.contents(atPath: payloadFile) else { throw CLIError("cannot read '\(payloadFile)'") }
             body = data
         }
-        let client = connection.client
-        let reply = try client.expectSuccess(try await client.request("POST", "/esb/api/invoke/\(service)", body: body))
+        let client = try connection.client
+        let reply = try client.expectSuccess(try await client.request("POST", "/esb/api/invoke/\(URLText.segment(service))", body: body))
         FileHandle.standardOutput.write(reply.body)
         if !reply.body.isEmpty && reply.body.last != UInt8(ascii: "\n") { print() }
     }

@@ -27,6 +27,8 @@ import ESBCore
         #expect(!unit.contains("@PREFIX@"))
 
         let configPath = root + "/etc/esb/server.conf"
+        let mode = try FileManager.default.attributesOfItem(atPath: configPath)[.posixPermissions] as? Int
+        #expect(mode == 0o640, "server.conf is not for every user to read")
         let config = try ServerConfig.load(path: configPath).config
         #expect(config.main.workDir == root + "/var/lib/esb/work")
         #expect(config.odb.path == root + "/var/lib/esb/esb.db")

@@ -39,6 +39,10 @@ import Testing
         upstreams.stop()
         let down = try await server.request("GET", "/sample/quote/acme")
         #expect(down.status == 502)
-        #expect((down.json?["error"] as? String)?.hasPrefix("http.connection_failed") == true, "\(down.text)")
+        // The caller learns that it failed and the cid; the upstream's address stays in the log.
+        #expect(down.json?["error"] as? String == "the quotes service is unavailable", "\(down.text)")
+        let cid = try #require(down.json?["cid"] as? String)
+        #expect(!down.text.contains("127.0.0.1"))
+        #expect(server.log.contains(cid) && server.log.contains("http.connection_failed"))
     }
 }

@@ -50,8 +50,9 @@ struct Quote: Service {
         } catch let error as ServiceError where error.code == .httpStatus && error.message.contains("answered 404") {
             return try .json(["error": "unknown symbol \(symbol)"]).with(status: 404)
         } catch let error as ServiceError {
+            // The error's text names upstream addresses: it goes to the log, the caller gets the cid.
             context.logger.error("sample.quote: \(error)")
-            return try .json(["error": error.description]).with(status: 502)
+            return try .json(["error": "the quotes service is unavailable", "cid": context.cid]).with(status: 502)
         }
     }
 }

@@ -13,8 +13,11 @@ struct EnmasseRoutes {
             let query = request.uri.queryParameters
             let format = try Self.format(query["format"].map(String.init))
             let text = try await Self.export(store, format: format, includeSecrets: query["include_secrets"] == "true")
-            return Response(status: .ok, headers: [.contentType: format.contentType + "; charset=utf-8"],
-                            body: .init(byteBuffer: ByteBuffer(string: text)))
+            var response = Response(status: .ok, headers: [.contentType: format.contentType + "; charset=utf-8"],
+                                    body: .init(byteBuffer: ByteBuffer(string: text)))
+            // An export may hold secrets: never cached, framed or sniffed.
+            BrowserHeaders.protect(&response.headers)
+            return response
         }
         api.post("enmasse/import") { request, _ in
             let query = request.uri.queryParameters

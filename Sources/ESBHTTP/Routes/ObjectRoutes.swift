@@ -64,14 +64,26 @@ struct ObjectRoutes {
         }
     }
 
-    /// The request body as object fields; anything but a JSON object of scalars is 422.
+    /// The request body as object fields; anything but a JSON object of scalars is 422 naming
+    /// the byte offset (not JSON) or the field (a value of the wrong kind).
     static func body(_ request: Request, kind: ObjectKind) async throws -> ObjectFields {
-        let buffer = try await request.body.collect(upTo: 1 << 20)
+        let data = Data(buffer: try await request.body.collect(upTo: 1 << 20))
+        if let problem = JSONSyntax.problem(in: data) {
+            throw APIError(.unprocessableContent, code: "invalid", "\(kind.label): the body is not JSON: \(problem)")
+        }
         do {
-            return try JSONDecoder().decode(ObjectFields.self, from: Data(buffer: buffer))
-        } catch {
-            throw APIError(.unprocessableContent, code: "invalid",
-                           "\(kind.label): the body must be a JSON object of strings, integers, booleans or null")
+            return try JSONDecoder().decode(ObjectFields.self, from: data)
+        } catch let error as DecodingError {
+            let context: DecodingError.Context? = switch error {
+            case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context),
+                 .dataCorrupted(let context): context
+            @unknown default: nil
+            }
+            if let field = context?.codingPath.first?.stringValue {
+                throw APIError(.unprocessableContent, code: "invalid",
+                               "\(kind.label): field '\(field)' must be a string, integer, boolean or null", field: field)
+            }
+            throw APIError(.unprocessableContent, code: "invalid", "\(kind.label): the body must be a JSON object of fields")
         }
     }
 

@@ -43,6 +43,7 @@ public struct APIError: HTTPResponseError, Sendable {
         let body = Body(error: .init(code: code, message: message, field: field, cid: cid, problems: problems))
         var response = try JSON.response(body, status: status)
         for field in headers { response.headers.append(field) }
+        response.headers[.xContentTypeOptions] = "nosniff"
         return response
     }
 }

@@ -25,3 +25,16 @@ public struct ESBRequestContext: RequestContext {
         return String(last.prefix(64))
     }
 }
+
+extension Parameters {
+    /// A path parameter with its percent-encoding undone (Hummingbird hands segments over as
+    /// sent), so that `/objects/def_sec/a%20b` names the object `a b`.
+    /// - Throws: 400 when the parameter is missing or its encoding is broken.
+    func decoded(_ name: String) throws -> String {
+        let raw = try require(name)
+        guard let decoded = raw.removingPercentEncoding else {
+            throw APIError(.badRequest, code: "bad_request", "path parameter '\(name)' is not valid percent-encoding")
+        }
+        return decoded
+    }
+}

@@ -7,7 +7,9 @@ Usage: http_upstream.py PORT NAME [USER PASSWORD]
   GET /slow?ms=N       answers after N ms
   ANY /status/CODE     answers CODE with "upstream says CODE"
   GET /auth            200 with the user when basic auth matches USER:PASSWORD, else 401
-  GET /name            {"server": NAME}"""
+  GET /name            {"server": NAME}
+  GET /redirect        302 to /echo/redirected
+  GET /xxe?file=PATH   XML declaring an external entity for PATH (outgoing XML must refuse it)"""
 import base64, json, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -60,6 +62,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.answer(200, json.dumps({"user": USER}))
         elif url.path == "/name":
             self.answer(200, json.dumps({"server": NAME}))
+        elif url.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/echo/redirected")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif url.path == "/xxe":
+            target = query.get("file", "/etc/hostname")
+            self.answer(200, f'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file://{target}">]><r>&x;</r>', "application/xml")
         else:
             self.answer(404, "no such path", "text/plain")
 

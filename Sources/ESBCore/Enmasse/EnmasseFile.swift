@@ -80,7 +80,7 @@ public enum EnmasseFile {
     /// has is reported at once.
     /// - Throws: ``ImportError`` naming each problem's line.
     public static func parse(_ text: String, name: String, kinds: [ObjectKind]) throws(ImportError) -> [ObjectStore.ImportItem] {
-        if let problem = nestingProblem(text, name: name) { throw ImportError(problems: [problem]) }
+        if let problem = structureProblem(text, name: name) { throw ImportError(problems: [problem]) }
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -91,12 +91,6 @@ public enum EnmasseFile {
         }
         guard let root, root.null == nil else { return [] }
         func location(_ node: Node) -> String { node.mark.map { "\(name):\($0.line)" } ?? name }
-        if let anchored = firstAnchored(root) {
-            // An alias is a reference that can stand for a whole list: a few lines could expand
-            // to billions of objects (the "billion laughs").
-            throw ImportError(problems: [.init(location: location(anchored),
-                                               message: "anchors and aliases (&name, *name) are not accepted; write each object out")])
-        }
         guard case .mapping(let lists) = root else {
             throw ImportError(problems: [.init(location: location(root), message: "the file must be a mapping of object lists (\(kinds.map(\.name).joined(separator: ", ")))")])
         }
@@ -144,71 +138,70 @@ public enum EnmasseFile {
     /// The deepest nesting an enmasse file may have (it needs 4).
     static let maximumNesting = 64
 
-    /// Refuses text nested deeper than ``maximumNesting`` before the YAML composer, which
-    /// recurses per level, sees it: brackets and braces outside quotes, sequence dashes
-    /// opening a line, and indentation.
-    static func nestingProblem(_ text: String, name: String) -> ImportError.Problem? {
-        func refusal(_ line: Int) -> ImportError.Problem {
-            .init(location: "\(name):\(line)", message: "nested deeper than \(maximumNesting) levels; enmasse files need 4")
-        }
-        var flow = 0, line = 1, column = 0, dashes = 0
-        var atLineStart = true, comment = false
+    /// Refuses, before the YAML composer sees it, text nested deeper than ``maximumNesting``
+    /// (the composer recurses per level) and anchors or aliases (`&name`, `*name`: a reference
+    /// can stand for a whole list, so a few lines could expand to billions of objects). A
+    /// scan of where nodes start: after indentation, `- `, `: `, `? `, a tag, `[`, `{` or `,`,
+    /// outside quotes and comments.
+    static func structureProblem(_ text: String, name: String) -> ImportError.Problem? {
+        let space = UInt8(ascii: " "), tab = UInt8(ascii: "\t")
+        var flow = 0, line = 1, indentation = 0, dashes = 0
+        var atLineStart = true, atNodeStart = true, comment = false
         var quote: UInt8? = nil
-        // A quote opens a quoted scalar only where a scalar starts.
-        var previous = UInt8(ascii: " ")
+        // An indicator (`-`, `:`, `?`, a tag) opens a node when a space follows it.
+        var pendingIndicator = false, afterSpace = true
         for byte in text.utf8 {
             if byte == UInt8(ascii: "\n") {
-                line += 1; column = 0; dashes = 0
-                atLineStart = true; comment = false; quote = nil; previous = UInt8(ascii: " ")
+                line += 1; indentation = 0; dashes = 0
+                atLineStart = true; atNodeStart = true; comment = false; quote = nil; pendingIndicator = false; afterSpace = true
                 continue
             }
             if comment { continue }
-            if atLineStart {
-                switch byte {
-                case UInt8(ascii: " "), UInt8(ascii: "\t"): column += 1
-                case UInt8(ascii: "-"): column += 1; dashes += 1
-                default: atLineStart = false
-                }
-                if column > 4 * maximumNesting || dashes > maximumNesting { return refusal(line) }
-                if atLineStart { continue }
-            }
             if let open = quote {
                 if byte == open { quote = nil }
-                previous = byte
                 continue
             }
-            switch byte {
-            case UInt8(ascii: "\""), UInt8(ascii: "'"):
-                if [UInt8(ascii: " "), UInt8(ascii: ":"), UInt8(ascii: ","), UInt8(ascii: "["), UInt8(ascii: "{"),
-                    UInt8(ascii: "-"), UInt8(ascii: "\t")].contains(previous) {
-                    quote = byte
+            if byte == space || byte == tab {
+                if atLineStart { indentation += 1 }
+                afterSpace = true
+                if pendingIndicator { atNodeStart = true; pendingIndicator = false }
+                if indentation > 4 * maximumNesting {
+                    return .init(location: "\(name):\(line)", message: "nested deeper than \(maximumNesting) levels; enmasse files need 4")
                 }
-            case UInt8(ascii: "#") where previous == UInt8(ascii: " ") || previous == UInt8(ascii: "\t"):
+                continue
+            }
+            atLineStart = false
+            let wasNodeStart = atNodeStart, wasAfterSpace = afterSpace
+            afterSpace = false
+            atNodeStart = false
+            if pendingIndicator { pendingIndicator = false }
+            switch byte {
+            case UInt8(ascii: "&") where wasNodeStart, UInt8(ascii: "*") where wasNodeStart:
+                return .init(location: "\(name):\(line)", message: "anchors and aliases (&name, *name) are not accepted; write each object out")
+            case UInt8(ascii: "\"") where wasNodeStart, UInt8(ascii: "'") where wasNodeStart:
+                quote = byte
+            case UInt8(ascii: "#") where wasAfterSpace:
                 comment = true
+            case UInt8(ascii: "-") where wasNodeStart:
+                dashes += 1
+                if dashes > maximumNesting {
+                    return .init(location: "\(name):\(line)", message: "nested deeper than \(maximumNesting) levels; enmasse files need 4")
+                }
+                pendingIndicator = true
+            case UInt8(ascii: "?") where wasNodeStart, UInt8(ascii: "!") where wasNodeStart, UInt8(ascii: ":"):
+                pendingIndicator = true
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 flow += 1
-                if flow > maximumNesting { return refusal(line) }
+                atNodeStart = true
+                if flow > maximumNesting {
+                    return .init(location: "\(name):\(line)", message: "nested deeper than \(maximumNesting) levels; enmasse files need 4")
+                }
+            case UInt8(ascii: ","):
+                atNodeStart = flow > 0
             case UInt8(ascii: "]"), UInt8(ascii: "}"):
                 flow = max(0, flow - 1)
             default:
                 break
-            }
-            previous = byte
-        }
-        return nil
-    }
-
-    /// The first node with an anchor (aliases carry their anchor's), in document order,
-    /// looking at no more than a bounded number of nodes.
-    private static func firstAnchored(_ root: Node) -> Node? {
-        var stack = [root], visited = 0
-        while let node = stack.popLast(), visited < 1_000_000 {
-            visited += 1
-            if node.anchor != nil { return node }
-            switch node {
-            case .mapping(let mapping): for (key, value) in mapping.reversed() { stack.append(value); stack.append(key) }
-            case .sequence(let sequence): stack.append(contentsOf: sequence.reversed())
-            case .scalar, .alias: break
             }
         }
         return nil

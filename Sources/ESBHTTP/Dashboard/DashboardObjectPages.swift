@@ -28,10 +28,10 @@ struct DashboardObjectPages {
             }
         }
         dashboard.get("objects/{kind}/{name}") { request, context in
-            try await edit(request, kind: try kind(context), name: try context.parameters.require("name"), message: nil)
+            try await edit(request, kind: try kind(context), name: try context.parameters.decoded("name"), message: nil)
         }
         dashboard.post("objects/{kind}/{name}") { request, context in
-            let kind = try kind(context), name = try context.parameters.require("name")
+            let kind = try kind(context), name = try context.parameters.decoded("name")
             let form = try await Self.form(request)
             do {
                 _ = try await runtime.objects.update(kind, name, Self.fields(form, kind: kind, includeName: false))
@@ -42,7 +42,7 @@ struct DashboardObjectPages {
             }
         }
         dashboard.post("objects/{kind}/{name}/delete") { request, context in
-            let kind = try kind(context), name = try context.parameters.require("name")
+            let kind = try kind(context), name = try context.parameters.decoded("name")
             do {
                 try await runtime.objects.delete(kind, name)
                 return Self.redirect(kind, notice: "Deleted \(kind.label) '\(name)'.")
@@ -51,7 +51,7 @@ struct DashboardObjectPages {
             }
         }
         dashboard.post("objects/{kind}/{name}/password") { request, context in
-            let kind = try kind(context), name = try context.parameters.require("name")
+            let kind = try kind(context), name = try context.parameters.decoded("name")
             let form = try await Self.form(request)
             let first = form["password1"] ?? "", second = form["password2"] ?? ""
             guard let secretField = kind.secretField, !first.isEmpty, first == second else {
@@ -71,7 +71,7 @@ struct DashboardObjectPages {
             guard try kind(context).name == ObjectKinds.amqpOutconn.name else {
                 throw HTTPError(.notFound, message: "only outgoing AMQP connections publish")
             }
-            let name = try context.parameters.require("name")
+            let name = try context.parameters.decoded("name")
             let form = try await Self.form(request)
             let cid = ServiceInvoker.newCID()
             let message: (String, Bool)
@@ -88,7 +88,7 @@ struct DashboardObjectPages {
     }
 
     private func kind(_ context: ESBRequestContext) throws -> ObjectKind {
-        let name = try context.parameters.require("kind")
+        let name = try context.parameters.decoded("kind")
         guard let kind = ObjectRoutes.paths.map(\.0).first(where: { $0.name == name }) else {
             throw HTTPError(.notFound, message: "no object kind '\(name)'")
         }

@@ -31,6 +31,9 @@ struct JSONErrorMiddleware: RouterMiddleware {
         } catch let error as HTTPError {
             throw APIError(error.status, code: Self.code(for: error.status),
                            error.body ?? Self.message(for: error.status, request: request))
+        } catch let error as any HTTPResponseError {
+            // NIO's and Hummingbird's own (a body over its limit: 413), with their status.
+            throw APIError(error.status, code: Self.code(for: error.status), Self.message(for: error.status, request: request))
         } catch {
             // The text may name files, addresses or internals: it goes to the log, not the caller.
             let cid = ServiceInvoker.newCID()
@@ -50,6 +53,7 @@ struct JSONErrorMiddleware: RouterMiddleware {
         case .unauthorized: "unauthorized"
         case .badRequest: "bad_request"
         case .contentTooLarge: "payload_too_large"
+        case .tooManyRequests: "auth.throttled"
         default: "http_\(status.code)"
         }
     }
@@ -58,6 +62,7 @@ struct JSONErrorMiddleware: RouterMiddleware {
         switch status {
         case .notFound: "no route for \(request.method) \(request.uri.path)"
         case .methodNotAllowed: "\(request.method) is not allowed on \(request.uri.path)"
+        case .contentTooLarge: "the body is larger than this path takes"
         default: status.reasonPhrase
         }
     }

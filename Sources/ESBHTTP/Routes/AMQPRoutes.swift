@@ -44,7 +44,7 @@ struct AMQPRoutes {
 
     func register(on api: RouterGroup<ESBRequestContext>) {
         api.post("outgoing/amqp/{name}/publish") { request, context in
-            let name = try context.parameters.require("name")
+            let name = try context.parameters.decoded("name")
             let buffer = try await request.body.collect(upTo: 16 << 20)
             let publish: PublishRequest
             do {

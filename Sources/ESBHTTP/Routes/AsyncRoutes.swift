@@ -65,7 +65,7 @@ struct AsyncRoutes {
 
     func register(on api: RouterGroup<ESBRequestContext>) {
         api.get("async/{cid}") { _, context in
-            let cid = try context.parameters.require("cid")
+            let cid = try context.parameters.decoded("cid")
             guard let record = try await store.record(cid: cid) else {
                 throw APIError.notFound("no async invocation with cid '\(cid)' (never accepted, or finished and pruned)")
             }

@@ -28,16 +28,16 @@ struct ObjectRoutes {
             return try await Self.mapping { try JSON.response(try await store.create(kind, fields), status: .created) }
         }
         api.get(RouterPath("\(path)/{name}")) { _, context in
-            let name = try context.parameters.require("name")
+            let name = try context.parameters.decoded("name")
             return try await Self.mapping { try JSON.response(try await store.get(kind, name)) }
         }
         api.put(RouterPath("\(path)/{name}")) { request, context in
-            let name = try context.parameters.require("name")
+            let name = try context.parameters.decoded("name")
             let fields = try await Self.body(request, kind: kind)
             return try await Self.mapping { try JSON.response(try await store.update(kind, name, fields)) }
         }
         api.delete(RouterPath("\(path)/{name}")) { _, context in
-            let name = try context.parameters.require("name")
+            let name = try context.parameters.decoded("name")
             return try await Self.mapping {
                 try await store.delete(kind, name)
                 return Response(status: .noContent)
@@ -45,7 +45,7 @@ struct ObjectRoutes {
         }
         if let secretField = kind.secretField {
             api.post(RouterPath("\(path)/{name}/\(secretField)")) { request, context in
-                let name = try context.parameters.require("name")
+                let name = try context.parameters.decoded("name")
                 let fields = try await Self.body(request, kind: kind)
                 guard let first = fields["\(secretField)1"]?.string, let second = fields["\(secretField)2"]?.string else {
                     throw APIError(.unprocessableContent, code: "invalid", "give \(secretField)1 and \(secretField)2", field: "\(secretField)1")

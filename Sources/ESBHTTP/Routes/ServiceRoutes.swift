@@ -18,7 +18,7 @@ struct ServiceRoutes {
 
     func register(on api: RouterGroup<ESBRequestContext>) {
         api.post("invoke/{service}") { request, context in
-            let name = try context.parameters.require("service")
+            let name = try context.parameters.decoded("service")
             let body = try await request.body.collect(upTo: runtime.state.config.main.maxBodyBytes)
             let cid = ServiceInvoker.newCID()
             let serviceRequest = ServiceRequest(
@@ -32,7 +32,7 @@ struct ServiceRoutes {
             try JSON.response(runtime.registry.all().map(Self.info))
         }
         api.get("services/{name}") { _, context in
-            let name = try context.parameters.require("name")
+            let name = try context.parameters.decoded("name")
             guard let entry = runtime.registry.lookup(name) else { throw APIError.notFound("no service named '\(name)' is deployed") }
             return try JSON.response(Self.info((name, entry)))
         }

@@ -77,7 +77,7 @@ struct CommandResult {
 
 /// Runs a program to completion off the cooperative pool.
 func runCommand(_ path: String, _ arguments: [String], environment: [String: String]? = nil,
-                directory: String? = nil) async throws -> CommandResult {
+                directory: String? = nil, input: Data? = nil) async throws -> CommandResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
@@ -86,8 +86,13 @@ func runCommand(_ path: String, _ arguments: [String], environment: [String: Str
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
-    process.standardInput = FileHandle.nullDevice
+    let inputPipe = input.map { _ in Pipe() }
+    if let inputPipe { process.standardInput = inputPipe } else { process.standardInput = FileHandle.nullDevice }
     try process.run()
+    if let input, let inputPipe {
+        inputPipe.fileHandleForWriting.write(input)
+        try inputPipe.fileHandleForWriting.close()
+    }
     // Threads of their own, not GCD's bounded pool: many tests run commands at once.
     return await withCheckedContinuation { continuation in
         let errData = DataBox()

@@ -96,10 +96,11 @@ final class TestServer: @unchecked Sendable {
 
     /// One HTTP request; `credentials` nil sends none.
     func request(_ method: String, _ path: String, body: Data? = nil,
-                 credentials: (String, String)? = nil) async throws -> Reply {
+                 credentials: (String, String)? = nil, headers extra: [String: String] = [:]) async throws -> Reply {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
         request.method = HTTPMethod(rawValue: method)
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        for (name, value) in extra { request.headers.add(name: name, value: value) }
         if let (user, password) = credentials {
             request.headers.add(name: "Authorization", value: "Basic " + Data("\(user):\(password)".utf8).base64EncodedString())
         }

@@ -5,11 +5,12 @@ non-zero naming the first step that failed.
 
 Usage: dashboard_check.py --url URL --password P --broker-host H --broker-port N --queue Q
                           --failed-unit FILE.swift [--screenshots DIR]"""
-import argparse, base64, json, os, sys, time, urllib.error, urllib.request
+import argparse, base64, json, os, sys, time, urllib.error, urllib.parse, urllib.request
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 def main():
@@ -159,6 +160,28 @@ def main():
         shot("enmasse")
         status, _, body = api("GET", "/esb/api/security/basic-auth/dash-sec")
         check(status == 200, "the API sees the imported object")
+        check("has no password" in driver.find_element(By.ID, "enmasse-result").text,
+              "the import says which basic-auth definition came without a password")
+
+        # Delete asks first. The question is a data- attribute read by the one static script
+        # (the Content-Security-Policy allows no inline script); quotes and markup in the name
+        # are shown as written and run nothing.
+        odd = "it's \"odd\" <b>x"
+        status, _, _ = api("POST", "/esb/api/security/basic-auth", json.dumps({"name": odd, "username": "u"}).encode())
+        check(status == 201, "a definition whose name holds quotes and markup")
+        odd_path = "/esb/api/security/basic-auth/" + urllib.parse.quote(odd, safe="")
+        driver.get(base + "/esb/dashboard/objects/def_sec/" + urllib.parse.quote(odd, safe=""))
+        driver.find_element(By.ID, "delete").find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        alert = WebDriverWait(driver, 10).until(expected_conditions.alert_is_present())
+        check(alert.text == f"Delete basic-auth definition '{odd}'?", "delete asks for confirmation, naming the object as written")
+        alert.dismiss()
+        check(api("GET", odd_path)[0] == 200, "dismissing the confirmation deletes nothing")
+        delete = driver.find_element(By.ID, "delete")
+        delete.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(driver, 10).until(expected_conditions.alert_is_present()).accept()
+        WebDriverWait(driver, 30).until(lambda _: gone(delete))
+        check(f"Deleted basic-auth definition '{odd}'" in text(), "accepting it deletes the object")
+        check(api("GET", odd_path)[0] == 404, "the API sees it deleted")
 
         driver.get(base + "/esb/dashboard/objects/channel_plain_http")
         shot("channels")

@@ -149,22 +149,39 @@ public enum EnmasseFile {
         var atLineStart = true, atNodeStart = true, comment = false
         var quote: UInt8? = nil
         // An indicator (`-`, `:`, `?`, a tag) opens a node when a space follows it.
-        var pendingIndicator = false, afterSpace = true
+        var pendingIndicator = false, afterSpace = true, inTag = false
+        // Inside quotes: a backslash escape (double), and `''` reopening (single).
+        var escaped = false, closedSingle = false
         for byte in text.utf8 {
             if byte == UInt8(ascii: "\n") {
                 line += 1; indentation = 0; dashes = 0
                 atLineStart = true; atNodeStart = true; comment = false; quote = nil; pendingIndicator = false; afterSpace = true
+                inTag = false; escaped = false; closedSingle = false
                 continue
             }
             if comment { continue }
             if let open = quote {
-                if byte == open { quote = nil }
+                if escaped {
+                    escaped = false
+                } else if open == UInt8(ascii: "\""), byte == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if byte == open {
+                    quote = nil
+                    closedSingle = open == UInt8(ascii: "'")
+                }
                 continue
+            }
+            if closedSingle {
+                closedSingle = false
+                if byte == UInt8(ascii: "'") {
+                    quote = byte
+                    continue
+                }
             }
             if byte == space || byte == tab {
                 if atLineStart { indentation += 1 }
                 afterSpace = true
-                if pendingIndicator { atNodeStart = true; pendingIndicator = false }
+                if pendingIndicator || inTag { atNodeStart = true; pendingIndicator = false; inTag = false }
                 if indentation > 4 * maximumNesting {
                     return .init(location: "\(name):\(line)", message: "nested deeper than \(maximumNesting) levels; enmasse files need 4")
                 }
@@ -188,7 +205,9 @@ public enum EnmasseFile {
                     return .init(location: "\(name):\(line)", message: "nested deeper than \(maximumNesting) levels; enmasse files need 4")
                 }
                 pendingIndicator = true
-            case UInt8(ascii: "?") where wasNodeStart, UInt8(ascii: "!") where wasNodeStart, UInt8(ascii: ":"):
+            case UInt8(ascii: "!") where wasNodeStart:
+                inTag = true
+            case UInt8(ascii: "?") where wasNodeStart, UInt8(ascii: ":"):
                 pendingIndicator = true
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 flow += 1

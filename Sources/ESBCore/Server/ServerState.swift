@@ -78,6 +78,12 @@ public final class ServerState: Sendable {
         if old.main.workDir != new.main.workDir {
             notes.append("[main] work_dir changed from \(old.main.workDir) to \(new.main.workDir)")
         }
+        if old.main.tlsCertPath != new.main.tlsCertPath || old.main.tlsKeyPath != new.main.tlsKeyPath {
+            notes.append("[main] tls_cert_path or tls_key_path changed")
+        }
+        if old.main.idleTimeoutSeconds != new.main.idleTimeoutSeconds {
+            notes.append("[main] idle_timeout_seconds changed from \(old.main.idleTimeoutSeconds) to \(new.main.idleTimeoutSeconds)")
+        }
         if old.odb != new.odb { notes.append("[odb] changed") }
         if old.crypto != new.crypto { notes.append("[crypto] changed") }
         return notes

@@ -17,7 +17,9 @@ public struct ESBRequestContext: RequestContext {
     /// The client's address: the TCP peer, or the last `X-Forwarded-For` hop when the peer is
     /// one of `[main] trusted_proxies` (INTERFACES.md §7 "Guessing").
     func clientAddress(_ request: Request, trustedProxies: [String]) -> String {
-        let peerAddress = peer?.ipAddress ?? "unknown"
+        var peerAddress = peer?.ipAddress ?? "unknown"
+        // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.
+        if peerAddress.hasPrefix("::ffff:"), peerAddress.contains(".") { peerAddress.removeFirst("::ffff:".count) }
         guard !trustedProxies.isEmpty, trustedProxies.contains(peerAddress),
               let forwarded = request.headers[values: .init("X-Forwarded-For")!].last,
               let last = forwarded.split(separator: ",").last?.trimmingCharacters(in: .whitespaces), !last.isEmpty

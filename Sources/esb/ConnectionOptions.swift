@@ -44,7 +44,8 @@ enum SecretArgument {
         } else if value.hasPrefix("@") {
             let path = String(value.dropFirst())
             guard let contents = FileManager.default.contents(atPath: path) else {
-                throw CLIError("\(what): cannot read the file '\(path)'")
+                // Not naming the path: it may be a password that happens to start with '@'.
+                throw CLIError("\(what): '@…' names a file to read the secret from, and that file cannot be read (a secret starting with '@' goes in a file or standard input)")
             }
             data = contents
         } else {

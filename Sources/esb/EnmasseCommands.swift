@@ -26,10 +26,16 @@ struct EnmasseExport: AsyncParsableCommand {
             FileHandle.standardOutput.write(reply.body)
             return
         }
-        // Secrets may be inside: the file is readable by its owner only.
-        guard FileManager.default.createFile(atPath: output, contents: reply.body,
-                                             attributes: includeSecrets ? [.posixPermissions: 0o600] : nil) else {
-            throw CLIError("cannot write '\(output)'")
+        // Secrets may be inside: created readable by its owner only, never through a link, and
+        // never open to others for a moment (a mode set after writing would be too late).
+        let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, includeSecrets ? 0o600 : 0o644)
+        guard fd >= 0 else { throw CLIError("cannot write '\(output)': \(String(cString: strerror(errno)))") }
+        if includeSecrets { fchmod(fd, 0o600) }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        do {
+            try handle.write(contentsOf: reply.body)
+        } catch {
+            throw CLIError("cannot write '\(output)': \(error)")
         }
     }
 }

@@ -25,6 +25,12 @@ import Testing
         #expect(line.contains(#"a\nb\r\u{1b}[2J\u{85}c"#))
         #expect(line.contains(#"esb.x=1\n2"#) && line.contains(#"k\n=v"#))
         #expect(StderrLogHandler.escapingControlCharacters("plain ünïcode") == "plain ünïcode")
+        // A value cannot pose as another field, and a literal backslash-n is not a newline's escape.
+        let posing = StderrLogHandler.text(level: .warning, label: "esbd", message: #"a\nb"#,
+                                           metadata: ["esb.user": "x esb.client=203.0.113.9", "esb.q": "say \"hi\""])
+        #expect(posing.contains(#"esb.user="x esb.client=203.0.113.9""#), "\(posing)")
+        #expect(posing.contains(#"esb.q="say \"hi\"""#), "\(posing)")
+        #expect(posing.contains(#"a\\nb"#), "\(posing)")
     }
 
     @Test func enmassePreScanRefusesAnchorsAliasesAndDeepNesting() {
@@ -33,13 +39,19 @@ import Testing
         #expect(problem("a: [*x]\n")?.contains("anchors and aliases") == true)
         #expect(problem("def_sec:\n  - &one\n    name: a\n")?.contains("anchors and aliases") == true)
         #expect(problem("a: !!str &x v\n")?.contains("anchors and aliases") == true)
+        // What a stateful scan could be led past: CR-only line breaks, flow pairs without a
+        // space, a quoted string over two lines.
+        #expect(problem("#x\ra: *b\r")?.contains("anchors and aliases") == true)
+        #expect(problem("{\"k\":*a}")?.contains("anchors and aliases") == true)
+        #expect(problem("k: [\"a\n\", *b]")?.contains("anchors and aliases") == true)
+        #expect(problem("k: [\"a #\", *b]")?.contains("anchors and aliases") == true)
         #expect(problem("k: " + String(repeating: "[", count: 65))?.contains("nested deeper") == true)
         #expect(problem(String(repeating: "- ", count: 65) + "x")?.contains("nested deeper") == true)
         #expect(problem(String(repeating: " ", count: 300) + "x: 1")?.contains("nested deeper") == true)
         // Ordinary files, with stars, ampersands and brackets in values, quotes and comments, pass.
         for text in [
-            "def_sec:\n  - name: a&b\n    username: \"*x \\\" [&z\"\n    realm: 'it''s [&y]'\n",
-            "channel_plain_http:\n  - name: c\n    url_path: /a/{id}\n    service: s # [*not &an alias\n",
+            "def_sec:\n  - name: a&b\n    username: \"*x \\\" & z\"\n    realm: 'it''s & more'\n",
+            "channel_plain_http:\n  - name: c\n    url_path: /a/{id}\n    service: s # not * an & alias\n",
             "scheduler:\n  - name: j\n    cron_definition: '*/5 * * * *'\n    extra: a * b & c\n",
             "{\"def_sec\": [{\"name\": \"a\", \"username\": \"u\"}]}",
         ] {
@@ -122,12 +134,18 @@ import Testing
         #expect(first.previousRun.isEmpty)
         await first.tracking("done.swift") {}
         // A call that never finishes, as at a kill: the mapped counter stays at one.
-        let (stream, continuation) = AsyncStream<Void>.makeStream()
-        let stuck = Task { await first.tracking("stuck.swift") { for await _ in stream {} } }
-        try await Task.sleep(for: .milliseconds(100))
+        let (started, start) = AsyncStream<Void>.makeStream()
+        let (release, releasing) = AsyncStream<Void>.makeStream()
+        let stuck = Task {
+            await first.tracking("stuck.swift") {
+                start.yield()
+                for await _ in release {}
+            }
+        }
+        for await _ in started { break }
         let second = try InFlightLedger(directory: directory)
         #expect(second.previousRun == ["stuck.swift"])
-        continuation.finish()
+        releasing.finish()
         await stuck.value
         let third = try InFlightLedger(directory: directory)
         #expect(third.previousRun.isEmpty, "the second ledger started from zero")
@@ -152,6 +170,7 @@ import Testing
         #expect(refused(external.data(using: .utf16LittleEndian)!), "UTF-16 without a byte-order mark")
         #expect(refused(Data([0xEF, 0xBB, 0xBF]) + Data(external.utf8)))
         #expect(refused(Data(#"<?xml version="1.0" encoding="UTF-7"?><r/>"#.utf8)))
+        #expect(refused(Data(#"<!--<!DOCTYPE x>--><!DOCTYPE a SYSTEM "http://evil.example/x.dtd"><a/>"#.utf8)), "a decoy first DOCTYPE")
         #expect(!refused(Data(#"<?xml version="1.0" encoding="ISO-8859-1"?><!DOCTYPE r><r>caf\#u{E9}</r>"#.utf8)))
         #expect(!refused(Data("<r><![CDATA[<!ENTITY is only text here>]]></r>".utf8)))
     }

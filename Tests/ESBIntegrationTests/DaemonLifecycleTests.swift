@@ -107,7 +107,7 @@ import Testing
         try await server.start()
         defer { Task { await server.stop() } }
 
-        // New admin password and log level apply live; a new bind needs a restart.
+        // New admin password and log level apply live; a new bind or name needs a restart.
         try writeSecretFile("changed-password\n", to: server.directory + "/admin.password")
         try server.writeConfig(name: "reload-2", main: "log_level = debug")
         var text = try String(contentsOfFile: server.configPath, encoding: .utf8)
@@ -118,7 +118,8 @@ import Testing
 
         #expect(try await server.request("GET", "/esb/api/services", credentials: ("admin", "changed-password")).status == 200)
         #expect(try await server.request("GET", "/esb/api/services", credentials: server.admin).status == 401)
-        #expect(try await server.request("GET", "/esb/ping").json?["server"] as? String == "reload-2")
+        #expect(try await server.request("GET", "/esb/ping").json?["server"] as? String == "reload-1")
+        #expect(server.log.contains("[main] name changed from reload-1 to reload-2: needs a restart"))
         #expect(server.log.contains("debug esbd: reload applied"), "log level debug took effect")
         #expect(server.log.contains("[main] bind changed from 127.0.0.1:\(server.port) to 127.0.0.1:1: needs a restart"))
 
@@ -128,7 +129,7 @@ import Testing
         #expect(await server.notify.wait(for: "READY=1") != nil)
         #expect(server.log.contains("reload failed; keeping the configuration in force"))
         #expect(server.log.contains("server.conf:2: error: [main] log_level = 'loud' is not valid"))
-        #expect(try await server.request("GET", "/esb/ping").json?["server"] as? String == "reload-2")
+        #expect(try await server.request("GET", "/esb/ping").json?["server"] as? String == "reload-1")
     }
 
     @Test func jsonLogFormatWritesOneObjectPerLine() async throws {

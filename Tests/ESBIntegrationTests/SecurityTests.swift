@@ -190,7 +190,8 @@ import Testing
 
         // Challenges (no credentials) are not failed sign-ins.
         for _ in 0..<15 { #expect(try await server.request("GET", "/esb/api/services").status == 401) }
-        for attempt in 1...10 {
+        // More than 10 failures in a minute: the 11th is still answered, then the address waits.
+        for attempt in 1...11 {
             let reply = try await server.request("GET", "/esb/api/services", credentials: ("admin", "guess-\(attempt)"))
             #expect(reply.status == 401)
         }
@@ -198,10 +199,16 @@ import Testing
         #expect(throttled.status == 429, "right credentials included")
         #expect(errorCode(throttled) == "auth.throttled")
         #expect(Int(throttled.headers["retry-after"] ?? "") ?? 0 > 0)
-        // The dashboard is the same realm.
-        let page = try await runCommand("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}",
-                                                          "http://127.0.0.1:\(server.port)/esb/api/deployments", "-u", "admin:\(server.password)"])
-        #expect(page.stdout == "429")
+        // The dashboard's sign-in is the same realm.
+        let base = "http://127.0.0.1:\(server.port)", jar = server.directory + "/cookies"
+        _ = try await runCommand("/usr/bin/curl", ["-s", "-c", jar, "-o", "/dev/null", base + "/esb/dashboard/login"])
+        let cookies = (try? String(contentsOfFile: jar, encoding: .utf8)) ?? ""
+        let token = cookies.split(separator: "\n").first { $0.contains("esb_login_csrf") }?.split(separator: "\t").last.map(String.init) ?? ""
+        let signIn = try await runCommand("/usr/bin/curl", ["-s", "-b", jar, "-D", "-", "-o", "/dev/null",
+                                                            "--data-urlencode", "csrf=\(token)", "--data-urlencode", "username=admin",
+                                                            "--data-urlencode", "password=\(server.password)", base + "/esb/dashboard/login"])
+        #expect(signIn.stdout.hasPrefix("HTTP/1.1 429"), "\(signIn.stdout)")
+        #expect(signIn.stdout.lowercased().contains("retry-after:"))
         // Each channel security definition is a realm of its own.
         #expect(try await server.request("GET", "/sec/guarded", headers: basic("acme", "s3cret")).status == 200)
         // Every failure is logged with the address and user name, never the password.
@@ -214,7 +221,7 @@ import Testing
         let trusted = try TestServer(main: "trusted_proxies = 127.0.0.1")
         try await trusted.start()
         defer { Task { await trusted.stop() } }
-        for _ in 1...10 {
+        for _ in 1...11 {
             _ = try await trusted.request("GET", "/esb/api/services", credentials: ("admin", "wrong"), headers: ["X-Forwarded-For": "198.51.100.7"])
         }
         #expect(try await trusted.request("GET", "/esb/api/services", credentials: trusted.admin,
@@ -225,7 +232,7 @@ import Testing
         let untrusted = try TestServer()
         try await untrusted.start()
         defer { Task { await untrusted.stop() } }
-        for attempt in 1...10 {
+        for attempt in 1...11 {
             _ = try await untrusted.request("GET", "/esb/api/services", credentials: ("admin", "wrong"),
                                             headers: ["X-Forwarded-For": "198.51.100.\(attempt)"])
         }
@@ -476,13 +483,74 @@ import Testing
         #expect(plain.stdout != "200", "no plain HTTP on a TLS listener")
         let untrusted = try await runCommand("/usr/bin/curl", ["-s", "-o", "/dev/null", https + "/esb/ping"])
         #expect(untrusted.status != 0, "the certificate is checked")
-        // The CLI trusts the listener through --cacert.
+        // The CLI trusts the listener through --cacert, or ESB_CACERT.
         let cli = try await runCommand(TestEnvironment.esb, ["ping", "--url", https, "--cacert", directory + "/cert.pem"])
         #expect(cli.status == 0, "\(cli.stderr)")
+        var environment = ProcessInfo.processInfo.environment
+        environment["ESB_CACERT"] = directory + "/cert.pem"
+        #expect(try await runCommand(TestEnvironment.esb, ["ping", "--url", https], environment: environment).status == 0)
+        environment["ESB_CACERT"] = nil
+        #expect(try await runCommand(TestEnvironment.esb, ["ping", "--url", https], environment: environment).status != 0,
+                "not trusted without the CA")
+        // TLS 1.2 and later only (the client's own floor lowered, so the server's is what refuses).
+        let old = try await runCommand("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(server.port)", "-tls1_1",
+                                                            "-cipher", "DEFAULT@SECLEVEL=0"], input: Data())
+        #expect(old.status != 0 && !old.stdout.contains("Server certificate"), "\(old.stdout)")
+        let current = try await runCommand("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(server.port)", "-tls1_2"], input: Data())
+        #expect(current.stdout.contains("TLSv1.2"), "\(current.stdout)\(current.stderr)")
         // Sessions are Secure cookies.
         let login = try await runCommand("/usr/bin/curl", ["-s", "-D", "-", "-o", "/dev/null", "--cacert", directory + "/cert.pem",
                                                            https + "/esb/dashboard/login"])
         #expect(login.stdout.lowercased().contains("; secure"))
+    }
+
+    @Test func r20APlainListenerOffLoopbackIsWarnedAbout() async throws {
+        let server = try TestServer()
+        let text = try String(contentsOfFile: server.configPath, encoding: .utf8)
+        try text.replacingOccurrences(of: "bind = 127.0.0.1:", with: "bind = 0.0.0.0:")
+            .write(toFile: server.configPath, atomically: true, encoding: .utf8)
+        try await server.start()
+        defer { Task { await server.stop() } }
+        #expect(server.log.contains("without TLS"), "\(server.log)")
+    }
+
+    @Test func r20AdminAPIRefusalsNameTheByteOffsetOrTheField() async throws {
+        let server = try TestServer()
+        try await server.start()
+        defer { Task { await server.stop() } }
+        let broken = try await server.request("POST", "/esb/api/security/basic-auth", body: Data(#"{"name": "a", "username": }"#.utf8),
+                                              credentials: server.admin)
+        #expect(broken.status == 422)
+        #expect(((broken.json?["error"] as? [String: Any])?["message"] as? String)?.contains("at byte 26") == true, "\(broken.text)")
+        let wrongKind = try await server.request("POST", "/esb/api/security/basic-auth", body: json(["name": "a", "username": ["x"]]),
+                                                 credentials: server.admin)
+        #expect(wrongKind.status == 422)
+        #expect((wrongKind.json?["error"] as? [String: Any])?["field"] as? String == "username", "\(wrongKind.text)")
+    }
+
+    @Test func r20ACompileThatRunsTooLongIsKilledWithItsChildren() async throws {
+        let directory = TestEnvironment.temporaryDirectory("slow-swiftc")
+        let compiler = directory + "/swiftc"
+        // A compiler that never finishes, and starts a child of its own as swiftc does.
+        try """
+            #!/bin/sh
+            if [ "$1" = "--version" ]; then echo "slow swiftc 1.0"; exit 0; fi
+            sleep 120 &
+            echo $! > \(directory)/child.pid
+            wait
+            """.write(toFile: compiler, atomically: true, encoding: .utf8)
+        #expect(chmod(compiler, 0o755) == 0)
+        let server = try TestServer(sections: "[hot_deploy]\nswiftc = \(compiler)\ncompile_timeout_seconds = 1\n")
+        try await server.start()
+        defer { Task { await server.stop() } }
+        try server.drop("slow.swift", "import ESBService\n" + HotDeployTests.service("Slow", "slow.svc", returning: "never"))
+        let unit = try await server.waitForDeployment("slow.swift", status: "failed")
+        #expect((unit["error"] as? String)?.contains("compile_timeout_seconds") == true, "\(unit)")
+        let pid = try #require(Int32(try String(contentsOfFile: directory + "/child.pid", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        let deadline = Date().addingTimeInterval(30)
+        while kill(pid, 0) == 0 && Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(kill(pid, 0) != 0, "the compiler's child was killed too")
     }
 
     // MARK: Files

@@ -119,17 +119,23 @@ enum XMLSafety {
 
     /// Refuses a DOCTYPE with an external identifier (SYSTEM or PUBLIC) and any entity declaration.
     static func declarationProblem(_ text: String) -> String? {
-        guard let doctype = text.range(of: "<!DOCTYPE", options: .caseInsensitive) else { return nil }
+        guard var doctype = text.range(of: "<!DOCTYPE", options: .caseInsensitive) else { return nil }
         if text.range(of: "<!ENTITY", options: .caseInsensitive) != nil {
             return "it declares entities (a DOCTYPE with <!ENTITY), which are refused"
         }
-        // The declaration's head, up to its internal subset or its end.
-        let head = text[doctype.upperBound...].prefix { $0 != "[" && $0 != ">" }
-        let words = head.split(whereSeparator: { $0.isWhitespace }).map { $0.uppercased() }
-        if words.contains("SYSTEM") || words.contains("PUBLIC") {
-            return "it refers to an external DTD (DOCTYPE … SYSTEM/PUBLIC), which is refused"
+        // Every DOCTYPE, not just the first: one inside a comment could hide the real one.
+        while true {
+            // The declaration's head, up to its internal subset or its end.
+            let head = text[doctype.upperBound...].prefix { $0 != "[" && $0 != ">" }
+            let words = head.split(whereSeparator: { $0.isWhitespace }).map { $0.uppercased() }
+            if words.contains(where: { $0.hasPrefix("SYSTEM") || $0.hasPrefix("PUBLIC") }) {
+                return "it refers to an external DTD (DOCTYPE … SYSTEM/PUBLIC), which is refused"
+            }
+            guard let next = text.range(of: "<!DOCTYPE", options: .caseInsensitive, range: doctype.upperBound..<text.endIndex) else {
+                return nil
+            }
+            doctype = next
         }
-        return nil
     }
 }
 

@@ -140,88 +140,72 @@ public enum EnmasseFile {
 
     /// Refuses, before the YAML composer sees it, text nested deeper than ``maximumNesting``
     /// (the composer recurses per level) and anchors or aliases (`&name`, `*name`: a reference
-    /// can stand for a whole list, so a few lines could expand to billions of objects). A
-    /// scan of where nodes start: after indentation, `- `, `: `, `? `, a tag, `[`, `{` or `,`,
-    /// outside quotes and comments.
+    /// can stand for a whole list, so a few lines could expand to billions of objects, and
+    /// Yams hashes every mapping key whole).
+    ///
+    /// Deliberately simple, so that no trick can put it out of step with the YAML parser: it
+    /// tracks no quotes and no comments, and treats every line break YAML knows (LF, CR, NEL,
+    /// LS, PS) as one. `&` or `*` opening a token at a line start or after `-`, `:`, `?`, `,`,
+    /// `[`, `{` or a tag, or right after `[`, `{`, `,` or `:`, is refused even inside quotes or
+    /// comments, where it would be harmless: a clear error beats a guess.
     static func structureProblem(_ text: String, name: String) -> ImportError.Problem? {
-        let space = UInt8(ascii: " "), tab = UInt8(ascii: "\t")
-        var flow = 0, line = 1, indentation = 0, dashes = 0
-        var atLineStart = true, atNodeStart = true, comment = false
-        var quote: UInt8? = nil
-        // An indicator (`-`, `:`, `?`, a tag) opens a node when a space follows it.
-        var pendingIndicator = false, afterSpace = true, inTag = false
-        // Inside quotes: a backslash escape (double), and `''` reopening (single).
-        var escaped = false, closedSingle = false
-        for byte in text.utf8 {
-            if byte == UInt8(ascii: "\n") {
-                line += 1; indentation = 0; dashes = 0
-                atLineStart = true; atNodeStart = true; comment = false; quote = nil; pendingIndicator = false; afterSpace = true
-                inTag = false; escaped = false; closedSingle = false
+        func nested(_ line: Int) -> ImportError.Problem {
+            .init(location: "\(name):\(line)", message: "nested deeper than \(maximumNesting) levels; enmasse files need 4")
+        }
+        let opensNodeAfterSpace: Set<Unicode.Scalar> = ["-", ":", "?", ",", "[", "{"]
+        let opensNodeAdjacent: Set<Unicode.Scalar> = [",", "[", "{", ":"]
+        var line = 1, flow = 0, indentation = 0, leadingIndicators = 0
+        var atLineStart = true, leading = true
+        var previous: Unicode.Scalar? = nil
+        var previousTokenFirst: Unicode.Scalar? = nil, previousTokenLast: Unicode.Scalar? = nil
+        var tokenFirst: Unicode.Scalar? = nil
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n", "\r", "\u{85}", "\u{2028}", "\u{2029}":
+                if scalar != "\n" || previous != "\r" { line += 1 }
+                atLineStart = true; leading = true; indentation = 0; leadingIndicators = 0
+                previous = nil; previousTokenFirst = nil; previousTokenLast = nil; tokenFirst = nil
                 continue
-            }
-            if comment { continue }
-            if let open = quote {
-                if escaped {
-                    escaped = false
-                } else if open == UInt8(ascii: "\""), byte == UInt8(ascii: "\\") {
-                    escaped = true
-                } else if byte == open {
-                    quote = nil
-                    closedSingle = open == UInt8(ascii: "'")
+            case " ", "\t":
+                if leading {
+                    indentation += 1
+                    if indentation > 4 * maximumNesting { return nested(line) }
                 }
+                if tokenFirst != nil {
+                    previousTokenFirst = tokenFirst
+                    previousTokenLast = previous
+                    tokenFirst = nil
+                }
+                previous = scalar
                 continue
-            }
-            if closedSingle {
-                closedSingle = false
-                if byte == UInt8(ascii: "'") {
-                    quote = byte
-                    continue
-                }
-            }
-            if byte == space || byte == tab {
-                if atLineStart { indentation += 1 }
-                afterSpace = true
-                if pendingIndicator || inTag { atNodeStart = true; pendingIndicator = false; inTag = false }
-                if indentation > 4 * maximumNesting {
-                    return .init(location: "\(name):\(line)", message: "nested deeper than \(maximumNesting) levels; enmasse files need 4")
-                }
-                continue
-            }
-            atLineStart = false
-            let wasNodeStart = atNodeStart, wasAfterSpace = afterSpace
-            afterSpace = false
-            atNodeStart = false
-            if pendingIndicator { pendingIndicator = false }
-            switch byte {
-            case UInt8(ascii: "&") where wasNodeStart, UInt8(ascii: "*") where wasNodeStart:
-                return .init(location: "\(name):\(line)", message: "anchors and aliases (&name, *name) are not accepted; write each object out")
-            case UInt8(ascii: "\"") where wasNodeStart, UInt8(ascii: "'") where wasNodeStart:
-                quote = byte
-            case UInt8(ascii: "#") where wasAfterSpace:
-                comment = true
-            case UInt8(ascii: "-") where wasNodeStart:
-                dashes += 1
-                if dashes > maximumNesting {
-                    return .init(location: "\(name):\(line)", message: "nested deeper than \(maximumNesting) levels; enmasse files need 4")
-                }
-                pendingIndicator = true
-            case UInt8(ascii: "!") where wasNodeStart:
-                inTag = true
-            case UInt8(ascii: "?") where wasNodeStart, UInt8(ascii: ":"):
-                pendingIndicator = true
-            case UInt8(ascii: "["), UInt8(ascii: "{"):
-                flow += 1
-                atNodeStart = true
-                if flow > maximumNesting {
-                    return .init(location: "\(name):\(line)", message: "nested deeper than \(maximumNesting) levels; enmasse files need 4")
-                }
-            case UInt8(ascii: ","):
-                atNodeStart = flow > 0
-            case UInt8(ascii: "]"), UInt8(ascii: "}"):
-                flow = max(0, flow - 1)
             default:
                 break
             }
+            let startsToken = tokenFirst == nil
+            if scalar == "&" || scalar == "*" {
+                let afterSpace = startsToken && (atLineStart || previousTokenLast.map(opensNodeAfterSpace.contains) == true
+                                                 || previousTokenFirst == "!")
+                let adjacent = !startsToken && previous.map(opensNodeAdjacent.contains) == true
+                if afterSpace || adjacent {
+                    return .init(location: "\(name):\(line)",
+                                 message: "anchors and aliases (&name, *name) are not accepted; write each object out")
+                }
+            }
+            if startsToken { tokenFirst = scalar }
+            if leading, scalar == "-" || scalar == "?" {
+                leadingIndicators += 1
+                if leadingIndicators > maximumNesting { return nested(line) }
+            } else {
+                leading = false
+            }
+            if scalar == "[" || scalar == "{" {
+                flow += 1
+                if flow > maximumNesting { return nested(line) }
+            } else if scalar == "]" || scalar == "}" {
+                flow = max(0, flow - 1)
+            }
+            atLineStart = false
+            previous = scalar
         }
         return nil
     }

@@ -86,6 +86,7 @@ public struct SwiftCompiler: Sendable {
         process.standardOutput = pipe
         process.standardError = pipe
         process.standardInput = FileHandle.nullDevice
+        let started = ContinuousClock.now
         try process.run()
         // Reading to EOF and waiting both block: do them on a GCD thread, never on the
         // cooperative pool. Reading before waiting keeps a chatty compiler from filling
@@ -97,10 +98,16 @@ public struct SwiftCompiler: Sendable {
                 continuation.resume(returning: (process.terminationStatus, data))
             }
         }
-        if Self.timeoutCommand != nil, Self.timedOutStatuses.contains(status) {
-            return Output(succeeded: false, diagnostics: String(decoding: data, as: UTF8.self)
+        let diagnostics = String(decoding: data, as: UTF8.self)
+        // By timeout's status, or by the clock: a compiler killed by the signal may report otherwise.
+        if status != 0, Self.timeoutCommand != nil,
+           Self.timedOutStatuses.contains(status) || ContinuousClock.now - started >= .seconds(seconds) {
+            return Output(succeeded: false, diagnostics: diagnostics
                 + "\nthe compile was stopped after \(seconds) s ([hot_deploy] compile_timeout_seconds)")
         }
-        return Output(succeeded: status == 0, diagnostics: String(decoding: data, as: UTF8.self))
+        if status != 0, diagnostics.isEmpty {
+            return Output(succeeded: false, diagnostics: "the compiler exited with status \(status) and printed nothing")
+        }
+        return Output(succeeded: status == 0, diagnostics: diagnostics)
     }
 }

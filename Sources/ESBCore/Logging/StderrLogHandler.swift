@@ -58,9 +58,17 @@ public struct StderrLogHandler: LogHandler {
     static func text(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
         var line = "\(timestamp()) \(level) \(label): \(escapingControlCharacters(message))"
         for key in metadata.keys.sorted() {
-            line += " \(escapingControlCharacters(key))=\(escapingControlCharacters(metadata[key]!.description))"
+            line += " \(escapingControlCharacters(key))=\(quotedIfNeeded(escapingControlCharacters(metadata[key]!.description)))"
         }
         return line
+    }
+
+    /// A metadata value (backslashes already doubled) that holds a space, `=` or a quote is
+    /// written in double quotes, with `\"`, so that a user name like `x esb.client=1.2.3.4`
+    /// cannot pose as another field.
+    static func quotedIfNeeded(_ value: String) -> String {
+        guard value.isEmpty || value.contains(where: { $0 == " " || $0 == "=" || $0 == "\"" }) else { return value }
+        return "\"" + value.replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 
     /// `text` with C0 and C1 control characters and DEL as `\n`, `\r`, `\t` or `\u{…}`.
@@ -68,9 +76,14 @@ public struct StderrLogHandler: LogHandler {
         func isControl(_ scalar: Unicode.Scalar) -> Bool {
             scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}"
         }
-        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        guard text.unicodeScalars.contains(where: { isControl($0) || $0 == "\\" }) else { return text }
         var escaped = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
+            if scalar == "\\" {
+                // An escaped backslash, so that a literal `\n` in a payload reads differently from a newline.
+                escaped.append(contentsOf: "\\\\".unicodeScalars)
+                continue
+            }
             guard isControl(scalar) else {
                 escaped.append(scalar)
                 continue
@@ -88,7 +101,8 @@ public struct StderrLogHandler: LogHandler {
 
     static func json(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
         var object: [String: Any] = ["ts": timestamp(), "level": level.rawValue, "logger": label, "message": message]
-        for (key, value) in metadata { object[key] = value.jsonValue }
+        // Metadata never overwrites the line's own fields.
+        for (key, value) in metadata { object[["ts", "level", "logger", "message"].contains(key) ? "metadata." + key : key] = value.jsonValue }
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
             return text(level: level, label: label, message: message, metadata: metadata)
         }

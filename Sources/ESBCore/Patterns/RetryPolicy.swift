@@ -48,7 +48,7 @@ struct RetryPolicy: Sendable {
     func baseDelay(beforeRetry retry: Int) -> Duration {
         var delay = interval
         let ceiling = min(maxInterval ?? Self.longestInterval, Self.longestInterval)
-        if backoff == 1 { return min(delay, ceiling) }
+        if backoff == 1 || delay == .zero { return min(delay, ceiling) }
         for _ in 1..<max(1, retry) {
             // Multiplying a capped delay by at most 1000 stays far inside Duration's range.
             delay = delay * backoff

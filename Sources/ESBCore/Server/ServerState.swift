@@ -37,12 +37,22 @@ public final class ServerState: Sendable {
 
     /// Applies a re-read configuration; returns a line for each change that needs a restart.
     public func apply(_ config: ServerConfig, credentials: AdminCredentials) -> [String] {
+        var applied = config
         let old = live.withLock { state in
-            defer { state = Live(config: config, credentials: credentials) }
+            // What needs a restart keeps its running value until then (INTERFACES.md §2).
+            applied.main.name = state.config.main.name
+            applied.main.bind = state.config.main.bind
+            applied.main.workDir = state.config.main.workDir
+            applied.main.tlsCertPath = state.config.main.tlsCertPath
+            applied.main.tlsKeyPath = state.config.main.tlsKeyPath
+            applied.main.idleTimeoutSeconds = state.config.main.idleTimeoutSeconds
+            applied.odb = state.config.odb
+            applied.crypto = state.config.crypto
+            defer { state = Live(config: applied, credentials: credentials) }
             return state.config
         }
-        logSettings.update(level: config.main.logLevel, format: config.main.logFormat)
-        for observer in reloadObservers.withLock({ $0 }) { observer(config) }
+        logSettings.update(level: applied.main.logLevel, format: applied.main.logFormat)
+        for observer in reloadObservers.withLock({ $0 }) { observer(applied) }
         return Self.changesNeedingRestart(from: old, to: config)
     }
 
@@ -72,6 +82,9 @@ public final class ServerState: Sendable {
 
     static func changesNeedingRestart(from old: ServerConfig, to new: ServerConfig) -> [String] {
         var notes: [String] = []
+        if old.main.name != new.main.name {
+            notes.append("[main] name changed from \(old.main.name) to \(new.main.name)")
+        }
         if old.main.bind != new.main.bind {
             notes.append("[main] bind changed from \(old.main.bind) to \(new.main.bind)")
         }

@@ -32,7 +32,8 @@ public final class InFlightLedger: Sendable {
         previousRun = Self.read(countersPath: countersPath, namesPath: namesPath)
 
         let size = Self.capacity * MemoryLayout<Int64>.stride
-        let fd = open(countersPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // Never through a link: one planted in work_dir could make the start zero another file.
+        let fd = open(countersPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
         defer { close(fd) }
         guard ftruncate(fd, off_t(size)) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }

@@ -1,3 +1,4 @@
+import ESBCore
 import HTTPTypes
 import Hummingbird
 
@@ -11,6 +12,14 @@ struct BrowserHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try await next(request, context)
         } catch let error as any HTTPResponseError {
             response = try error.response(from: request, context: context)
+        } catch {
+            // The text may name internals: logged here, answered generically, with the headers.
+            let cid = ServiceInvoker.newCID()
+            context.logger.error("request failed", metadata: ["esb.path": "\(request.uri.path)", "esb.cid": "\(cid)",
+                                                              "esb.error": "\(error)"])
+            var apiError = APIError(.internalServerError, code: "internal", "internal error; the server log has the details under cid \(cid)")
+            apiError.cid = cid
+            response = try apiError.response(from: request, context: context)
         }
         BrowserHeaders.protect(&response.headers)
         return response

@@ -21,7 +21,8 @@ struct JSONErrorMiddleware: RouterMiddleware {
                 throw APIError(error.status, code: Self.code(for: error.status), error.body ?? Self.message(for: error.status, request: request))
             }
             // The admin API tells nothing, not even its methods, without credentials.
-            if request.uri.path.hasPrefix("/esb/api/") {
+            // The router ignores empty segments: `//esb//api/x` is the admin API too.
+            if request.uri.path.split(separator: "/").first == "esb", request.uri.path.split(separator: "/").dropFirst().first == "api" {
                 try AdminAuthMiddleware.authenticate(request, context: context, state: state, signIns: signIns)
             }
             var methodError = APIError(.methodNotAllowed, code: "method_not_allowed",

@@ -155,8 +155,9 @@ struct OpenAPIDocument {
                 "service": ["type": "string"], "status": ["type": "string", "enum": ["ok", "failed", "skipped", "pending"]],
                 "duration_ms": ["type": ["integer", "null"]], "error": ["type": ["string", "null"]], "line": ["type": "integer"],
             ]]],
-            "EnmasseImported": ["type": "object", "required": ["created", "updated"], "properties": [
+            "EnmasseImported": ["type": "object", "required": ["created", "updated", "warnings"], "properties": [
                 "created": ["type": "array", "items": ["type": "string"]], "updated": ["type": "array", "items": ["type": "string"]],
+                "warnings": ["type": "array", "items": ["type": "string"]],
             ]],
             "AsyncStatus": ["type": "object", "required": ["cid", "kind", "status", "target", "attempts", "repeats"], "properties": [
                 "cid": ["type": "string"], "kind": ["type": "string", "enum": ["invoke_async", "invoke_retry"]],
@@ -187,7 +188,7 @@ struct OpenAPIDocument {
                     "type": "object", "required": ["code", "message"],
                     "properties": [
                         "code": ["type": "string"], "message": ["type": "string"],
-                        "field": ["type": ["string", "null"]],
+                        "field": ["type": ["string", "null"]], "cid": ["type": "string"],
                         "problems": ["type": "array", "items": ["type": "object", "properties": [
                             "location": ["type": "string"], "object": ["type": ["string", "null"]],
                             "field": ["type": ["string", "null"]], "message": ["type": "string"],
@@ -203,7 +204,15 @@ struct OpenAPIDocument {
         var paths: [String: [String: Any]] = [:]
         for operation in operations {
             var responses: [String: Any] = [:]
-            for (status, schema) in operation.responses {
+            // §7's answers any route may give: 429 after too many failed sign-ins, 403 for a
+            // cross-site state change, 413 for a body over the limit.
+            var statuses = operation.responses
+            if operation.authenticated { statuses[429] = "Error" }
+            if operation.path.hasPrefix("/esb/api/"), ["post", "put", "patch", "delete"].contains(operation.method) {
+                statuses[403] = "Error"
+                statuses[413] = "Error"
+            }
+            for (status, schema) in statuses {
                 var response: [String: Any] = ["description": HTTPStatusText.text(status)]
                 if let schema {
                     response["content"] = ["application/json": ["schema": ["$ref": "#/components/schemas/\(schema)"]]]
@@ -252,6 +261,9 @@ enum HTTPStatusText {
         case 201: "Created"
         case 204: "No content"
         case 401: "Credentials missing or wrong"
+        case 403: "Cross-site request refused (forbidden.cross_site)"
+        case 413: "Body larger than the path takes"
+        case 429: "Too many failed sign-ins from this address (auth.throttled, Retry-After)"
         case 404: "Not found"
         case 409: "Duplicate or in use"
         case 422: "Invalid"

@@ -46,13 +46,8 @@ struct AMQPRoutes {
         api.post("outgoing/amqp/{name}/publish") { request, context in
             let name = try context.parameters.decoded("name")
             let buffer = try await request.body.collect(upTo: 16 << 20)
-            let publish: PublishRequest
-            do {
-                publish = try JSONDecoder().decode(PublishRequest.self, from: Data(buffer: buffer))
-            } catch {
-                throw APIError(.unprocessableContent, code: "invalid",
-                               "publish to '\(name)': the body must be {payload, exchange, routing_key, properties, headers}: \(error)")
-            }
+            let publish = try JSON.decodeBody(PublishRequest.self, from: Data(buffer: buffer), what: "publish to '\(name)'",
+                                              expected: "{payload, exchange, routing_key, properties, headers}")
             if let priority = publish.properties?.priority, !(0...9).contains(priority) {
                 throw APIError(.unprocessableContent, code: "invalid", "publish to '\(name)': priority must be 0...9", field: "properties.priority")
             }

@@ -68,23 +68,8 @@ struct ObjectRoutes {
     /// the byte offset (not JSON) or the field (a value of the wrong kind).
     static func body(_ request: Request, kind: ObjectKind) async throws -> ObjectFields {
         let data = Data(buffer: try await request.body.collect(upTo: 1 << 20))
-        if let problem = JSONSyntax.problem(in: data) {
-            throw APIError(.unprocessableContent, code: "invalid", "\(kind.label): the body is not JSON: \(problem)")
-        }
-        do {
-            return try JSONDecoder().decode(ObjectFields.self, from: data)
-        } catch let error as DecodingError {
-            let context: DecodingError.Context? = switch error {
-            case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context),
-                 .dataCorrupted(let context): context
-            @unknown default: nil
-            }
-            if let field = context?.codingPath.first?.stringValue {
-                throw APIError(.unprocessableContent, code: "invalid",
-                               "\(kind.label): field '\(field)' must be a string, integer, boolean or null", field: field)
-            }
-            throw APIError(.unprocessableContent, code: "invalid", "\(kind.label): the body must be a JSON object of fields")
-        }
+        return try JSON.decodeBody(ObjectFields.self, from: data, what: kind.label,
+                                   expected: "a JSON object of strings, integers, booleans or null")
     }
 
     /// Maps store errors to §7's statuses.

@@ -82,9 +82,10 @@ struct ServiceRoutes {
         } catch {
             throw Self.failure(error, cid: cid, detailed: detailed)
         }
-        guard (100...599).contains(response.status) else {
+        // Outside 100–599 (§3), and 1xx, which is no final answer in HTTP/1: the caller gets 500.
+        guard (200...599).contains(response.status) else {
             // The invoker logged nothing: the service returned normally.
-            throw Self.failure(ServiceError(.internalError, "the service answered status \(response.status), outside 100–599"),
+            throw Self.failure(ServiceError(.internalError, "the service answered status \(response.status), not a final status from 200 to 599"),
                                cid: cid, detailed: detailed, log: true)
         }
         var headers: HTTPFields = [.contentType: response.contentType]
@@ -93,6 +94,9 @@ struct ServiceRoutes {
         }
         headers[.xESBCID] = cid
         headers[.xContentTypeOptions] = "nosniff"
+        // A service's answer shares the dashboard's origin: in a browser it runs sandboxed
+        // (no script with the dashboard's cookies) unless the service set a policy of its own.
+        if headers[.contentSecurityPolicy] == nil { headers[.contentSecurityPolicy] = "sandbox" }
         return Response(status: .init(code: response.status), headers: headers,
                         body: .init(byteBuffer: ByteBuffer(bytes: response.payload)))
     }

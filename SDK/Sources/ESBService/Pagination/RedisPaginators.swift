@@ -27,6 +27,7 @@ public actor ListPaginator: Paginator {
     }
 
     public func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
+        guard try RedisPagination.check(range, of: "ListPaginator") else { return ([], nil) }
         let reply = try await kvdb.execute(["LRANGE", key, String(range.lowerBound), String(range.upperBound - 1)])
         return (RedisPagination.strings(reply), nil)
     }
@@ -83,6 +84,7 @@ public actor ZSetPaginator: Paginator {
     }
 
     public func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
+        guard try RedisPagination.check(range, of: "ZSetPaginator") else { return (items: [], scores: withScores ? [] : nil) }
         var command: [String]
         if let scores {
             command = descending ? ["ZREVRANGEBYSCORE", key, scores.max, scores.min] : ["ZRANGEBYSCORE", key, scores.min, scores.max]
@@ -101,6 +103,14 @@ public actor ZSetPaginator: Paginator {
 }
 
 enum RedisPagination {
+    /// Whether `range` has items to fetch; a range below 0 is `argument.invalid`.
+    static func check(_ range: Range<Int>, of paginator: String) throws -> Bool {
+        guard range.lowerBound >= 0 else {
+            throw ServiceError.invalidArgument("\(paginator).fetch", "range", range, allowed: "a range from 0 on")
+        }
+        return !range.isEmpty
+    }
+
     static func integer(_ reply: RedisValue, _ command: String, _ key: String) throws -> Int {
         guard case .int(let value) = reply else {
             throw ServiceError(.kvdbReplyError, "kvdb \(command) \(key): expected an integer reply, got \(reply)")

@@ -52,6 +52,9 @@ install -m 0644 README.md "$DOC/"
 
 SWIFTC=$(command -v swiftc || true)
 # Not readlink -f: swiftc is a link to swift-driver, which takes its mode from the name.
+# server.conf names the secrets' files and may hold [kvdb] password: not for every user,
+# not even while it is being written.
+umask 027
 if [ ! -f "$ETC/server.conf" ]; then
     say "writing $ETC/server.conf"
     sed -e "s|^work_dir = ./work|work_dir = $STATE/work|" \
@@ -61,11 +64,11 @@ if [ ! -f "$ETC/server.conf" ]; then
         -e "s|^pickup_dir = ./pickup|pickup_dir = $STATE/pickup|" \
         -e "s|^swiftc = swiftc|swiftc = ${SWIFTC:-swiftc}|" \
         -e "s|file://config/payloads/hello.json|file://$ETC/payloads/hello.json|" \
-        server.conf.example > "$ETC/server.conf"
-    # server.conf names the secrets' files and may hold [kvdb] password: not for every user.
-    chmod 0640 "$ETC/server.conf"
+        server.conf.example > "$ETC/server.conf.new"
+    mv "$ETC/server.conf.new" "$ETC/server.conf"
     install -m 0644 config/payloads/hello.json "$ETC/payloads/"
 fi
+chmod 0640 "$ETC/server.conf"
 [ -f "$ETC/secret.key" ] || "$LIB/esb" create-key "$ETC/secret.key"
 if [ ! -f "$ETC/admin.password" ]; then
     (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$ETC/admin.password")

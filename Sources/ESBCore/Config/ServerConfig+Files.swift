@@ -26,7 +26,13 @@ extension ServerConfig {
     /// checked; a path that does not exist yet is left to the code that reads or creates it.
     public func fileModeProblems() -> [ConfigDiagnostic] {
         var problems: [String] = []
-        for (key, directory) in [("[main] work_dir", main.workDir), ("[hot_deploy] pickup_dir", hotDeploy.pickupDir)] {
+        var directories = [("[main] work_dir", main.workDir), ("[hot_deploy] pickup_dir", hotDeploy.pickupDir)]
+        let libraries = hotDeploy.pickupDir + "/lib"
+        directories.append(("[hot_deploy] pickup_dir's lib", libraries))
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: libraries)) ?? [] {
+            directories.append(("[hot_deploy] pickup_dir's library", libraries + "/" + name))
+        }
+        for (key, directory) in directories {
             if let mode = Self.mode(of: directory), mode & 0o002 != 0 {
                 problems.append("\(key) '\(directory)' has mode \(Self.octal(mode)): writable by others, so anyone on the host could deploy code; chmod o-w it")
             }

@@ -111,25 +111,37 @@ public struct PickupWatcher: Service, CustomStringConvertible {
 
     func pickUp(_ name: String, atStart: Bool = false) async {
         let path = (directory as NSString).appendingPathComponent(name)
-        var info = stat()
-        guard lstat(path, &info) == 0 else {
-            logger.warning("picked-up file vanished before it could be read", metadata: ["esb.file": "\(path)"])
-            return
-        }
-        if info.st_mode & S_IFMT == S_IFLNK {
-            // A link could make the server read, and report, any file it can reach.
+        // One descriptor for the checks and the read: nothing can be swapped in between, a link is
+        // not followed (it could make the server read, and report, any file it can reach), and a
+        // FIFO cannot stall the watcher.
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        if fd < 0 && errno == ELOOP {
             logger.warning("pickup file is a symbolic link; ignored (copy the file in instead)", metadata: ["esb.file": "\(path)"])
             return
         }
-        guard info.st_mode & S_IFMT == S_IFREG else { return }
+        guard fd >= 0 else {
+            logger.warning("picked-up file vanished before it could be read", metadata: ["esb.file": "\(path)"])
+            return
+        }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return }
         let limit = maxSourceBytes()
         if Int(info.st_size) > limit {
             logger.error("pickup file refused: \(info.st_size) bytes, over [hot_deploy] max_source_bytes (\(limit))",
                          metadata: ["esb.file": "\(path)"])
             return
         }
-        guard let data = FileManager.default.contents(atPath: path), data.count <= limit else {
-            logger.warning("picked-up file vanished before it could be read", metadata: ["esb.file": "\(path)"])
+        let data: Data
+        do {
+            // nil at the end of the file: an empty file.
+            data = try handle.read(upToCount: limit + 1) ?? Data()
+        } catch {
+            logger.warning("picked-up file could not be read", metadata: ["esb.file": "\(path)", "esb.error": "\(error)"])
+            return
+        }
+        guard data.count <= limit else {
+            logger.error("pickup file refused: it grew over [hot_deploy] max_source_bytes (\(limit))", metadata: ["esb.file": "\(path)"])
             return
         }
         let outcome = atStart

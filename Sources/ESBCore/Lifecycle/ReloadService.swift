@@ -31,6 +31,8 @@ public struct ReloadService: Service, CustomStringConvertible {
         do {
             var loaded = try ServerConfig.load(path: path)
             try loaded.config.readSecretFiles()
+            let modeProblems = loaded.config.fileModeProblems()
+            if !modeProblems.isEmpty { throw ConfigError(modeProblems) }
             let credentials = try AdminCredentials(config: loaded.config)
             for warning in loaded.warnings { logger.warning("\(warning)") }
             let restartNeeded = state.apply(loaded.config, credentials: credentials)

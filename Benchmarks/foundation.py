@@ -73,9 +73,9 @@ class Anchor:
         self.proc.terminate()
         self.proc.wait(timeout=30)
 
-def wrk(port, seconds, path="/esb/ping", script=None):
+def wrk(port, seconds, path="/esb/ping", script=None, scheme="http"):
     command = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency"] + (["-s", script] if script else [])
-    out = subprocess.run(command + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(command + [f"{scheme}://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]

@@ -1,6 +1,7 @@
 import ESBCore
 import Foundation
 import Hummingbird
+import Logging
 
 /// An error answered as `{"error": {"code", "message", "field"}}` (INTERFACES.md §7).
 public struct APIError: HTTPResponseError, Sendable {
@@ -22,6 +23,16 @@ public struct APIError: HTTPResponseError, Sendable {
     }
 
     public static func notFound(_ message: String) -> APIError { .init(.notFound, code: "not_found", message) }
+    /// 500 for an unexpected error: its text may name files, addresses or internals, so it goes
+    /// to the log under a new cid and the caller gets the cid.
+    static func `internal`(_ error: any Error, path: String, logger: Logger) -> APIError {
+        let cid = ServiceInvoker.newCID()
+        logger.error("request failed", metadata: ["esb.path": "\(path)", "esb.cid": "\(cid)", "esb.error": "\(error)"])
+        var apiError = APIError(.internalServerError, code: "internal", "internal error; the server log has the details under cid \(cid)")
+        apiError.cid = cid
+        return apiError
+    }
+
     public static func unauthorized() -> APIError {
         var error = APIError(.unauthorized, code: "unauthorized", "valid admin credentials are required (HTTP basic auth)")
         error.headers[.wwwAuthenticate] = #"Basic realm="SwiftESB", charset="UTF-8""#

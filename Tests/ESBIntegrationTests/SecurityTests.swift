@@ -130,6 +130,14 @@ import Testing
         #expect(reply.status == 201, "\(reply.text)")
     }
 
+    /// `def_sec` partner (acme / s3cret) and the channel `/sec/guarded` it secures.
+    func createGuardedChannel(_ server: TestServer) async throws {
+        #expect(try await server.request("POST", "/esb/api/security/basic-auth",
+                                         body: json(["name": "partner", "username": "acme", "password": "s3cret"]),
+                                         credentials: server.admin).status == 201)
+        try await createChannel(server, ["name": "guarded", "url_path": "/sec/guarded", "service": "sec.headers", "security": "partner"])
+    }
+
     func basic(_ user: String, _ password: String) -> [String: String] {
         ["Authorization": "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()]
     }
@@ -166,10 +174,7 @@ import Testing
     @Test func r20AnAuthorizationTheChannelCheckedNeverReachesTheService() async throws {
         let server = try await server()
         defer { Task { await server.stop() } }
-        #expect(try await server.request("POST", "/esb/api/security/basic-auth",
-                                         body: json(["name": "partner", "username": "acme", "password": "s3cret"]),
-                                         credentials: server.admin).status == 201)
-        try await createChannel(server, ["name": "guarded", "url_path": "/sec/guarded", "service": "sec.headers", "security": "partner"])
+        try await createGuardedChannel(server)
         try await createChannel(server, ["name": "open", "url_path": "/sec/open", "service": "sec.headers"])
         let guarded = try await server.request("GET", "/sec/guarded", headers: basic("acme", "s3cret"))
         #expect(guarded.status == 200)
@@ -183,10 +188,7 @@ import Testing
     @Test func r20PasswordGuessingIsThrottledPerRealmAndAddress() async throws {
         let server = try await server()
         defer { Task { await server.stop() } }
-        #expect(try await server.request("POST", "/esb/api/security/basic-auth",
-                                         body: json(["name": "partner", "username": "acme", "password": "s3cret"]),
-                                         credentials: server.admin).status == 201)
-        try await createChannel(server, ["name": "guarded", "url_path": "/sec/guarded", "service": "sec.headers", "security": "partner"])
+        try await createGuardedChannel(server)
 
         // Challenges (no credentials) are not failed sign-ins.
         for _ in 0..<15 { #expect(try await server.request("GET", "/esb/api/services").status == 401) }
@@ -200,13 +202,7 @@ import Testing
         #expect(errorCode(throttled) == "auth.throttled")
         #expect(Int(throttled.headers["retry-after"] ?? "") ?? 0 > 0)
         // The dashboard's sign-in is the same realm.
-        let base = "http://127.0.0.1:\(server.port)", jar = server.directory + "/cookies"
-        _ = try await runCommand("/usr/bin/curl", ["-s", "-c", jar, "-o", "/dev/null", base + "/esb/dashboard/login"])
-        let cookies = (try? String(contentsOfFile: jar, encoding: .utf8)) ?? ""
-        let token = cookies.split(separator: "\n").first { $0.contains("esb_login_csrf") }?.split(separator: "\t").last.map(String.init) ?? ""
-        let signIn = try await runCommand("/usr/bin/curl", ["-s", "-b", jar, "-D", "-", "-o", "/dev/null",
-                                                            "--data-urlencode", "csrf=\(token)", "--data-urlencode", "username=admin",
-                                                            "--data-urlencode", "password=\(server.password)", base + "/esb/dashboard/login"])
+        let signIn = try await dashboardSignIn(server, jar: server.directory + "/cookies")
         #expect(signIn.stdout.hasPrefix("HTTP/1.1 429"), "\(signIn.stdout)")
         #expect(signIn.stdout.lowercased().contains("retry-after:"))
         // Each channel security definition is a realm of its own.
@@ -431,17 +427,23 @@ import Testing
         #expect(page.contains("<script src=\"/esb/dashboard/static/dashboard.js\""))
     }
 
-    /// Signs in with curl (cookies in `jar`) and fetches `path`.
-    func dashboardPage(_ server: TestServer, jar: String, path: String) async throws -> String {
+    /// Posts the sign-in form with curl as a browser would (the form's CSRF cookie first;
+    /// cookies kept in `jar`); the result's stdout holds the response headers.
+    func dashboardSignIn(_ server: TestServer, jar: String) async throws -> CommandResult {
         let base = "http://127.0.0.1:\(server.port)"
         _ = try await runCommand("/usr/bin/curl", ["-s", "-c", jar, "-o", "/dev/null", base + "/esb/dashboard/login"])
         let cookies = (try? String(contentsOfFile: jar, encoding: .utf8)) ?? ""
         let token = cookies.split(separator: "\n").first { $0.contains("esb_login_csrf") }?.split(separator: "\t").last.map(String.init) ?? ""
-        let signIn = try await runCommand("/usr/bin/curl", ["-s", "-b", jar, "-c", jar, "-o", "/dev/null", "-w", "%{http_code}",
-                                                            "--data-urlencode", "csrf=\(token)", "--data-urlencode", "username=admin",
-                                                            "--data-urlencode", "password=\(server.password)", base + "/esb/dashboard/login"])
-        #expect(signIn.stdout == "302", "signed in")
-        return try await runCommand("/usr/bin/curl", ["-s", "-b", jar, base + path]).stdout
+        return try await runCommand("/usr/bin/curl", ["-s", "-b", jar, "-c", jar, "-D", "-", "-o", "/dev/null",
+                                                      "--data-urlencode", "csrf=\(token)", "--data-urlencode", "username=admin",
+                                                      "--data-urlencode", "password=\(server.password)", base + "/esb/dashboard/login"])
+    }
+
+    /// Signs in with curl (cookies in `jar`) and fetches `path`.
+    func dashboardPage(_ server: TestServer, jar: String, path: String) async throws -> String {
+        let signIn = try await dashboardSignIn(server, jar: jar)
+        #expect(signIn.stdout.hasPrefix("HTTP/1.1 302"), "signed in: \(signIn.stdout)")
+        return try await runCommand("/usr/bin/curl", ["-s", "-b", jar, "http://127.0.0.1:\(server.port)" + path]).stdout
     }
 
     @Test func r20DashboardSessionsEndWhenTheAdminCredentialsChange() async throws {

@@ -1,4 +1,3 @@
-import ESBCore
 import HTTPTypes
 import Hummingbird
 
@@ -13,13 +12,8 @@ struct BrowserHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as any HTTPResponseError {
             response = try error.response(from: request, context: context)
         } catch {
-            // The text may name internals: logged here, answered generically, with the headers.
-            let cid = ServiceInvoker.newCID()
-            context.logger.error("request failed", metadata: ["esb.path": "\(request.uri.path)", "esb.cid": "\(cid)",
-                                                              "esb.error": "\(error)"])
-            var apiError = APIError(.internalServerError, code: "internal", "internal error; the server log has the details under cid \(cid)")
-            apiError.cid = cid
-            response = try apiError.response(from: request, context: context)
+            response = try APIError.internal(error, path: request.uri.path, logger: context.logger)
+                .response(from: request, context: context)
         }
         BrowserHeaders.protect(&response.headers)
         return response

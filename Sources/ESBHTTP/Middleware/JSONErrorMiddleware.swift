@@ -36,14 +36,7 @@ struct JSONErrorMiddleware: RouterMiddleware {
             // NIO's and Hummingbird's own (a body over its limit: 413), with their status.
             throw APIError(error.status, code: Self.code(for: error.status), Self.message(for: error.status, request: request))
         } catch {
-            // The text may name files, addresses or internals: it goes to the log, not the caller.
-            let cid = ServiceInvoker.newCID()
-            context.logger.error("request failed", metadata: ["esb.path": "\(request.uri.path)", "esb.cid": "\(cid)",
-                                                              "esb.error": "\(error)"])
-            var apiError = APIError(.internalServerError, code: "internal",
-                                    "internal error; the server log has the details under cid \(cid)")
-            apiError.cid = cid
-            throw apiError
+            throw APIError.internal(error, path: request.uri.path, logger: context.logger)
         }
     }
 

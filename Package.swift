@@ -48,11 +48,22 @@ let package = Package(
         .target(name: "ESBAMQP", dependencies: ["CESBRabbitMQ"], swiftSettings: swiftSettings),
         .target(name: "ESBRedis", dependencies: ["CESBHiredis"], swiftSettings: swiftSettings),
 
-        // The core: configuration, ODB, secrets, logging, systemd, plugin loading.
+        // Configuration: server.conf, secrets at rest, admin credentials, logging. What the
+        // `esb` command line needs offline, without the server's heavy dependencies.
+        .target(
+            name: "ESBConfig",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // The core: ODB, registry, hot deploy, invocation, outgoing connections, systemd.
         .target(
             name: "ESBCore",
             dependencies: [
-                "ESBAMQP", "ESBRedis",
+                "ESBConfig", "ESBAMQP", "ESBRedis",
                 .product(name: "ESBService", package: "SDK"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -75,7 +86,7 @@ let package = Package(
         .target(
             name: "ESBHTTP",
             dependencies: [
-                "ESBCore",
+                "ESBConfig", "ESBCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -93,7 +104,7 @@ let package = Package(
         .executableTarget(
             name: "esbd",
             dependencies: [
-                "ESBCore", "ESBHTTP",
+                "ESBConfig", "ESBCore", "ESBHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -103,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "esb",
             dependencies: [
-                "ESBCore",
+                "ESBConfig",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -121,13 +132,13 @@ let package = Package(
         .testTarget(name: "ESBAMQPTests", dependencies: ["ESBAMQP"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ESBCoreTests",
-            dependencies: ["ESBCore", "ESBAMQP", "ESBRedis", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["ESBConfig", "ESBCore", "ESBAMQP", "ESBRedis", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ESBIntegrationTests",
             dependencies: [
-                "ESBCore", "ESBAMQP",
+                "ESBConfig", "ESBCore", "ESBAMQP",
                 .product(name: "ESBService", package: "SDK"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

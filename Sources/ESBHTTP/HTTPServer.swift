@@ -1,3 +1,4 @@
+import ESBConfig
 import ESBCore
 import Foundation
 import Hummingbird

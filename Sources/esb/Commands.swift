@@ -1,5 +1,5 @@
 import ArgumentParser
-import ESBCore
+import ESBConfig
 import Foundation
 
 struct ConfigCommand: AsyncParsableCommand {

@@ -1,6 +1,7 @@
 import ESBService
 import Foundation
 import Testing
+@testable import ESBConfig
 @testable import ESBCore
 
 /// The pure pieces behind §7's rules, without a server: secrets compared, logs escaped, YAML

@@ -1,4 +1,5 @@
 import Testing
+@testable import ESBConfig
 @testable import ESBCore
 
 @Suite struct INIDocumentTests {

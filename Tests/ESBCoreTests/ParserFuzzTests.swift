@@ -1,3 +1,4 @@
+@testable import ESBConfig
 @testable import ESBCore
 import Foundation
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import ESBConfig
 @testable import ESBCore
 
 @Suite struct ServerConfigTests {

@@ -1,4 +1,5 @@
 @_spi(ESBHost) import ESBService
+import ESBConfig
 import Foundation
 import Logging
 import Metrics

@@ -1,3 +1,4 @@
+import ESBConfig
 import Crypto
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+import ESBConfig
 import ESBRedis
 import ESBService
 import Foundation

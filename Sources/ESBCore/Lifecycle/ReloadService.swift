@@ -1,3 +1,4 @@
+import ESBConfig
 import Logging
 import ServiceLifecycle
 import UnixSignals

@@ -1,3 +1,4 @@
+import ESBConfig
 import Foundation
 import GRDB
 import Synchronization

@@ -1,3 +1,4 @@
+import ESBConfig
 import Foundation
 import Logging
 import Synchronization

@@ -1,3 +1,4 @@
+import ESBConfig
 import ESBService
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+@testable import ESBConfig
 @testable import ESBCore
 @_spi(ESBHost) import ESBService
 import Foundation

@@ -1,3 +1,4 @@
+import ESBConfig
 import AsyncHTTPClient
 import ESBCore
 import Foundation

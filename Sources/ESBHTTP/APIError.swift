@@ -3,7 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 
-/// An error answered as `{"error": {"code", "message", "field"}}` (INTERFACES.md §7).
+/// An error answered as `{"error": {"code", "message", "field"}}` (plus `cid` for failed calls).
 public struct APIError: HTTPResponseError, Sendable {
     public var status: HTTPResponse.Status
     public var code: String

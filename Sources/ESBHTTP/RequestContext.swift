@@ -15,7 +15,7 @@ public struct ESBRequestContext: RequestContext {
     }
 
     /// The client's address: the TCP peer, or the last `X-Forwarded-For` hop when the peer is
-    /// one of `[main] trusted_proxies` (INTERFACES.md §7 "Guessing").
+    /// one of `[main] trusted_proxies` (what the sign-in throttle counts by).
     func clientAddress(_ request: Request, trustedProxies: [String]) -> String {
         var peerAddress = peer?.ipAddress ?? "unknown"
         // A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d.

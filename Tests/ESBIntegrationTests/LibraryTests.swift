@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// Shared code for services (INTERFACES.md §3): library modules from `pickup/lib/NAME/`,
+/// Shared code for services: library modules from `pickup/lib/NAME/`,
 /// rebuilt with their dependents when they change, and prebuilt modules on
 /// `[hot_deploy] extra_module_paths`. Real swiftc, the built esbd.
 @Suite struct LibraryTests {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// R20: hostile clients against a running esbd, one test per rule of INTERFACES.md §7
+/// R20: hostile clients against a running esbd, one test per rule of the contract's
 /// "Security of the HTTP face": each sends the hostile request and checks what comes back.
 @Suite struct SecurityTests {
     func json(_ object: [String: Any]) -> Data { try! JSONSerialization.data(withJSONObject: object) }

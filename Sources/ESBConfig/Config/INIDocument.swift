@@ -1,6 +1,6 @@
 /// A parsed INI file: sections in file order, each with its entries in file order.
 ///
-/// Syntax (INTERFACES.md §2): `[section]`, `key = value`; a comment starts with `#` or `;`
+/// Syntax: `[section]`, `key = value`; a comment starts with `#` or `;`
 /// at the start of a line, or after whitespace that follows a value or a section header.
 /// Values are strings, never split on commas. A double-quoted value keeps leading and
 /// trailing spaces, `#` and `;`; inside quotes `\"` and `\\` escape.

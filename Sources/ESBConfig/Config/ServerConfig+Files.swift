@@ -20,7 +20,7 @@ extension ServerConfig {
     }
 
     /// Files and directories whose modes would let another local user take over the server
-    /// (INTERFACES.md §7 "Files"): the pickup and work directories must not be writable by
+    /// at start and on reload: the pickup and work directories must not be writable by
     /// others; the secret key, the TLS key and password files not writable by group or
     /// others, nor readable by others (`root:esb 0640` is fine). Parent directories are not
     /// checked; a path that does not exist yet is left to the code that reads or creates it.

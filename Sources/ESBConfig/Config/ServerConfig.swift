@@ -1,6 +1,6 @@
 import Foundation
 
-/// The typed contents of server.conf (INTERFACES.md §2). Every default below is the one
+/// The typed contents of server.conf (INI like Zato's). Every default below is the one
 /// used when the key is absent; relative paths are resolved against server.conf's directory.
 public struct ServerConfig: Sendable, Equatable {
     /// The absolute path of the file this was read from.

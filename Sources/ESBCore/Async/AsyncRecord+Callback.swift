@@ -1,6 +1,6 @@
 import Foundation
 
-/// The JSON a callback service receives (INTERFACES.md §6).
+/// The JSON a callback service receives: the invokeAsync shape or the invoke/retry shape, with a stable `callback_id`.
 extension AsyncRecord {
     /// The callback's payload: the `invokeAsync` shape or the invoke/retry shape. `redelivered`
     /// is true when an earlier hand-over of this callback never recorded its end (the process

@@ -1,7 +1,7 @@
 import Foundation
 import Yams
 
-/// enmasse files (INTERFACES.md §9): object lists keyed like Zato's (`def_sec`, `def_amqp`,
+/// enmasse files: object lists keyed like Zato's (`def_sec`, `def_amqp`,
 /// `outconn_amqp`, `channel_plain_http`), each object a mapping of scalars with its `name`.
 /// Rendering is stable: kinds in dependency order, objects by name, fields in the kind's
 /// order, so exports diff cleanly. Parsing reads YAML and JSON (a subset of YAML) alike and

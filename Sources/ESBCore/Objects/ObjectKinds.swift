@@ -31,7 +31,7 @@ public enum ObjectKinds {
             .init("max_body_bytes", .int, default: .null, check: ObjectKind.Field.range(1...(1 << 30))),
         ])
 
-    /// `def_amqp`: where a broker is and how to log in (INTERFACES.md §4).
+    /// `def_amqp`: where a broker is and how to log in.
     public static let amqpDefinition = ObjectKind(
         name: "def_amqp", label: "AMQP definition",
         fields: [

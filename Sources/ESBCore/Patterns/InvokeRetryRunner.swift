@@ -1,7 +1,7 @@
 import ESBService
 import Foundation
 
-/// invoke/retry (INTERFACES.md §6). Blocking: call the target, retry on a thrown error after
+/// invoke/retry, Zato's pattern. Blocking: call the target, retry on a thrown error after
 /// the policy's delay, stop at the first success (an empty response is one), and after the
 /// last failure throw `retry.exhausted` listing every attempt's error. In the background
 /// (`asyncFallback` after a failed first try, or `invokeAsync`): a durable record that the

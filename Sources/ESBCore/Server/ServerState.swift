@@ -40,7 +40,7 @@ public final class ServerState: Sendable {
     public func apply(_ config: ServerConfig, credentials: AdminCredentials) -> [String] {
         var applied = config
         let old = live.withLock { state in
-            // What needs a restart keeps its running value until then (INTERFACES.md §2).
+            // What needs a restart (the listener, names, stores, keys) keeps its running value until then.
             applied.main.name = state.config.main.name
             applied.main.bind = state.config.main.bind
             applied.main.workDir = state.config.main.workDir

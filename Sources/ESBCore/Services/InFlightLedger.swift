@@ -5,7 +5,7 @@ import Synchronization
 /// file mapped into memory (`MAP_SHARED`) with one counter per unit. A call adds one before
 /// the service starts and takes it away after; the kernel keeps the mapped page whatever ends
 /// the process (a trap, kill -9, the OOM killer), so the next start reads which units were
-/// running (INTERFACES.md §3: only they count a crash). Unit names go to a sidecar file when
+/// running: only they count a crash, toward quarantine after three in a row. Unit names go to a sidecar file when
 /// a unit first gets a slot, which happens once per unit and run.
 public final class InFlightLedger: Sendable {
     /// Units beyond this many in one run are not tracked (they count no crash).

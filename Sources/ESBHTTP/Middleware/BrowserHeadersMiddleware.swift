@@ -2,7 +2,7 @@ import HTTPTypes
 import Hummingbird
 
 /// Headers that keep browsers from framing, caching or sniffing what the server answers
-/// (INTERFACES.md §7 "Browsers"), on every response of the routes it guards, errors included.
+/// (dashboard pages and exports), on every response of the routes it guards, errors included.
 struct BrowserHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

@@ -1,10 +1,10 @@
 import HTTPTypes
 import Hummingbird
 
-/// Refuses state-changing requests a browser sends on another site's behalf (INTERFACES.md §7
-/// "Cross-site requests"): POST, PUT, PATCH or DELETE whose `Origin` host:port differs from
-/// the request's `Host`, or whose `Sec-Fetch-Site` is `cross-site` or `same-site`, get 403
-/// `forbidden.cross_site` before the body is read. `esb` and curl send neither header.
+/// Refuses state-changing requests a browser sends on another site's behalf: POST, PUT,
+/// PATCH or DELETE whose `Origin` host:port differs from the request's `Host`, or whose
+/// `Sec-Fetch-Site` is `cross-site` or `same-site`, get 403 `forbidden.cross_site` before the
+/// body is read. `esb` and curl send neither header.
 struct CrossSiteMiddleware<Context: RequestContext>: RouterMiddleware {
     /// Whether the listener speaks HTTPS (the default port of a `Host` without one).
     let secure: Bool

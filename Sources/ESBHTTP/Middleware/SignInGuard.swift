@@ -7,7 +7,7 @@ import Hummingbird
 import Logging
 import Synchronization
 
-/// Checks sign-ins and throttles guessing (INTERFACES.md §7 "Guessing"): after more than
+/// Checks sign-ins and throttles password guessing: after more than
 /// ``failureLimit`` failed sign-ins from one client address within a minute, counted per
 /// realm (`admin` for the admin API and dashboard together, `def_sec:NAME` for each channel
 /// security definition), that address gets 429 in that realm until the minute is over,

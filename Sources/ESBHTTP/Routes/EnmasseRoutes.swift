@@ -3,7 +3,7 @@ import Foundation
 import Hummingbird
 import NIOFoundationCompat
 
-/// enmasse through the API (INTERFACES.md §9): `GET /esb/api/enmasse/export?format=yaml|json
+/// enmasse through the API: `GET /esb/api/enmasse/export?format=yaml|json
 /// [&include_secrets=true]` and `POST /esb/api/enmasse/import[?replace=true][&name=FILE]`.
 struct EnmasseRoutes {
     let store: ObjectStore

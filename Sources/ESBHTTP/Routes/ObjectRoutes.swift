@@ -3,14 +3,14 @@ import Foundation
 import Hummingbird
 import NIOFoundationCompat
 
-/// CRUD of one kind of configuration object under `/esb/api/<path>` (INTERFACES.md §7):
+/// CRUD of one kind of configuration object under `/esb/api/<path>`:
 /// list 200 with a bare array, create 201, PUT a partial update, DELETE 204, password change.
 struct ObjectRoutes {
     let store: ObjectStore
     let kind: ObjectKind
     let path: String
 
-    /// Each kind's path under `/esb/api` (INTERFACES.md §7).
+    /// Each kind's path under `/esb/api`.
     static let paths: [(ObjectKind, String)] = [
         (ObjectKinds.basicAuth, "security/basic-auth"),
         (ObjectKinds.httpChannel, "channels/http"),

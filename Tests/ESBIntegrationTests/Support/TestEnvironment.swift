@@ -120,7 +120,7 @@ private final class DataBox: @unchecked Sendable {
 }
 
 /// Writes a secret file (a password) as an operator would: readable by its owner only, or
-/// esbd refuses to start (INTERFACES.md §7 "Files").
+/// esbd refuses to start.
 func writeSecretFile(_ text: String, to path: String) throws {
     try text.write(toFile: path, atomically: true, encoding: .utf8)
     guard chmod(path, 0o600) == 0 else { throw TestFailure("cannot chmod \(path)") }

@@ -81,7 +81,7 @@ public final class AMQPOutconns: Sendable {
         }
     }
 
-    /// Publishes through `outconn` (INTERFACES.md §4). Returns true when the broker confirmed
+    /// Publishes through `outconn`: the call's properties over the outconn's defaults, `x-esb-cid` added. Returns true when the broker confirmed
     /// the message, false when the outconn has confirms off (written to the socket).
     /// - Throws: ``ServiceError`` with the `amqp.*` code of what went wrong.
     @discardableResult

@@ -77,12 +77,18 @@ struct ObjectRoutes {
         do {
             return try await work()
         } catch let error as ObjectError {
-            let status: HTTPResponse.Status = switch error.code {
-            case .invalid: .unprocessableContent
-            case .duplicate, .inUse: .conflict
-            case .notFound: .notFound
-            }
-            throw APIError(status, code: error.code.rawValue, error.message, field: error.field)
+            throw APIError(error.httpStatus, code: error.code.rawValue, error.message, field: error.field)
+        }
+    }
+}
+
+extension ObjectError {
+    /// The one mapping of object errors to HTTP, for the API and the dashboard alike.
+    var httpStatus: HTTPResponse.Status {
+        switch code {
+        case .invalid: .unprocessableContent
+        case .duplicate, .inUse: .conflict
+        case .notFound: .notFound
         }
     }
 }

@@ -3,12 +3,17 @@ import Foundation
 
 /// The `[admin]` username and password that guard `/esb/api` and the dashboard.
 public struct AdminCredentials: Sendable, Equatable {
-    public var username: String
-    public var password: ServerConfig.Secret
+    public let username: String
+    public let password: ServerConfig.Secret
+    /// Both as digests, made once: every admin request compares against them.
+    private let usernameDigest: SecretDigest
+    private let passwordDigest: SecretDigest
 
     public init(username: String, password: String) {
         self.username = username
         self.password = .init(password)
+        usernameDigest = SecretDigest(username)
+        passwordDigest = SecretDigest(password)
     }
 
     /// Reads the password file named by `[admin] password_file` (one line; a trailing newline is dropped).
@@ -31,8 +36,8 @@ public struct AdminCredentials: Sendable, Equatable {
     /// Compares in constant time (``SecretDigest``): timing tells neither which part was wrong
     /// nor how much of it matched.
     public func matches(username: String, password: String) -> Bool {
-        let userMatches = SecretDigest(self.username).matches(username)
-        let passwordMatches = SecretDigest(self.password.value).matches(password)
+        let userMatches = usernameDigest.matches(username)
+        let passwordMatches = passwordDigest.matches(password)
         return userMatches && passwordMatches
     }
 

@@ -22,7 +22,7 @@ struct JSONErrorMiddleware: RouterMiddleware {
             }
             // The admin API tells nothing, not even its methods, without credentials.
             // The router ignores empty segments: `//esb//api/x` is the admin API too.
-            if request.uri.path.split(separator: "/").first == "esb", request.uri.path.split(separator: "/").dropFirst().first == "api" {
+            if request.uri.path.split(separator: "/").prefix(2) == ["esb", "api"] {
                 try AdminAuthMiddleware.authenticate(request, context: context, state: state, signIns: signIns)
             }
             var methodError = APIError(.methodNotAllowed, code: "method_not_allowed",

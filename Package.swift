@@ -59,11 +59,35 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The ODB: an engine-neutral store that names no feature; migrations are handed in.
+        .target(
+            name: "ESBStore",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings
+        ),
+
+        // Hot deploy: the live service registry, the deployment registry in the ODB, and the
+        // scanner, compiler, loader and pickup watcher that fill them. The only user of swift-syntax.
+        .target(
+            name: "ESBHotDeploy",
+            dependencies: [
+                "ESBStore",
+                .product(name: "ESBService", package: "SDK"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftParser", package: "swift-syntax"),
+                .product(name: "SwiftSyntax", package: "swift-syntax"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // The core: ODB, registry, hot deploy, invocation, outgoing connections, systemd.
         .target(
             name: "ESBCore",
             dependencies: [
-                "ESBConfig", "ESBAMQP", "ESBRedis",
+                "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBAMQP", "ESBRedis",
                 .product(name: "ESBService", package: "SDK"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -71,13 +95,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "SwiftParser", package: "swift-syntax"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
-                .product(name: "SwiftSyntax", package: "swift-syntax"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -86,7 +108,7 @@ let package = Package(
         .target(
             name: "ESBHTTP",
             dependencies: [
-                "ESBConfig", "ESBCore",
+                "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -104,7 +126,7 @@ let package = Package(
         .executableTarget(
             name: "esbd",
             dependencies: [
-                "ESBConfig", "ESBCore", "ESBHTTP",
+                "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -132,13 +154,13 @@ let package = Package(
         .testTarget(name: "ESBAMQPTests", dependencies: ["ESBAMQP"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ESBCoreTests",
-            dependencies: ["ESBConfig", "ESBCore", "ESBAMQP", "ESBRedis", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBAMQP", "ESBRedis", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "ESBIntegrationTests",
             dependencies: [
-                "ESBConfig", "ESBCore", "ESBAMQP",
+                "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBAMQP",
                 .product(name: "ESBService", package: "SDK"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

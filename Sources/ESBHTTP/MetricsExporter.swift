@@ -1,4 +1,5 @@
 import ESBCore
+import ESBHotDeploy
 import Foundation
 import Metrics
 import Prometheus

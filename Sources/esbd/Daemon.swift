@@ -1,6 +1,8 @@
 import ESBConfig
 import ESBCore
 import ESBHTTP
+import ESBHotDeploy
+import ESBStore
 import Foundation
 import Hummingbird
 import Logging

@@ -1,3 +1,4 @@
+import ESBStore
 @testable import ESBCore
 import Foundation
 import GRDB

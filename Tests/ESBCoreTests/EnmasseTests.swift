@@ -1,4 +1,5 @@
 @testable import ESBConfig
+import ESBStore
 @testable import ESBCore
 import Foundation
 import Testing

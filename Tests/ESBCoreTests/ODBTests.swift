@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Testing
+import ESBStore
 @testable import ESBCore
 
 /// GRDB's Linux support is not tested upstream: these run it against a real file.

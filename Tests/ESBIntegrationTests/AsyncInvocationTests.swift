@@ -1,3 +1,4 @@
+import ESBStore
 import Foundation
 import Testing
 

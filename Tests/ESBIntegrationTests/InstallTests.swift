@@ -1,7 +1,8 @@
 import ESBConfig
+import ESBCore
+import ESBHotDeploy
 import Foundation
 import Testing
-import ESBCore
 
 /// scripts/install.sh into a temporary root: the layout, the unit, the generated server.conf,
 /// the installed esbd running, and a service compiled against the installed SDK.

@@ -1,6 +1,7 @@
+import ESBCore
+import ESBHotDeploy
 import Foundation
 import Testing
-import ESBCore
 @_spi(ESBHost) import ESBService
 
 /// The plugin arrangement: a service file compiled by the real swiftc against the one

@@ -1,6 +1,7 @@
+import ESBStore
 import Foundation
-import Testing
 import Synchronization
+import Testing
 
 /// Reliability scenarios of TARGETS.md not covered by a feature's own suite: R7 (SIGTERM
 /// under load), R8 (SIGHUP under load), R9 (100 drops and a broken one), R14 (secrets).

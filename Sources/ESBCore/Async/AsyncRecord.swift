@@ -1,4 +1,5 @@
 import ESBService
+import ESBStore
 import Foundation
 import GRDB
 

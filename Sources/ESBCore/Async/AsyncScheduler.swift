@@ -1,5 +1,6 @@
 @_spi(ESBHost) import ESBService
 import ESBConfig
+import ESBStore
 import Foundation
 import Logging
 import Metrics

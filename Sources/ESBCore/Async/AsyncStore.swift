@@ -1,3 +1,4 @@
+import ESBStore
 import Foundation
 import GRDB
 
@@ -16,40 +17,39 @@ public final class AsyncStore: Sendable {
         committer = GroupCommitter(pool: odb.pool)
     }
 
-    static func migrate(_ migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("v5-async") { db in
-            try db.create(table: AsyncRecord.databaseTableName) { table in
-                table.primaryKey("cid", .text)
-                table.column("kind", .text).notNull()
-                table.column("source", .text)
-                table.column("orig_cid", .text)
-                table.column("target", .text).notNull()
-                table.column("payload", .blob).notNull()
-                table.column("callback", .text)
-                table.column("callback_id", .text).notNull()
-                table.column("context", .text)
-                table.column("repeats", .integer).notNull()
-                table.column("interval_ms", .integer).notNull()
-                table.column("backoff", .double).notNull()
-                table.column("max_interval_ms", .integer)
-                table.column("attempts", .integer).notNull()
-                table.column("status", .text).notNull()
-                table.column("errors", .text).notNull()
-                table.column("response", .blob)
-                table.column("next_run_at", .integer)
-                table.column("callback_status", .text).notNull()
-                table.column("callback_deliveries", .integer).notNull()
-                table.column("callback_deferrals", .integer).notNull()
-                table.column("callback_error", .text)
-                table.column("interruptions", .integer).notNull()
-                table.column("created_at", .integer).notNull()
-                table.column("updated_at", .integer).notNull()
-                table.column("finished_at", .integer)
-            }
-            try db.execute(sql: "CREATE INDEX async_invocation_due ON async_invocation(next_run_at) WHERE next_run_at IS NOT NULL")
-            try db.execute(sql: "CREATE INDEX async_invocation_status ON async_invocation(status)")
-            try db.execute(sql: "CREATE INDEX async_invocation_finished ON async_invocation(finished_at) WHERE finished_at IS NOT NULL")
+    /// The invocations' table.
+    public static let table = ODBMigration("v5-async") { db in
+        try db.create(table: AsyncRecord.databaseTableName) { table in
+            table.primaryKey("cid", .text)
+            table.column("kind", .text).notNull()
+            table.column("source", .text)
+            table.column("orig_cid", .text)
+            table.column("target", .text).notNull()
+            table.column("payload", .blob).notNull()
+            table.column("callback", .text)
+            table.column("callback_id", .text).notNull()
+            table.column("context", .text)
+            table.column("repeats", .integer).notNull()
+            table.column("interval_ms", .integer).notNull()
+            table.column("backoff", .double).notNull()
+            table.column("max_interval_ms", .integer)
+            table.column("attempts", .integer).notNull()
+            table.column("status", .text).notNull()
+            table.column("errors", .text).notNull()
+            table.column("response", .blob)
+            table.column("next_run_at", .integer)
+            table.column("callback_status", .text).notNull()
+            table.column("callback_deliveries", .integer).notNull()
+            table.column("callback_deferrals", .integer).notNull()
+            table.column("callback_error", .text)
+            table.column("interruptions", .integer).notNull()
+            table.column("created_at", .integer).notNull()
+            table.column("updated_at", .integer).notNull()
+            table.column("finished_at", .integer)
         }
+        try db.execute(sql: "CREATE INDEX async_invocation_due ON async_invocation(next_run_at) WHERE next_run_at IS NOT NULL")
+        try db.execute(sql: "CREATE INDEX async_invocation_status ON async_invocation(status)")
+        try db.execute(sql: "CREATE INDEX async_invocation_finished ON async_invocation(finished_at) WHERE finished_at IS NOT NULL")
     }
 
     /// Stores a new record; returns once it is committed, then wakes the scheduler.

@@ -1,5 +1,6 @@
-import ESBConfig
 import Crypto
+import ESBConfig
+import ESBStore
 import Foundation
 import Logging
 import Synchronization

@@ -1,4 +1,5 @@
 import ESBConfig
+import ESBStore
 import Foundation
 import GRDB
 import Synchronization
@@ -21,17 +22,16 @@ public final class ObjectStore: Sendable {
         self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.name, $0) })
     }
 
-    static func migrate(_ migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("v3-config-objects") { db in
-            try db.create(table: "config_object") { table in
-                table.column("kind", .text).notNull()
-                table.column("name", .text).notNull()
-                table.column("body", .text).notNull()
-                table.column("secret", .text)
-                table.column("created_at", .datetime).notNull()
-                table.column("updated_at", .datetime).notNull()
-                table.primaryKey(["kind", "name"])
-            }
+    /// The objects' table.
+    public static let table = ODBMigration("v3-config-objects") { db in
+        try db.create(table: "config_object") { table in
+            table.column("kind", .text).notNull()
+            table.column("name", .text).notNull()
+            table.column("body", .text).notNull()
+            table.column("secret", .text)
+            table.column("created_at", .datetime).notNull()
+            table.column("updated_at", .datetime).notNull()
+            table.primaryKey(["kind", "name"])
         }
     }
 

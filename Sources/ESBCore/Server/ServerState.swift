@@ -1,4 +1,5 @@
 import ESBConfig
+import ESBStore
 import Foundation
 import Logging
 import Synchronization

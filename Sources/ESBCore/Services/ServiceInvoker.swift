@@ -1,4 +1,6 @@
 @_spi(ESBHost) import ESBService
+import ESBHotDeploy
+import ESBStore
 import Foundation
 import Logging
 import Metrics

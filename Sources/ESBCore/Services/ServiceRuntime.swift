@@ -1,3 +1,5 @@
+import ESBHotDeploy
+import ESBStore
 import Foundation
 import Logging
 

@@ -1,4 +1,5 @@
 import ESBCore
+import ESBStore
 import Foundation
 
 /// The OpenAPI 3 description of the HTTP interface, served at `/esb/api/openapi.json`.

@@ -1,4 +1,5 @@
 import ESBCore
+import ESBStore
 import Foundation
 import Hummingbird
 import NIOFoundationCompat

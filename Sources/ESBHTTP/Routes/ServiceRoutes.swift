@@ -1,4 +1,5 @@
 import ESBCore
+import ESBHotDeploy
 import ESBService
 import Foundation
 import HTTPTypes

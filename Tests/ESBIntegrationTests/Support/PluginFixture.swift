@@ -1,4 +1,5 @@
 import ESBCore
+import ESBHotDeploy
 import Foundation
 
 /// Writes a Swift source into a fresh directory and compiles it as a service library.

@@ -1,5 +1,6 @@
 import ESBAMQP
 import ESBService
+import ESBStore
 import Foundation
 import Logging
 import Metrics

@@ -9,7 +9,7 @@ import Synchronization
 /// acceptance keep up with thousands of callers. An operation that throws rolls back its
 /// savepoint only and fails alone; a failed commit fails the whole batch. Everything runs
 /// on GRDB's writer queue, never on Swift's cooperative pool.
-final class GroupCommitter: Sendable {
+public final class GroupCommitter: Sendable {
     private let pool: DatabasePool
     private let queue = Mutex<Queue>(Queue())
 
@@ -25,11 +25,11 @@ final class GroupCommitter: Sendable {
         var finish: @Sendable ((any Error)?) -> Void
     }
 
-    init(pool: DatabasePool) { self.pool = pool }
+    public init(pool: DatabasePool) { self.pool = pool }
 
     /// Runs `operation` in the next group commit and returns its result once committed.
     /// - Throws: what `operation` threw, or the commit's error.
-    func write<T: Sendable>(_ operation: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    public func write<T: Sendable>(_ operation: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             let outcome = OutcomeBox<T>()
             enqueue(Job(

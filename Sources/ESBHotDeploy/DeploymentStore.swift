@@ -1,3 +1,4 @@
+import ESBStore
 import Foundation
 import GRDB
 
@@ -29,47 +30,44 @@ public struct DeploymentStore: Sendable {
         public var createdAt: Date
     }
 
-    static func migrate(_ migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("v2-deployments") { db in
-            try db.create(table: "deployment_unit") { table in
-                table.primaryKey("name", .text)
-                table.column("kind", .text).notNull()
-                table.column("status", .text).notNull()
-                table.column("serving_version", .integer)
-                table.column("error", .text)
-                table.column("created_at", .datetime).notNull()
-                table.column("updated_at", .datetime).notNull()
-            }
-            try db.create(table: "deployment_version") { table in
-                table.column("unit", .text).notNull().references("deployment_unit", onDelete: .cascade)
-                table.column("version", .integer).notNull()
-                table.column("hash", .text).notNull()
-                table.column("source", .blob).notNull()
-                table.column("services", .text).notNull()
-                table.column("status", .text).notNull()
-                table.column("error", .text)
-                table.column("created_at", .datetime).notNull()
-                table.primaryKey(["unit", "version"])
-            }
+    /// The registry's tables.
+    public static let tables = ODBMigration("v2-deployments") { db in
+        try db.create(table: "deployment_unit") { table in
+            table.primaryKey("name", .text)
+            table.column("kind", .text).notNull()
+            table.column("status", .text).notNull()
+            table.column("serving_version", .integer)
+            table.column("error", .text)
+            table.column("created_at", .datetime).notNull()
+            table.column("updated_at", .datetime).notNull()
+        }
+        try db.create(table: "deployment_version") { table in
+            table.column("unit", .text).notNull().references("deployment_unit", onDelete: .cascade)
+            table.column("version", .integer).notNull()
+            table.column("hash", .text).notNull()
+            table.column("source", .blob).notNull()
+            table.column("services", .text).notNull()
+            table.column("status", .text).notNull()
+            table.column("error", .text)
+            table.column("created_at", .datetime).notNull()
+            table.primaryKey(["unit", "version"])
         }
     }
 
-    static func migrateImports(_ migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("v6-library-imports") { db in
-            try db.alter(table: "deployment_version") { table in
-                table.add(column: "imports", .text).notNull().defaults(to: "[]")
-            }
+    /// What each version imports.
+    public static let importsColumn = ODBMigration("v6-library-imports") { db in
+        try db.alter(table: "deployment_version") { table in
+            table.add(column: "imports", .text).notNull().defaults(to: "[]")
         }
     }
 
     /// How many crashes in a row quarantine a unit.
     public static let quarantineAfterCrashes = 3
 
-    static func migrateCrashTracking(_ migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("v4-crash-tracking") { db in
-            try db.alter(table: "deployment_unit") { table in
-                table.add(column: "crash_count", .integer).notNull().defaults(to: 0)
-            }
+    /// Crashes in a row per unit.
+    public static let crashCountColumn = ODBMigration("v4-crash-tracking") { db in
+        try db.alter(table: "deployment_unit") { table in
+            table.add(column: "crash_count", .integer).notNull().defaults(to: 0)
         }
     }
 

@@ -1,5 +1,6 @@
 import Crypto
 import ESBService
+import ESBStore
 import Foundation
 import Logging
 

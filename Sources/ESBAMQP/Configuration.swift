@@ -44,9 +44,13 @@ public struct PoolConfiguration: Sendable, Equatable {
     /// First reconnect delay; doubles up to ``maximumBackoffSeconds``, with jitter.
     public var initialBackoffSeconds: Double = 1
     public var maximumBackoffSeconds: Double = 60
+    /// The header a mandatory message carries its delivery tag in, so that a Basic.Return
+    /// (which has no delivery tag) can be matched to its send. The application names it.
+    public var returnTagHeader: String
 
-    public init(name: String, broker: BrokerConfiguration) {
+    public init(name: String, broker: BrokerConfiguration, returnTagHeader: String) {
         self.name = name
         self.broker = broker
+        self.returnTagHeader = returnTagHeader
     }
 }

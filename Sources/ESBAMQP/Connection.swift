@@ -8,7 +8,7 @@ final class Connection {
     enum Incoming {
         case ack(tag: UInt64, multiple: Bool)
         case nack(tag: UInt64, multiple: Bool)
-        /// A mandatory message came back; `tag` is what its `x-esb-msg-id` header carried.
+        /// A mandatory message came back; `tag` is what its return-tag header carried.
         case returned(tag: UInt64?, code: Int, text: String)
         case channelClosed(code: Int, text: String)
         case connectionClosed(code: Int, text: String)
@@ -17,17 +17,16 @@ final class Connection {
         case other
     }
 
-    /// The header stamping a mandatory message with its delivery tag, to match returns.
-    static let messageIdHeader = "x-esb-msg-id"
-
     private let state: amqp_connection_state_t
     private(set) var channel: amqp_channel_t = 1
     private let broker: BrokerConfiguration
     private let confirm: Bool
     private let name: String
+    /// The header stamping a mandatory message with its delivery tag, to match returns.
+    private let returnTagHeader: String
 
     /// A fresh, unconnected handle; ``open()`` connects it.
-    init(broker: BrokerConfiguration, confirm: Bool, name: String) throws(AMQPError) {
+    init(broker: BrokerConfiguration, confirm: Bool, name: String, returnTagHeader: String) throws(AMQPError) {
         guard let state = amqp_new_connection() else {
             throw AMQPError(.connectionFailed, "outgoing connection '\(name)': cannot allocate a librabbitmq connection")
         }
@@ -35,6 +34,7 @@ final class Connection {
         self.broker = broker
         self.confirm = confirm
         self.name = name
+        self.returnTagHeader = returnTagHeader
     }
 
     deinit { amqp_destroy_connection(state) }
@@ -104,11 +104,11 @@ final class Connection {
         _ = amqp_connection_close(state, AMQP_REPLY_SUCCESS)
     }
 
-    /// Writes one message; `tag` (when mandatory) goes into ``messageIdHeader``.
+    /// Writes one message; `tag` (when mandatory) goes into ``returnTagHeader``.
     func publish(_ message: OutgoingMessage, tag: UInt64?) throws(AMQPError) {
         let arena = CArena()
         var properties = message.properties
-        if let tag, message.mandatory { properties.headers[Self.messageIdHeader] = .int(Int64(tag)) }
+        if let tag, message.mandatory { properties.headers[returnTagHeader] = .int(Int64(tag)) }
         var encoded = arena.properties(properties)
         let status = message.body.withUnsafeBytes { body in
             amqp_basic_publish(state, channel, arena.bytes(message.exchange), arena.bytes(message.routingKey),
@@ -168,7 +168,7 @@ final class Connection {
         defer { amqp_destroy_message(&message) }
         let properties = message.properties
         guard properties._flags & amqp_flags_t(AMQP_BASIC_HEADERS_FLAG) != 0 else { return nil }
-        guard case .int(let tag)? = CArena.decode(properties.headers)[Self.messageIdHeader] else { return nil }
+        guard case .int(let tag)? = CArena.decode(properties.headers)[returnTagHeader] else { return nil }
         return UInt64(exactly: tag)
     }
 

@@ -95,7 +95,8 @@ final class ConnectionWorker: Sendable {
             setStatus(.connecting, error: nil)
             let connection: Connection
             do {
-                connection = try Connection(broker: configuration.broker, confirm: configuration.confirm, name: configuration.name)
+                connection = try Connection(broker: configuration.broker, confirm: configuration.confirm, name: configuration.name,
+                                            returnTagHeader: configuration.returnTagHeader)
                 try blocking(limitMilliseconds: configuration.broker.connectTimeoutMilliseconds * 4) { () throws(AMQPError) in try connection.open() }
             } catch {
                 setStatus(.backingOff, error: error.message)

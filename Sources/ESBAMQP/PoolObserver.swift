@@ -1,5 +1,5 @@
 /// What a pooled connection is doing.
-public enum ConnectionStatus: String, Sendable, Codable {
+public enum ConnectionStatus: String, Sendable {
     case connecting
     case connected
     /// Waiting before the next connect attempt.
@@ -32,7 +32,7 @@ public protocol PoolObserver: Sendable {
 }
 
 /// One pooled connection's state, for health pages.
-public struct ConnectionSnapshot: Sendable, Equatable, Codable {
+public struct ConnectionSnapshot: Sendable, Equatable {
     public var index: Int
     public var status: ConnectionStatus
     /// Messages queued or written and not yet confirmed.
@@ -41,8 +41,4 @@ public struct ConnectionSnapshot: Sendable, Equatable, Codable {
     public var lastError: String?
     /// Reconnects since the pool started.
     public var reconnects: Int
-
-    enum CodingKeys: String, CodingKey {
-        case index, status, inFlight = "in_flight", lastError = "last_error", reconnects
-    }
 }

@@ -29,7 +29,7 @@ import Testing
         var broker = BrokerConfiguration(host: AMQPPeer.host)
         broker.port = AMQPPeer.port
         broker.connectTimeoutMilliseconds = 1000
-        var configuration = PoolConfiguration(name: "r1", broker: broker)
+        var configuration = PoolConfiguration(name: "r1", broker: broker, returnTagHeader: "x-esb-msg-id")
         configuration.acquireTimeoutMilliseconds = 1000
         configuration.maximumBackoffSeconds = 4
         let pool = Pool(configuration)

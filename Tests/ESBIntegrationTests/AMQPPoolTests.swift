@@ -9,7 +9,7 @@ import Testing
         var broker = BrokerConfiguration(host: AMQPPeer.host)
         broker.port = port
         broker.connectTimeoutMilliseconds = 1000
-        var configuration = PoolConfiguration(name: name, broker: broker)
+        var configuration = PoolConfiguration(name: name, broker: broker, returnTagHeader: "x-esb-msg-id")
         configuration.size = size
         configuration.confirm = confirm
         configuration.acquireTimeoutMilliseconds = acquireMilliseconds
@@ -163,7 +163,7 @@ import Testing
         broker.tlsCAPath = caPath
         broker.tlsVerify = verify
         broker.connectTimeoutMilliseconds = 2000
-        var configuration = PoolConfiguration(name: "tls", broker: broker)
+        var configuration = PoolConfiguration(name: "tls", broker: broker, returnTagHeader: "x-esb-msg-id")
         configuration.size = 1
         configuration.acquireTimeoutMilliseconds = 3000
         return Pool(configuration)

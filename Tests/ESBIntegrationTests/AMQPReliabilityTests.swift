@@ -33,7 +33,7 @@ import Testing
         var broker = BrokerConfiguration(host: "127.0.0.1")
         broker.port = proxy.port
         broker.connectTimeoutMilliseconds = 300
-        var configuration = PoolConfiguration(name: "stalled", broker: broker)
+        var configuration = PoolConfiguration(name: "stalled", broker: broker, returnTagHeader: "x-esb-msg-id")
         configuration.size = 2
         configuration.confirmTimeoutMilliseconds = 300
         configuration.acquireTimeoutMilliseconds = 300
@@ -78,7 +78,7 @@ import Testing
         var broker = BrokerConfiguration(host: AMQPPeer.host)
         broker.port = AMQPPeer.port
         broker.heartbeatSeconds = 1
-        var configuration = PoolConfiguration(name: "idle", broker: broker)
+        var configuration = PoolConfiguration(name: "idle", broker: broker, returnTagHeader: "x-esb-msg-id")
         configuration.size = 1
         let pool = Pool(configuration)
         let message = OutgoingMessage(exchange: "", routingKey: queue, body: Data("m".utf8))

@@ -32,7 +32,8 @@ public final class ChannelRouter: Sendable {
 
         /// A definition that refuses every request (missing, inactive or without a password).
         static func refusing(_ definition: String) -> Credentials {
-            Credentials(definition: definition, username: "", password: nil, realm: "SwiftESB", isActive: false)
+            Credentials(definition: definition, username: "", password: nil,
+                        realm: ObjectValues(ObjectKinds.basicAuth, [:]).string("realm"), isActive: false)
         }
 
         init(definition: String, username: String, password: String?, realm: String, isActive: Bool) {
@@ -82,21 +83,22 @@ public final class ChannelRouter: Sendable {
         do {
             var credentials: [String: Credentials] = [:]
             for (fields, secret) in try await store.listWithSecrets(ObjectKinds.basicAuth) {
-                let name = fields["name"]?.string ?? ""
-                credentials[name] = Credentials(
-                    definition: name, username: fields["username"]?.string ?? "", password: secret,
-                    realm: fields["realm"]?.string ?? "SwiftESB", isActive: fields["is_active"]?.bool ?? true)
+                let definition = ObjectValues(ObjectKinds.basicAuth, fields)
+                credentials[definition.name] = Credentials(
+                    definition: definition.name, username: definition.string("username"), password: secret,
+                    realm: definition.string("realm"), isActive: definition.bool("is_active"))
             }
             let channels = try await store.list(ObjectKinds.httpChannel).compactMap { fields -> Channel? in
-                guard fields["is_active"]?.bool ?? true else { return nil }
-                let method = fields["method"]?.string ?? ""
-                let security = fields["security"]?.string ?? "none"
-                return Channel(name: fields["name"]?.string ?? "", path: ChannelPath(fields["url_path"]?.string ?? "/"),
-                               method: method.isEmpty ? nil : method, service: fields["service"]?.string ?? "",
-                               dataFormat: fields["data_format"]?.string ?? "json",
+                let channel = ObjectValues(ObjectKinds.httpChannel, fields)
+                guard channel.bool("is_active") else { return nil }
+                let method = channel.string("method")
+                let security = channel.string("security")
+                return Channel(name: channel.name, path: ChannelPath(channel.string("url_path")),
+                               method: method.isEmpty ? nil : method, service: channel.string("service"),
+                               dataFormat: channel.string("data_format"),
                                // A definition that is gone refuses every request rather than none.
                                security: security == "none" ? nil : credentials[security] ?? .refusing(security),
-                               maxBodyBytes: fields["max_body_bytes"]?.int)
+                               maxBodyBytes: channel["max_body_bytes"].int)
             }
             // More literal segments first; the sort is stable, so ties keep name order.
             let ordered = channels.enumerated().sorted {

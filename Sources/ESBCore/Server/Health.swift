@@ -1,4 +1,3 @@
-import ESBAMQP
 import ESBStore
 
 /// What `GET /esb/health` reports: the server and each component's state.
@@ -36,27 +35,6 @@ public struct HealthReport: Sendable, Codable, Equatable {
 
     /// Whether a critical component is down (answer 503).
     public var isUnusable: Bool { components.values.contains { $0.critical && $0.status != .ok } }
-}
-
-/// An AMQP pool as health reports it: how many connections are in each state, and each one.
-public struct PoolHealth: Sendable, Codable, Equatable {
-    public var connected: Int
-    public var connecting: Int
-    public var backingOff: Int
-    public var lastError: String?
-    public var connections: [ConnectionSnapshot]
-
-    public init(_ connections: [ConnectionSnapshot]) {
-        connected = connections.filter { $0.status == .connected }.count
-        connecting = connections.filter { $0.status == .connecting }.count
-        backingOff = connections.filter { $0.status == .backingOff }.count
-        lastError = connections.compactMap(\.lastError).last
-        self.connections = connections
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case connected, connecting, backingOff = "backing_off", lastError = "last_error", connections
-    }
 }
 
 extension HealthReport {

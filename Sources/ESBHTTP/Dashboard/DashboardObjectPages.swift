@@ -157,7 +157,7 @@ struct DashboardObjectPages {
     private func poolState(_ name: String) -> String {
         guard let component = runtime.amqp.health()["amqp.\(name)"] else { return "" }
         let rows = (component.pool?.connections ?? []).map { connection in
-            [String(connection.index), HTML.badge(connection.status.rawValue), String(connection.inFlight),
+            [String(connection.index), HTML.badge(connection.status), String(connection.inFlight),
              String(connection.reconnects), HTML.escape(connection.lastError ?? "")]
         }
         return "<h2>Pool</h2><p id=\"pool-status\">\(HTML.badge(component.status.rawValue)) \(HTML.escape(component.detail ?? ""))</p>"

@@ -11,33 +11,40 @@ struct OutconnSettings: Sendable, Equatable {
     var mandatory: Bool
 
     /// Builds the settings from the stored objects (both already validated by the store).
-    init(outconn: ObjectFields, definition: ObjectFields, password: String?) {
-        var broker = BrokerConfiguration(host: definition["host"]?.string ?? "")
-        broker.port = definition["port"]?.int ?? 5672
-        broker.virtualHost = definition["vhost"]?.string ?? "/"
-        broker.username = definition["username"]?.string ?? ""
+    /// The header a mandatory message carries its delivery tag in, to match a return to its send.
+    static let returnTagHeader = "x-esb-msg-id"
+
+    /// Builds the settings from the stored objects; every field is set, from the object or
+    /// the field table's default (the client library's own defaults never apply).
+    init(outconn fields: ObjectFields, definition definitionFields: ObjectFields, password: String?) {
+        let definition = ObjectValues(ObjectKinds.amqpDefinition, definitionFields)
+        let outconn = ObjectValues(ObjectKinds.amqpOutconn, fields)
+        var broker = BrokerConfiguration(host: definition.string("host"))
+        broker.port = definition.int("port")
+        broker.virtualHost = definition.string("vhost")
+        broker.username = definition.string("username")
         broker.password = password ?? ""
-        broker.frameMax = definition["frame_max"]?.int ?? 131_072
-        broker.heartbeatSeconds = definition["heartbeat"]?.int ?? 30
-        broker.connectTimeoutMilliseconds = definition["connect_timeout_ms"]?.int ?? 5000
-        broker.tls = definition["tls"]?.bool ?? false
-        broker.tlsCAPath = definition["tls_ca_path"]?.string.flatMap { $0.isEmpty ? nil : $0 }
-        broker.tlsVerify = definition["tls_verify"]?.bool ?? true
-        var pool = PoolConfiguration(name: outconn["name"]?.string ?? "", broker: broker)
-        pool.size = outconn["pool_size"]?.int ?? 4
-        pool.confirm = outconn["confirm"]?.bool ?? true
-        pool.confirmTimeoutMilliseconds = outconn["confirm_timeout_ms"]?.int ?? 5000
-        pool.acquireTimeoutMilliseconds = outconn["acquire_timeout_ms"]?.int ?? 5000
+        broker.frameMax = definition.int("frame_max")
+        broker.heartbeatSeconds = definition.int("heartbeat")
+        broker.connectTimeoutMilliseconds = definition.int("connect_timeout_ms")
+        broker.tls = definition.bool("tls")
+        broker.tlsCAPath = definition["tls_ca_path"].string.flatMap { $0.isEmpty ? nil : $0 }
+        broker.tlsVerify = definition.bool("tls_verify")
+        var pool = PoolConfiguration(name: outconn.name, broker: broker, returnTagHeader: Self.returnTagHeader)
+        pool.size = outconn.int("pool_size")
+        pool.confirm = outconn.bool("confirm")
+        pool.confirmTimeoutMilliseconds = outconn.int("confirm_timeout_ms")
+        pool.acquireTimeoutMilliseconds = outconn.int("acquire_timeout_ms")
         self.pool = pool
-        isActive = outconn["is_active"]?.bool ?? true
-        mandatory = outconn["mandatory"]?.bool ?? true
+        isActive = outconn.bool("is_active")
+        mandatory = outconn.bool("mandatory")
         defaults = AMQPProperties(
-            contentType: outconn["content_type"]?.string, contentEncoding: outconn["content_encoding"]?.string,
-            deliveryMode: outconn["delivery_mode"]?.int, priority: outconn["priority"]?.int,
-            expiration: outconn["expiration"]?.int, userId: outconn["user_id"]?.string, appId: outconn["app_id"]?.string)
+            contentType: outconn["content_type"].string, contentEncoding: outconn["content_encoding"].string,
+            deliveryMode: outconn["delivery_mode"].int, priority: outconn["priority"].int,
+            expiration: outconn["expiration"].int, userId: outconn["user_id"].string, appId: outconn["app_id"].string)
     }
 
-    /// §4's merge rule: the call's value, else the outconn's default; unset ones are not sent.
+    /// The call's value, else the outconn's default; unset ones are not sent.
     /// Headers pass through, plus `x-esb-cid`.
     func message(_ body: Data, exchange: String, routingKey: String, properties call: AMQPProperties,
                  headers: [String: AMQPHeaderValue], cid: String) -> OutgoingMessage {

@@ -26,21 +26,23 @@ struct HTTPOutconnSettings: Sendable, Equatable {
     }
 
     init(outconn fields: ObjectFields, definitions: [String: (fields: ObjectFields, secret: String?)]) {
-        name = fields["name"]?.string ?? ""
-        var address = fields["address"]?.string ?? ""
+        let outconn = ObjectValues(ObjectKinds.httpOutconn, fields)
+        name = outconn.name
+        var address = outconn.string("address")
         while address.hasSuffix("/") { address.removeLast() }
         self.address = address
-        urlPath = fields["url_path"]?.string ?? "/"
-        method = fields["method"]?.string ?? "GET"
-        dataFormat = fields["data_format"]?.string ?? "json"
-        timeout = .milliseconds(fields["timeout_ms"]?.int ?? 10_000)
-        poolSize = fields["pool_size"]?.int ?? 8
-        isActive = fields["is_active"]?.bool ?? true
-        followRedirects = fields["follow_redirects"]?.bool ?? false
-        let security = fields["security"]?.string ?? "none"
+        urlPath = outconn.string("url_path")
+        method = outconn.string("method")
+        dataFormat = outconn.string("data_format")
+        timeout = .milliseconds(outconn.int("timeout_ms"))
+        poolSize = outconn.int("pool_size")
+        isActive = outconn.bool("is_active")
+        followRedirects = outconn.bool("follow_redirects")
+        let security = outconn.string("security")
         if security != "none" {
-            if let definition = definitions[security], definition.fields["is_active"]?.bool ?? true, let password = definition.secret {
-                credentials = Credentials(username: definition.fields["username"]?.string ?? "", password: password)
+            if let definition = definitions[security].map({ (ObjectValues(ObjectKinds.basicAuth, $0.fields), $0.secret) }),
+               definition.0.bool("is_active"), let password = definition.1 {
+                credentials = Credentials(username: definition.0.string("username"), password: password)
             } else {
                 securityProblem = "its security definition '\(security)' is inactive, missing or has no password"
             }

@@ -44,9 +44,13 @@ let package = Package(
         .systemLibrary(name: "CESBHiredis",
                        providers: [.apt(["libhiredis-dev"])]),
 
+        // Concurrency primitives, one of each: the job queue of our own threads, the race
+        // against a deadline, per-key serial work, the doorbell. No dependencies.
+        .target(name: "ESBConcurrency", swiftSettings: swiftSettings),
+
         // Client wrappers: safe Swift over one C library each.
-        .target(name: "ESBAMQP", dependencies: ["CESBRabbitMQ"], swiftSettings: swiftSettings),
-        .target(name: "ESBRedis", dependencies: ["CESBHiredis"], swiftSettings: swiftSettings),
+        .target(name: "ESBAMQP", dependencies: ["CESBRabbitMQ", "ESBConcurrency"], swiftSettings: swiftSettings),
+        .target(name: "ESBRedis", dependencies: ["CESBHiredis", "ESBConcurrency"], swiftSettings: swiftSettings),
 
         // Configuration: server.conf, secrets at rest, admin credentials, logging. What the
         // `esb` command line needs offline, without the server's heavy dependencies.
@@ -71,7 +75,7 @@ let package = Package(
         .target(
             name: "ESBHotDeploy",
             dependencies: [
-                "ESBStore",
+                "ESBConcurrency", "ESBStore",
                 .product(name: "ESBService", package: "SDK"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -87,7 +91,7 @@ let package = Package(
         .target(
             name: "ESBCore",
             dependencies: [
-                "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBAMQP", "ESBRedis",
+                "ESBConcurrency", "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBAMQP", "ESBRedis",
                 .product(name: "ESBService", package: "SDK"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -154,7 +158,7 @@ let package = Package(
         .testTarget(name: "ESBAMQPTests", dependencies: ["ESBAMQP"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ESBCoreTests",
-            dependencies: ["ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBAMQP", "ESBRedis", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["ESBConcurrency", "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBAMQP", "ESBRedis", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import Crypto
+import ESBConcurrency
 import ESBService
 import ESBStore
 import Foundation
@@ -58,21 +59,13 @@ public actor Deployer {
         }
     }
 
-    /// The last deployment started for each unit. The actor is reentrant while a compile
-    /// runs, so different files build in parallel; versions of one file must not overtake
-    /// each other, so each waits for the previous one.
-    private var tails: [String: Task<Outcome, Never>] = [:]
+    /// Deployments by unit. The actor is reentrant while a compile runs, so different files
+    /// build in parallel; versions of one file must not overtake each other, so each waits
+    /// for the previous one.
+    private let units = SerialTasks<String>()
 
     private func serialized(_ unit: String, _ work: @escaping @Sendable () async -> Outcome) async -> Outcome {
-        let previous = tails[unit]
-        let task = Task {
-            _ = await previous?.value
-            return await work()
-        }
-        tails[unit] = task
-        let outcome = await task.value
-        if tails[unit] == task { tails[unit] = nil }
-        return outcome
+        await units.run(unit, work)
     }
 
     /// `isRestore`: the version is already recorded as serving; only failures are recorded.

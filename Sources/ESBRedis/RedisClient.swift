@@ -1,4 +1,5 @@
 import Dispatch
+import ESBConcurrency
 import Foundation
 import Synchronization
 
@@ -16,16 +17,13 @@ public final class RedisClient: Sendable {
     }
 
     private struct Shared {
-        var jobs: [Job] = []
-        var head = 0
-        var stopping = false
         var connected: Set<Int> = []
         var lastError: String?
     }
 
     public let configuration: RedisConfiguration
     private let shared = Mutex(Shared())
-    private let available = DispatchSemaphore(value: 0)
+    private let queue = JobQueue<Job>()
     /// Whether the most recent call or connect succeeded.
     private let lastSucceeded = Atomic<Bool>(true)
 
@@ -45,14 +43,7 @@ public final class RedisClient: Sendable {
         guard !commands.isEmpty else { return [] }
         return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[RedisReply], any Error>) in
             let job = Job(commands) { continuation.resume(with: $0.mapError { $0 as any Error }) }
-            let accepted = shared.withLock { state -> Bool in
-                guard !state.stopping else { return false }
-                state.jobs.append(job)
-                return true
-            }
-            if accepted {
-                available.signal()
-            } else {
+            if !queue.push(job) {
                 job.completion(.failure(RedisError(.closed, "kvdb \(configuration.address): the client is shut down")))
             }
         }
@@ -74,33 +65,15 @@ public final class RedisClient: Sendable {
 
     /// Stops the threads once queued calls are done.
     public func shutdown() {
-        shared.withLock { $0.stopping = true }
-        for _ in 0..<max(1, configuration.poolSize) { available.signal() }
-    }
-
-    private func next() -> Job? {
-        shared.withLock { state -> Job? in
-            guard state.head < state.jobs.count else { return nil }
-            let job = state.jobs[state.head]
-            state.head += 1
-            if state.head > 1024 && state.head * 2 > state.jobs.count {
-                state.jobs.removeFirst(state.head)
-                state.head = 0
-            }
-            return job
-        }
+        queue.close()
     }
 
     private func run(_ index: Int) {
         var connection: RedisConnection?
         var retryAt: UInt64 = 0
         var lastFailure: RedisError?
-        while true {
-            available.wait()
-            guard let job = next() else {
-                if shared.withLock({ $0.stopping }) { break }
-                continue
-            }
+        let worker = JobQueue<Job>.Worker()
+        while case .job(let job) = queue.take(worker) {
             if connection?.isUsable != true {
                 connection = nil
                 let now = DispatchTime.now().uptimeNanoseconds

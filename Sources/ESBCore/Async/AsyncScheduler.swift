@@ -1,4 +1,5 @@
 @_spi(ESBHost) import ESBService
+import ESBConcurrency
 import ESBConfig
 import ESBStore
 import Foundation

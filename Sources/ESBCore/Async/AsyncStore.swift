@@ -1,3 +1,4 @@
+import ESBConcurrency
 import ESBStore
 import Foundation
 import GRDB

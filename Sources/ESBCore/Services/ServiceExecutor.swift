@@ -1,3 +1,4 @@
+import ESBConcurrency
 import Foundation
 import Synchronization
 
@@ -11,9 +12,7 @@ import Synchronization
 /// taken and another thread joins, up to ``maximumThreads``. Threads beyond the first
 /// `threads` leave after ``idleLifetime`` without work.
 ///
-/// Hand-off: a queue under a short lock; an idle worker parks on its own semaphore and is
-/// woken by name (most recently parked first, its caches are warm), outside the lock; a
-/// worker that is already running takes the next job without any wake-up.
+/// Hand-off: one ``JobQueue`` (a worker already running takes the next job with no wake-up).
 public final class ServiceExecutor: TaskExecutor, Sendable {
     /// How long queued jobs may wait with no job starting before a worker is added: long
     /// enough that workers merely preempted on a saturated machine (a few time slices) do not
@@ -22,21 +21,8 @@ public final class ServiceExecutor: TaskExecutor, Sendable {
     public static let idleLifetime: Duration = .seconds(10)
     public let maximumThreads: Int
 
-    private final class Parking: Sendable {
-        let semaphore = DispatchSemaphore(value: 0)
-    }
-
-    private struct State {
-        var jobs: [UnownedJob] = []
-        var head = 0
-        var threads = 0
-        /// Parked workers, most recently parked last.
-        var parked: [Parking] = []
-        /// Jobs taken so far: the watcher compares it between two looks.
-        var started = 0
-    }
-
-    private let state = Mutex(State())
+    private let queue = JobQueue<UnownedJob>()
+    private let threads = Atomic<Int>(0)
 
     /// Starts `threads` workers that live as long as the process, and the stall watcher.
     public init(threads: Int, maximumThreads: Int = 64) {
@@ -49,70 +35,29 @@ public final class ServiceExecutor: TaskExecutor, Sendable {
     }
 
     /// Worker threads now running (for health pages and tests).
-    public var threadCount: Int { state.withLock { $0.threads } }
+    public var threadCount: Int { threads.load(ordering: .relaxed) }
 
     public func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        let worker = state.withLock { state -> Parking? in
-            state.jobs.append(job)
-            return state.parked.popLast()
-        }
-        worker?.semaphore.signal()
+        queue.push(UnownedJob(job))
     }
 
     private func spawn(permanent: Bool) {
-        let index = state.withLock { state -> Int in
-            state.threads += 1
-            return state.threads - 1
-        }
+        let index = threads.add(1, ordering: .relaxed).oldValue
         let thread = Thread { [self] in work(permanent: permanent) }
         thread.name = "esb-service-\(index)"
         thread.start()
     }
 
-    private enum Next {
-        case run(UnownedJob)
-        case park(Parking)
-    }
-
     private func work(permanent: Bool) {
-        let parking = Parking()
+        let worker = JobQueue<UnownedJob>.Worker()
         let executor = asUnownedTaskExecutor()
         while true {
-            let next = state.withLock { state -> Next in
-                guard state.head < state.jobs.count else {
-                    state.parked.append(parking)
-                    return .park(parking)
-                }
-                let job = state.jobs[state.head]
-                state.head += 1
-                state.started &+= 1
-                if state.head > 1024 && state.head * 2 > state.jobs.count {
-                    state.jobs.removeFirst(state.head)
-                    state.head = 0
-                }
-                return .run(job)
-            }
-            switch next {
-            case .run(let job):
+            switch queue.take(worker, idleTimeout: permanent ? nil : Self.idleLifetime) {
+            case .job(let job):
                 job.runSynchronously(on: executor)
-            case .park(let parking):
-                if permanent {
-                    parking.semaphore.wait()
-                    continue
-                }
-                let lifetime = Self.idleLifetime.components
-                let deadline = DispatchTime.now() + .seconds(Int(lifetime.seconds))
-                guard parking.semaphore.wait(timeout: deadline) == .timedOut else { continue }
-                // Leave, unless an enqueue picked this worker meanwhile (then its signal is owed).
-                let left = state.withLock { state -> Bool in
-                    guard let index = state.parked.firstIndex(where: { $0 === parking }) else { return false }
-                    state.parked.remove(at: index)
-                    state.threads -= 1
-                    return true
-                }
-                if left { return }
-                parking.semaphore.wait()
+            case .idle, .closed:
+                threads.subtract(1, ordering: .relaxed)
+                return
             }
         }
     }
@@ -125,16 +70,14 @@ public final class ServiceExecutor: TaskExecutor, Sendable {
     private func watch() {
         let interval = Self.stallInterval.components
         let seconds = Double(interval.seconds) + Double(interval.attoseconds) / 1e18
-        var lastStarted = -1
+        var lastTaken = -1
         while true {
-            let (grow, idle) = state.withLock { state -> (Bool, Bool) in
-                let waiting = state.head < state.jobs.count && state.parked.isEmpty
-                let grow = waiting && state.started == lastStarted && state.threads < maximumThreads
-                lastStarted = state.started
-                return (grow, state.head == state.jobs.count && state.parked.count == state.threads)
-            }
+            let load = queue.load
+            let running = threads.load(ordering: .relaxed)
+            let grow = load.waiting > 0 && load.parked == 0 && load.taken == lastTaken && running < maximumThreads
+            lastTaken = load.taken
             if grow { spawn(permanent: false) }
-            Thread.sleep(forTimeInterval: idle ? 1 : seconds)
+            Thread.sleep(forTimeInterval: load.waiting == 0 && load.parked == running ? 1 : seconds)
         }
     }
 }

@@ -1,3 +1,4 @@
+import ESBConcurrency
 import ESBConfig
 import ESBService
 import Foundation
@@ -68,28 +69,9 @@ public final class StartupServices: Sendable {
         let invoker = self.invoker
         let timeout = self.timeout
         do {
-            // A task group would wait for a service that ignores cancellation; the server must
-            // not, so the call and the timer race and the first to finish resumes.
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let resumed = Mutex(false)
-                let finish: @Sendable (Swift.Result<Void, any Error>) -> Void = { outcome in
-                    guard resumed.withLock({ done in defer { done = true }; return !done }) else { return }
-                    continuation.resume(with: outcome)
-                }
-                Task {
-                    do {
-                        _ = try await invoker.invoke(entry.service, request: request)
-                        finish(.success(()))
-                    } catch {
-                        finish(.failure(error))
-                    }
-                }
-                Task {
-                    try? await Task.sleep(for: timeout)
-                    finish(.failure(ServiceError("startup.timeout", "did not finish within \(timeout)")))
-                }
-            }
+            _ = try await withDeadline(timeout) { try await invoker.invoke(entry.service, request: request) }
         } catch {
+            let error: any Error = if let late = error as? DeadlineExceeded { ServiceError("startup.timeout", late.description) } else { error }
             result.status = "failed"
             result.error = "\(error)"
             logger.error("startup service failed", metadata: ["esb.service": "\(entry.service)", "esb.error": "\(error)"])

@@ -1,4 +1,5 @@
 import ESBAMQP
+import ESBConcurrency
 import ESBService
 import ESBStore
 import Foundation
@@ -19,7 +20,7 @@ public final class AMQPOutconns: Sendable {
     private let logger: Logger
     private let entries = Mutex<[String: Entry]>([:])
     /// Reloads run one at a time, in the order changes were committed.
-    private let reloads = ReloadQueue()
+    private let reloads = SerialTasks<Int>()
 
     public init(store: ObjectStore, logger: Logger) {
         self.store = store
@@ -34,7 +35,7 @@ public final class AMQPOutconns: Sendable {
 
     /// Applies the ODB's AMQP objects: new pools for new or changed outconns, old ones drained.
     public func reload() async {
-        await reloads.run { [self] in await apply() }
+        await reloads.run(0) { [self] in await apply() }
     }
 
     private func apply() async {

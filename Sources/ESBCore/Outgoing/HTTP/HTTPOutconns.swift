@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import ESBConcurrency
 import ESBService
 import Foundation
 import Logging
@@ -23,7 +24,7 @@ public final class HTTPOutconns: Sendable {
     private let store: ObjectStore
     private let logger: Logger
     private let entries = Mutex<[String: Entry]>([:])
-    private let reloads = ReloadQueue()
+    private let reloads = SerialTasks<Int>()
 
     public init(store: ObjectStore, logger: Logger) {
         self.store = store
@@ -37,7 +38,7 @@ public final class HTTPOutconns: Sendable {
     }
 
     public func reload() async {
-        await reloads.run { [self] in await apply() }
+        await reloads.run(0) { [self] in await apply() }
     }
 
     private func apply() async {

@@ -31,13 +31,17 @@ final class ConnectionWorker: Sendable {
     private let blockedLimit = Atomic<UInt64>(0)
     private let socket = Atomic<Int32>(-1)
     private let exited = Atomic<Bool>(false)
+    /// Called on the owner thread as it exits (after ``hasExited`` turns true).
+    private let onExit: @Sendable () -> Void
 
-    init(index: Int, configuration: PoolConfiguration, wakeup: Wakeup, room: WaitingRoom, observer: (any PoolObserver)?) {
+    init(index: Int, configuration: PoolConfiguration, wakeup: Wakeup, room: WaitingRoom, observer: (any PoolObserver)?,
+         exited onExit: @escaping @Sendable () -> Void) {
         self.index = index
         self.configuration = configuration
         self.wakeup = wakeup
         self.room = room
         self.observer = observer
+        self.onExit = onExit
     }
 
     /// Starts the owner thread.
@@ -89,7 +93,10 @@ final class ConnectionWorker: Sendable {
     private var isStopping: Bool { shared.withLock { $0.stopping } }
 
     private func run() {
-        defer { exited.store(true, ordering: .releasing) }
+        defer {
+            exited.store(true, ordering: .releasing)
+            onExit()
+        }
         var delay = configuration.initialBackoffSeconds
         while !isStopping {
             setStatus(.connecting, error: nil)

@@ -1,3 +1,4 @@
+import ESBConcurrency
 import Glibc
 import Synchronization
 
@@ -13,7 +14,11 @@ public final class Pool: Sendable {
     private let room: WaitingRoom
     private let next = Atomic<Int>(0)
     private let closing = Atomic<Bool>(false)
-    private let watchdog = Mutex<Task<Void, Never>?>(nil)
+    /// The pool's one timer: the stall watchdog and the waiting sends' acquire deadlines.
+    /// It lives from `init` to the end of ``shutdown()``, which waits for it.
+    private let timer: Task<Void, Never>
+    /// Rung by each owner thread as it exits.
+    private let exits = Doorbell()
 
     /// Creates the pool and starts connecting in the background; `send` works once a
     /// connection is up.
@@ -29,21 +34,33 @@ public final class Pool: Sendable {
                 observer?.settled(pool: name, outcome: .failed)
             }
         }
+        let exits = exits
         let started = wakeups.enumerated().map { index, wakeup in
-            ConnectionWorker(index: index, configuration: configuration, wakeup: wakeup, room: room, observer: observer)
+            ConnectionWorker(index: index, configuration: configuration, wakeup: wakeup, room: room, observer: observer,
+                             exited: { exits.ring() })
         }
         self.room = room
         workers = started
         workersBox.withLock { $0 = started }
         started.forEach { $0.start() }
-        watchdog.withLock {
-            $0 = Task.detached {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(200))
-                    let now = monotonicNanoseconds()
-                    started.forEach { $0.checkStalled(now: now) }
-                }
+        timer = Task.detached { await Self.watch(started, room: room) }
+    }
+
+    /// Every 200 ms, shuts the socket of an owner stuck in a blocking call (a stalled
+    /// broker); in between, fails waiting sends at their acquire deadlines. Ends when cancelled.
+    private static func watch(_ workers: [ConnectionWorker], room: WaitingRoom) async {
+        let period: UInt64 = 200_000_000
+        var nextCheck = monotonicNanoseconds() + period
+        while !Task.isCancelled {
+            var now = monotonicNanoseconds()
+            if now >= nextCheck {
+                workers.forEach { $0.checkStalled(now: now) }
+                nextCheck = now + period
             }
+            let earliest = room.expire(now: now)
+            now = monotonicNanoseconds()
+            let until = min(nextCheck, earliest ?? nextCheck)
+            if until > now { await room.admitted.wait(upTo: .nanoseconds(Int64(clamping: until - now))) }
         }
     }
 
@@ -80,11 +97,13 @@ public final class Pool: Sendable {
     public func shutdown() async -> [PendingSendHandle] {
         closing.store(true, ordering: .releasing)
         workers.forEach { $0.stop() }
-        let limit = ContinuousClock.now + .milliseconds(configuration.confirmTimeoutMilliseconds + configuration.broker.connectTimeoutMilliseconds * 2)
-        while !workers.allSatisfy(\.hasExited) && ContinuousClock.now < limit {
-            try? await Task.sleep(for: .milliseconds(10))
+        let limit = Duration.milliseconds(configuration.confirmTimeoutMilliseconds + configuration.broker.connectTimeoutMilliseconds * 2)
+        let workers = workers, exits = exits
+        _ = try? await withDeadline(limit) {
+            while !Task.isCancelled && !workers.allSatisfy(\.hasExited) { await exits.wait() }
         }
-        watchdog.withLock { $0?.cancel() }
+        timer.cancel()
+        await timer.value
         return room.takeAll().map(PendingSendHandle.init)
     }
 

@@ -66,12 +66,14 @@ enum Daemon {
             logger.critical("cannot set up services: \(error)")
             return 1
         }
-        await deployAtStart(runtime: runtime, notifier: notifier, logger: logger)
+        await notifier.extendingStartTimeout { [logger] in await deployAtStart(runtime: runtime, logger: logger) }
+        // Loaded before the listener accepts; pools connect in the background: a broker that
+        // is down delays nothing.
         await runtime.channels.start()
-        // Pools connect in the background: a broker that is down delays nothing.
         await runtime.amqp.start()
         await runtime.http.start()
         metrics.addRefresher { runtime.amqp.refreshGauges() }
+        let startupServices = OnceListening { await runtime.startup.run() }
 
         let app: Application<RouterResponder<ESBRequestContext>>
         do {
@@ -79,7 +81,7 @@ enum Daemon {
                 logger.notice("listening", metadata: ["esb.bind": "\(config.main.bind.host):\(port)",
                                                       "esb.tls": "\(config.main.usesTLS)"])
                 // Startup services run once the listener accepts; READY=1 does not wait for them.
-                Task { await runtime.startup.run() }
+                startupServices.listenerIsUp()
                 notifier.ready()
             }
         } catch {
@@ -87,11 +89,17 @@ enum Daemon {
             return configErrorStatus
         }
 
+        // Started in this order, stopped in reverse: what calls Redis, brokers and HTTP peers
+        // (requests, startup services, the scheduler) stops before the pools it calls drain.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: runtime.kvdb),
+            .init(service: runtime.amqp),
+            .init(service: runtime.http),
+            .init(service: runtime.asyncScheduler),
             // Request tasks run on the service threads: a channel request is read, served and
             // answered with no hop between thread pools (the executor grows past blocked services).
             .init(service: ExecutorPreferringService(app, executor: runtime.invoker.executor)),
-            .init(service: runtime.asyncScheduler),
+            .init(service: startupServices, successTerminationBehavior: .ignore),
             .init(service: runtime.pickup, successTerminationBehavior: .ignore),
             .init(service: ReloadService(state: state, notifier: notifier, logger: logger),
                   successTerminationBehavior: .ignore),
@@ -114,9 +122,6 @@ enum Daemon {
             logger.critical("server stopped on an error: \(error)")
             return 1
         }
-        await runtime.amqp.shutdown()
-        await runtime.http.shutdown()
-        runtime.kvdb.shutdown()
         do {
             try await runtime.deployments.endRun()
         } catch {
@@ -126,16 +131,8 @@ enum Daemon {
         return 0
     }
 
-    /// Redeploys the registry, then what waits in the pickup directory, asking systemd for
-    /// more start time while compiles run.
-    static func deployAtStart(runtime: ServiceRuntime, notifier: SystemdNotifier, logger: Logger) async {
-        let keepAlive = Task {
-            while !Task.isCancelled {
-                notifier.extendTimeout(microseconds: 30_000_000)
-                try? await Task.sleep(for: .seconds(10))
-            }
-        }
-        defer { keepAlive.cancel() }
+    /// Redeploys the registry, then what waits in the pickup directory.
+    static func deployAtStart(runtime: ServiceRuntime, logger: Logger) async {
         do {
             let quarantined = try await runtime.deployments.beginRun(inFlight: runtime.ledger.previousRun)
             for unit in quarantined {

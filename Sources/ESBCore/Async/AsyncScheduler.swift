@@ -21,6 +21,8 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
     private let settings: Mutex<ServerConfig.Async>
     private let running = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    /// Set by a reload: the loop prunes on its next turn.
+    private let pruneRequested = Atomic<Bool>(false)
     private var metrics: AsyncMetrics { store.metrics }
 
     static let pruneInterval: Duration = .seconds(3600)
@@ -38,7 +40,7 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
     /// Applies `[async]` from a reload: a new concurrency limit and retention, pruning at once.
     public func apply(_ settings: ServerConfig.Async) {
         self.settings.withLock { $0 = settings }
-        Task { await prune() }
+        pruneRequested.store(true, ordering: .relaxed)
         store.doorbell.ring()
     }
 
@@ -68,6 +70,10 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
         var lastPrune = ContinuousClock.now
         var lastGauges = ContinuousClock.now - Self.gaugeInterval
         while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
+            if pruneRequested.exchange(false, ordering: .relaxed) {
+                await prune()
+                lastPrune = .now
+            }
             let free = settings.withLock(\.maxConcurrency) - running.load(ordering: .relaxed)
             var wait = Self.idleWait
             if free > 0 {

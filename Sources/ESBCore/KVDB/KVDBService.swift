@@ -4,12 +4,16 @@ import ESBService
 import Foundation
 import Logging
 import Metrics
+import ServiceLifecycle
 import Synchronization
 
 /// Redis for services (`[kvdb]`): a pooled client, rebuilt when SIGHUP changes the section,
 /// errors as the SDK names them, a health component and metrics.
 /// `esbd` starts and serves without Redis: calls fail with `kvdb.unavailable` until it answers.
-public final class KVDBService: Sendable {
+///
+/// A service of the server's group: the pool is closed when the group stops it, after
+/// everything that calls it.
+public final class KVDBService: ServiceLifecycle.Service, Sendable {
     private let client = Mutex<RedisClient?>(nil)
     private let logger: Logger
     private let commandCount = Counter(label: "esb_kvdb_commands_total")
@@ -25,6 +29,11 @@ public final class KVDBService: Sendable {
     public init(config: ServerConfig.KVDB?, logger: Logger) {
         self.logger = logger
         apply(config)
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        shutdown()
     }
 
     /// Uses a new `[kvdb]` section; an unchanged one keeps the pool.

@@ -25,6 +25,20 @@ public struct SystemdNotifier: Sendable {
     public func watchdog() { send("WATCHDOG=1") }
     /// Asks for more start time: `EXTEND_TIMEOUT_USEC=…`.
     public func extendTimeout(microseconds: UInt64) { send("EXTEND_TIMEOUT_USEC=\(microseconds)") }
+
+    /// Runs `work`, asking systemd for 30 s more start time every 10 s while it runs.
+    public func extendingStartTimeout(_ work: @escaping @Sendable () async -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    self.extendTimeout(microseconds: 30_000_000)
+                    try? await Task.sleep(for: .seconds(10))
+                }
+            }
+            await work()
+            group.cancelAll()
+        }
+    }
     /// Sends a free-form `STATUS=…` line.
     public func status(_ text: String) { send("STATUS=\(text)") }
 

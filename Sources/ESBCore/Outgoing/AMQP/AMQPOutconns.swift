@@ -5,12 +5,16 @@ import ESBStore
 import Foundation
 import Logging
 import Metrics
+import ServiceLifecycle
 import Synchronization
 
 /// The outgoing AMQP connections: one pool per active `outconn_amqp`, rebuilt live when its
 /// outconn or definition changes (only that pool; in-flight sends on the old one finish).
 /// A broker that is down never delays anything: pools connect in the background.
-public final class AMQPOutconns: Sendable {
+///
+/// A service of the server's group: replaced pools drain inside its `run()`, and when the
+/// group stops it (after the HTTP server and the scheduler) every pool drains.
+public final class AMQPOutconns: ServiceLifecycle.Service, Sendable {
     private struct Entry: Sendable {
         var settings: OutconnSettings
         var pool: Pool?
@@ -21,10 +25,17 @@ public final class AMQPOutconns: Sendable {
     private let entries = Mutex<[String: Entry]>([:])
     /// Reloads run one at a time, in the order changes were committed.
     private let reloads = SerialTasks<Int>()
+    /// Pools being drained after an edit replaced or removed them.
+    private let retirements = BackgroundWork()
 
     public init(store: ObjectStore, logger: Logger) {
         self.store = store
         self.logger = logger
+    }
+
+    public func run() async throws {
+        await retirements.run { try? await gracefulShutdown() }
+        await shutdown()
     }
 
     /// Builds the pools now and again after every change to AMQP objects.
@@ -68,16 +79,15 @@ public final class AMQPOutconns: Sendable {
                     "amqp.active": "\(settings.isActive)", "amqp.pool_size": "\(settings.pool.size)"])
             }
         }
-        // Old pools finish their in-flight sends; sends still waiting move to the successor.
-        await withTaskGroup(of: Void.self) { group in
-            for (name, pool, successor) in retired {
-                group.addTask {
-                    let waiting = await pool.shutdown()
-                    if let successor {
-                        successor.adopt(waiting)
-                    } else {
-                        waiting.forEach { $0.fail(AMQPError(.closed, "outgoing connection '\(name)' was deleted or deactivated")) }
-                    }
+        // Old pools finish their in-flight sends in the background (the edit does not wait);
+        // sends still waiting move to the successor.
+        for (name, pool, successor) in retired {
+            await retirements.start {
+                let waiting = await pool.shutdown()
+                if let successor {
+                    successor.adopt(waiting)
+                } else {
+                    waiting.forEach { $0.fail(AMQPError(.closed, "outgoing connection '\(name)' was deleted or deactivated")) }
                 }
             }
         }

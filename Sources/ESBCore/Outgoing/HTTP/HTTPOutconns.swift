@@ -4,6 +4,7 @@ import ESBService
 import Foundation
 import Logging
 import Metrics
+import ServiceLifecycle
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
@@ -13,7 +14,10 @@ import Synchronization
 /// (keep-alive pool of `pool_size` connections, TLS with the system's CAs), rebuilt live when
 /// the outconn's address, pool or timeout changes; the old client is shut down once the
 /// requests it carries have had their time.
-public final class HTTPOutconns: Sendable {
+///
+/// A service of the server's group: replaced clients wind down inside its `run()`, and when
+/// the group stops it every client is shut down.
+public final class HTTPOutconns: ServiceLifecycle.Service, Sendable {
     private struct Entry: Sendable {
         var settings: HTTPOutconnSettings
         var client: HTTPClient?
@@ -25,10 +29,17 @@ public final class HTTPOutconns: Sendable {
     private let logger: Logger
     private let entries = Mutex<[String: Entry]>([:])
     private let reloads = SerialTasks<Int>()
+    /// Clients replaced by an edit, shut down once their requests have had their time.
+    private let retirements = BackgroundWork()
 
     public init(store: ObjectStore, logger: Logger) {
         self.store = store
         self.logger = logger
+    }
+
+    public func run() async throws {
+        await retirements.run { try? await gracefulShutdown() }
+        await shutdown()
     }
 
     /// Loads the outconns now and again after every change to them or to security definitions.
@@ -72,9 +83,9 @@ public final class HTTPOutconns: Sendable {
             for name in entries.keys where desired[name] == nil { entries[name] = nil }
         }
         for (client, timeout) in retired {
-            // In-flight requests end within their timeout; then the old pool goes.
-            Task {
-                try? await Task.sleep(for: timeout + .seconds(1))
+            // In-flight requests end within their timeout (at server stop, at once); then the old pool goes.
+            await retirements.start {
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: timeout + .seconds(1)) }
                 try? await client.shutdown()
             }
         }

@@ -1,0 +1,22 @@
+import ESBConcurrency
+import ServiceLifecycle
+
+/// Runs work once the HTTP listener accepts (the startup services), as a member of the
+/// server's group: a graceful shutdown cancels work not yet done.
+public struct OnceListening: Service, CustomStringConvertible {
+    public var description: String { "OnceListening" }
+    private let listening = Doorbell()
+    private let work: @Sendable () async -> Void
+
+    public init(_ work: @escaping @Sendable () async -> Void) { self.work = work }
+
+    /// The listener accepts: the work may start.
+    public func listenerIsUp() { listening.ring() }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await listening.wait()
+            if !Task.isCancelled { await work() }
+        }
+    }
+}

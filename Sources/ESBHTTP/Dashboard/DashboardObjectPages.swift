@@ -24,7 +24,7 @@ struct DashboardObjectPages {
                 let created = try await runtime.objects.create(kind, Self.fields(form, kind: kind, includeName: true))
                 return Self.redirect(kind, notice: "Created \(kind.label) '\(created["name"]?.string ?? "")'.")
             } catch let error as ObjectError {
-                return try await list(request, kind: kind, error: error.message, input: form.values, status: error.httpStatus)
+                return try await list(request, kind: kind, error: error.message, input: form.values, status: error.status)
             }
         }
         dashboard.get("objects/{kind}/{name}") { request, context in
@@ -38,7 +38,7 @@ struct DashboardObjectPages {
                 return Self.redirect(kind, name: name, notice: "Saved.")
             } catch let error as ObjectError {
                 return try await edit(request, kind: kind, name: name, message: (error.message, true), input: form.values,
-                                      status: error.httpStatus)
+                                      status: error.status)
             }
         }
         dashboard.post("objects/{kind}/{name}/delete") { request, context in
@@ -47,7 +47,7 @@ struct DashboardObjectPages {
                 try await runtime.objects.delete(kind, name)
                 return Self.redirect(kind, notice: "Deleted \(kind.label) '\(name)'.")
             } catch let error as ObjectError {
-                return try await edit(request, kind: kind, name: name, message: (error.message, true), status: error.httpStatus)
+                return try await edit(request, kind: kind, name: name, message: (error.message, true), status: error.status)
             }
         }
         dashboard.post("objects/{kind}/{name}/password") { request, context in
@@ -62,7 +62,7 @@ struct DashboardObjectPages {
                 try await runtime.objects.setSecret(kind, name, first)
                 return Self.redirect(kind, name: name, notice: "The \(secretField) was changed.")
             } catch let error as ObjectError {
-                return try await edit(request, kind: kind, name: name, message: (error.message, true), status: error.httpStatus)
+                return try await edit(request, kind: kind, name: name, message: (error.message, true), status: error.status)
             }
         }
         // Under {kind}, not a fixed `outconn_amqp`: a fixed segment beside {kind} would hide

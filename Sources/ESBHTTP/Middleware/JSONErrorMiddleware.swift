@@ -2,7 +2,7 @@ import ESBCore
 import Hummingbird
 import Logging
 
-/// Turns every error that reaches the edge into the JSON error shape of §7, so that
+/// Turns every error that reaches the edge into the API's JSON error shape, so that
 /// 404s, 405s and unexpected failures look like the API's own errors.
 struct JSONErrorMiddleware: RouterMiddleware {
     typealias Context = ESBRequestContext
@@ -15,6 +15,8 @@ struct JSONErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as APIError {
             throw error
+        } catch let error as ObjectError {
+            throw error.apiError
         } catch let error as HTTPError where error.status == .notFound {
             let allowed = knownRoutes.methods(for: request.uri.path)
             guard !allowed.isEmpty else {

@@ -1,6 +1,7 @@
 import ESBCore
 import ESBStore
 import Foundation
+import HTTPTypes
 
 /// The OpenAPI 3 description of the HTTP interface, served at `/esb/api/openapi.json`.
 /// Each feature adds its operations to ``operations``; schemas live in ``schemas``.
@@ -19,6 +20,8 @@ struct OpenAPIDocument {
         var optionalQuery: [String] = []
         /// The body is text (YAML or JSON), not a JSON schema.
         var requestText = false
+        /// Error statuses with the codes answering them, from ``ErrorStatuses``.
+        var errors: [Int: [String]] = [:]
     }
 
     /// The CRUD operations of every kind of configuration object, and the AMQP test publish.
@@ -29,8 +32,8 @@ struct OpenAPIDocument {
         } + [
             Operation(method: "post", path: "/esb/api/outgoing/amqp/{name}/publish", summary: "Test publish through an outgoing AMQP connection",
                       tag: "outgoing", requestSchema: "AMQPPublish",
-                      responses: [200: "AMQPPublished", 401: "Error", 404: "Error", 409: "Error", 422: "Error", 502: "Error", 503: "Error", 504: "Error"],
-                      parameters: ["name"]),
+                      responses: [200: "AMQPPublished", 401: "Error", 422: "Error"],
+                      parameters: ["name"], errors: ErrorStatuses.documented(ErrorStatuses.publish)),
         ]
     }
 
@@ -59,18 +62,18 @@ struct OpenAPIDocument {
         var operations = [
             Operation(method: "get", path: path, summary: "List", tag: tag, responses: [200: nil, 401: "Error"]),
             Operation(method: "post", path: path, summary: "Create", tag: tag, requestSchema: schema,
-                      responses: [201: schema, 401: "Error", 409: "Error", 422: "Error"]),
+                      responses: [201: schema, 401: "Error"], errors: ErrorStatuses.documented([.invalid, .duplicate])),
             Operation(method: "get", path: path + "/{name}", summary: "Read", tag: tag,
-                      responses: [200: schema, 401: "Error", 404: "Error"], parameters: ["name"]),
+                      responses: [200: schema, 401: "Error"], parameters: ["name"], errors: ErrorStatuses.documented([.notFound])),
             Operation(method: "put", path: path + "/{name}", summary: "Partial update", tag: tag, requestSchema: schema,
-                      responses: [200: schema, 401: "Error", 404: "Error", 422: "Error"], parameters: ["name"]),
+                      responses: [200: schema, 401: "Error"], parameters: ["name"], errors: ErrorStatuses.documented([.invalid, .notFound])),
             Operation(method: "delete", path: path + "/{name}", summary: "Delete", tag: tag,
-                      responses: [204: nil, 401: "Error", 404: "Error", 409: "Error"], parameters: ["name"]),
+                      responses: [204: nil, 401: "Error"], parameters: ["name"], errors: ErrorStatuses.documented([.notFound, .inUse])),
         ]
         if hasSecret {
             operations.append(Operation(method: "post", path: path + "/{name}/password", summary: "Change the password", tag: tag,
-                                        requestSchema: "PasswordChange", responses: [204: nil, 401: "Error", 404: "Error", 422: "Error"],
-                                        parameters: ["name"]))
+                                        requestSchema: "PasswordChange", responses: [204: nil, 401: "Error"],
+                                        parameters: ["name"], errors: ErrorStatuses.documented([.invalid, .notFound])))
         }
         return operations
     }
@@ -94,7 +97,8 @@ struct OpenAPIDocument {
             Operation(method: "get", path: "/esb/api/services/{name}", summary: "One deployed service", tag: "services",
                       responses: [200: "Service", 401: "Error", 404: "Error"], parameters: ["name"]),
             Operation(method: "post", path: "/esb/api/invoke/{service}", summary: "Invoke a service with the body as payload; the service's response as is, with X-ESB-CID",
-                      tag: "services", responses: [200: nil, 401: "Error", 404: "Error", 500: "Error"], parameters: ["service"]),
+                      tag: "services", responses: [200: nil, 401: "Error", 500: "Error"], parameters: ["service"],
+                      errors: ErrorStatuses.documented(ErrorStatuses.invoke)),
             Operation(method: "post", path: "/esb/api/deploy", summary: "Deploy a source body (query name=FILE.swift); waits for the result",
                       tag: "services", responses: [201: "Deployed", 401: "Error", 422: "Error"], query: ["name"]),
             Operation(method: "get", path: "/esb/api/deployments", summary: "Deployment units with status, hash, services, error",
@@ -205,7 +209,7 @@ struct OpenAPIDocument {
         var paths: [String: [String: Any]] = [:]
         for operation in operations {
             var responses: [String: Any] = [:]
-            // §7's answers any route may give: 429 after too many failed sign-ins, 403 for a
+            // Answers any route may give: 429 after too many failed sign-ins, 403 for a
             // cross-site state change, 413 for a body over the limit.
             var statuses = operation.responses
             if operation.authenticated { statuses[429] = "Error" }
@@ -213,8 +217,12 @@ struct OpenAPIDocument {
                 statuses[403] = "Error"
                 statuses[413] = "Error"
             }
+            for status in operation.errors.keys { statuses[status] = "Error" }
             for (status, schema) in statuses {
-                var response: [String: Any] = ["description": HTTPStatusText.text(status)]
+                let codes = operation.errors[status] ?? []
+                let description = codes.isEmpty
+                    ? HTTPStatusText.text(status) : "\(HTTPResponse.Status(code: status).reasonPhrase): \(codes.joined(separator: ", "))"
+                var response: [String: Any] = ["description": description]
                 if let schema {
                     response["content"] = ["application/json": ["schema": ["$ref": "#/components/schemas/\(schema)"]]]
                 }
@@ -266,7 +274,6 @@ enum HTTPStatusText {
         case 413: "Body larger than the path takes"
         case 429: "Too many failed sign-ins from this address (auth.throttled, Retry-After)"
         case 404: "Not found"
-        case 409: "Duplicate or in use"
         case 422: "Invalid"
         case 503: "ODB unusable"
         default: "HTTP \(status)"

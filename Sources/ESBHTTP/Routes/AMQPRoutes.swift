@@ -61,21 +61,8 @@ struct AMQPRoutes {
                                                     headers: publish.amqpHeaders, cid: cid)
                 return try JSON.response(PublishResult(cid: cid, status: confirmed ? "confirmed" : "written"))
             } catch let error as ServiceError {
-                throw APIError(Self.status(of: error), code: error.code.rawValue, error.message)
+                throw APIError(ErrorStatuses.publish(error), code: error.code.rawValue, error.message)
             }
-        }
-    }
-
-    /// Unknown 404, inactive 409, what the broker refused for this message 422, a nack 502,
-    /// no connection 503, no confirm in time 504.
-    static func status(of error: ServiceError) -> HTTPResponse.Status {
-        switch error.code {
-        case .amqpUnknownOutconn: .notFound
-        case .amqpInactive: .conflict
-        case .amqpReturned, .amqpChannelClosed: .unprocessableContent
-        case .amqpNacked: .badGateway
-        case .amqpConfirmTimeout: .gatewayTimeout
-        default: .serviceUnavailable
         }
     }
 }

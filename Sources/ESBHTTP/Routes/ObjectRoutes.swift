@@ -21,27 +21,25 @@ struct ObjectRoutes {
 
     func register(on api: RouterGroup<ESBRequestContext>) {
         api.get(RouterPath(path)) { _, _ in
-            try await Self.mapping { try JSON.response(try await store.list(kind)) }
+            try JSON.response(try await store.list(kind))
         }
         api.post(RouterPath(path)) { request, _ in
             let fields = try await Self.body(request, kind: kind)
-            return try await Self.mapping { try JSON.response(try await store.create(kind, fields), status: .created) }
+            return try JSON.response(try await store.create(kind, fields), status: .created)
         }
         api.get(RouterPath("\(path)/{name}")) { _, context in
             let name = try context.parameters.decoded("name")
-            return try await Self.mapping { try JSON.response(try await store.get(kind, name)) }
+            return try JSON.response(try await store.get(kind, name))
         }
         api.put(RouterPath("\(path)/{name}")) { request, context in
             let name = try context.parameters.decoded("name")
             let fields = try await Self.body(request, kind: kind)
-            return try await Self.mapping { try JSON.response(try await store.update(kind, name, fields)) }
+            return try JSON.response(try await store.update(kind, name, fields))
         }
         api.delete(RouterPath("\(path)/{name}")) { _, context in
             let name = try context.parameters.decoded("name")
-            return try await Self.mapping {
-                try await store.delete(kind, name)
-                return Response(status: .noContent)
-            }
+            try await store.delete(kind, name)
+            return Response(status: .noContent)
         }
         if let secretField = kind.secretField {
             api.post(RouterPath("\(path)/{name}/\(secretField)")) { request, context in
@@ -56,10 +54,8 @@ struct ObjectRoutes {
                 guard !first.isEmpty else {
                     throw APIError(.unprocessableContent, code: "invalid", "the \(secretField) must not be empty", field: "\(secretField)1")
                 }
-                return try await Self.mapping {
-                    try await store.setSecret(kind, name, first)
-                    return Response(status: .noContent)
-                }
+                try await store.setSecret(kind, name, first)
+                return Response(status: .noContent)
             }
         }
     }
@@ -70,25 +66,5 @@ struct ObjectRoutes {
         let data = Data(buffer: try await request.body.collect(upTo: 1 << 20))
         return try JSON.decodeBody(ObjectFields.self, from: data, what: kind.label,
                                    expected: "a JSON object of strings, integers, booleans or null")
-    }
-
-    /// Maps store errors to §7's statuses.
-    static func mapping(_ work: () async throws -> Response) async throws -> Response {
-        do {
-            return try await work()
-        } catch let error as ObjectError {
-            throw APIError(error.httpStatus, code: error.code.rawValue, error.message, field: error.field)
-        }
-    }
-}
-
-extension ObjectError {
-    /// The one mapping of object errors to HTTP, for the API and the dashboard alike.
-    var httpStatus: HTTPResponse.Status {
-        switch code {
-        case .invalid: .unprocessableContent
-        case .duplicate, .inUse: .conflict
-        case .notFound: .notFound
-        }
     }
 }

@@ -105,11 +105,7 @@ struct ServiceRoutes {
     /// The API error for a failed call: its status, its code, and its text only when `detailed`.
     static func failure(_ error: any Error, cid: String, detailed: Bool, log: Bool = false) -> APIError {
         let serviceError = error as? ServiceError
-        let status: HTTPResponse.Status = switch serviceError?.code {
-        case .invokeUnknownService?: .notFound
-        case .invokeInactive?: .serviceUnavailable
-        default: .internalServerError
-        }
+        let status = ErrorStatuses.invoke(error)
         let code = serviceError?.code.rawValue ?? "service.error"
         if log {
             ServiceRoutes.logger.error("service response refused", metadata: ["esb.cid": "\(cid)", "esb.error": "\(error)"])

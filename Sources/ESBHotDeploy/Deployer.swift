@@ -17,14 +17,34 @@ public actor Deployer {
     private let backupHistory: @Sendable () -> Int
     private let artifactsDirectory: String
     private let extraModulePaths: @Sendable () -> [String]
-    /// What each unit serves in this process, and the modules it was built against: an
-    /// unchanged redeploy is a no-op.
-    private var serving: [String: (hash: String, services: [String], modules: String)] = [:]
+    /// What this process knows of each unit, by unit name.
+    private var units: [String: UnitState] = [:]
+
+    /// One unit in this process.
+    private struct UnitState {
+        /// The version serving, if any.
+        var serving: Serving?
+        /// While the unit is quarantined by crashes: the hash of the content that crashed.
+        var quarantinedHash: String?
+    }
+
+    /// A serving version: an unchanged redeploy (same hash, same modules) is a no-op.
+    private struct Serving {
+        var hash: String
+        var services: [String]
+        /// The fingerprint of the modules it was built against.
+        var modules: String
+        /// The libraries it imports, and its source: it is rebuilt when one of them changes.
+        var imports: [String]
+        var source: Data
+        /// For a library unit: the built module.
+        var library: LibraryArtifact?
+    }
+
     /// The serving libraries, by module name.
-    private var libraries: [String: LibraryArtifact] = [:]
-    /// The libraries each serving unit imports, and its source (to rebuild it when one changes).
-    private var unitImports: [String: [String]] = [:]
-    private var sources: [String: Data] = [:]
+    private var libraries: [String: LibraryArtifact] {
+        Dictionary(units.values.compactMap { $0.serving?.library }.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    }
 
     public init(builder: ServiceBuilder, registry: ServiceRegistry, store: DeploymentStore, workDirectory: String,
                 logger: Logger, backupHistory: @escaping @Sendable () -> Int,
@@ -44,7 +64,8 @@ public actor Deployer {
     public struct Outcome: Sendable, Codable {
         public var unit: String
         /// `deployed` or `failed`.
-        public var status: String
+        /// ``UnitStatus/deployed`` or ``UnitStatus/failed``.
+        public var status: UnitStatus
         public var services: [String]
         public var error: String?
         /// Whether the compiled library came from the cache.
@@ -62,22 +83,22 @@ public actor Deployer {
     /// Deployments by unit. The actor is reentrant while a compile runs, so different files
     /// build in parallel; versions of one file must not overtake each other, so each waits
     /// for the previous one.
-    private let units = SerialTasks<String>()
+    private let deployments = SerialTasks<String>()
 
     private func serialized(_ unit: String, _ work: @escaping @Sendable () async -> Outcome) async -> Outcome {
-        await units.run(unit, work)
+        await deployments.run(unit, work)
     }
 
     /// `isRestore`: the version is already recorded as serving; only failures are recorded.
     private func deploy(fileName: String, source: Data, displayPath: String?, isRestore: Bool) async -> Outcome {
-        let kind = "service"
+        let kind = UnitKind.service
         let hash = SHA256.hash(data: source).hex
         let display = displayPath ?? fileName
-        if !isRestore { quarantined[fileName] = nil }
+        if !isRestore { units[fileName, default: UnitState()].quarantinedHash = nil }
         let modules = fileName.hasSuffix(".swift")
             ? search.resolve(ServiceScanner.imports(String(decoding: source, as: UTF8.self))) : ModuleSearch.Resolved()
-        if let current = serving[fileName], current.hash == hash, current.modules == modules.fingerprint {
-            return Outcome(unit: fileName, status: "deployed", services: current.services, error: nil, cached: true)
+        if let current = units[fileName]?.serving, current.hash == hash, current.modules == modules.fingerprint {
+            return Outcome(unit: fileName, status: .deployed, services: current.services, error: nil, cached: true)
         }
         do {
             await builder.setExtraPaths(extraModulePaths())
@@ -91,29 +112,28 @@ public actor Deployer {
             }
             let names = try validate(plugin.services, unit: fileName, display: display)
             registry.replace(unit: fileName, with: plugin.services)
-            serving[fileName] = (hash, names, modules.fingerprint)
-            unitImports[fileName] = modules.libraries
-            sources[fileName] = source
+            units[fileName, default: UnitState()].serving = Serving(hash: hash, services: names, modules: modules.fingerprint,
+                                                                    imports: modules.libraries, source: source)
             if !isRestore {
                 try await store.recordDeployed(unit: fileName, kind: kind, hash: hash, source: source, services: names,
                                                imports: modules.libraries, keep: backupHistory())
             }
             logger.notice("deployed", metadata: ["esb.unit": "\(fileName)", "esb.services": "\(names.joined(separator: ","))",
                                                  "esb.cached": "\(cached)"])
-            return Outcome(unit: fileName, status: "deployed", services: names, error: nil, cached: cached)
+            return Outcome(unit: fileName, status: .deployed, services: names, error: nil, cached: cached)
         } catch {
             let message = (error as? DeployError)?.message ?? "\(display): \(error)"
             logger.error("deployment failed; the previous version, if any, keeps serving",
                          metadata: ["esb.unit": "\(fileName)", "esb.error": "\(message)"])
             try? await store.recordFailed(unit: fileName, kind: kind, hash: hash, source: source, error: message)
-            return Outcome(unit: fileName, status: "failed", services: [], error: message, cached: false)
+            return Outcome(unit: fileName, status: .failed, services: [], error: message, cached: false)
         }
     }
 
     /// Deploys a file found in the pickup directory at start, unless it is a quarantined
     /// unit's unchanged content: quarantine lasts until the unit is deployed again.
     public func deployAtStart(fileName: String, source: Data, displayPath: String) async -> Outcome? {
-        if let hash = quarantined[fileName], hash == SHA256.hash(data: source).hex {
+        if let hash = units[fileName]?.quarantinedHash, hash == SHA256.hash(data: source).hex {
             logger.warning("not loading a quarantined unit found in the pickup directory", metadata: ["esb.unit": "\(fileName)"])
             return nil
         }
@@ -121,23 +141,20 @@ public actor Deployer {
     }
 
 
-    /// Units quarantined by crashes, with the hash of the content that crashed.
-    private var quarantined: [String: String] = [:]
-
     /// Redeploys every unit recorded in the ODB, oldest first, from cached artifacts where
     /// possible; quarantined units stay unloaded.
     /// - Returns: the outcomes, in order.
     public func restore() async throws -> [Outcome] {
         var outcomes: [Outcome] = []
         for unit in Self.restoreOrder(try await store.units()) where unit.version != nil {
-            if unit.status == "quarantined" {
-                quarantined[unit.name] = unit.hash
+            if unit.status == .quarantined {
+                units[unit.name, default: UnitState()].quarantinedHash = unit.hash
                 registry.markInactive(unit.services, reason: "its unit '\(unit.name)' is quarantined; deploy it again to load it")
                 logger.error("unit quarantined, not loaded", metadata: ["esb.unit": "\(unit.name)", "esb.error": "\(unit.error ?? "")"])
                 continue
             }
             guard let source = try await store.servingSource(unit: unit.name) else { continue }
-            if unit.kind == "library", let library = LibrarySource(unit: unit.name, blob: source) {
+            if unit.kind == .library, let library = LibrarySource(unit: unit.name, blob: source) {
                 outcomes.append(await deployLibrary(library, display: unit.name, isRestore: true))
             } else {
                 outcomes.append(await deploy(fileName: unit.name, source: source, displayPath: nil, isRestore: true))
@@ -181,8 +198,8 @@ public actor Deployer {
         let hash = SHA256.hash(data: blob).hex
         let imports = source.imports(among: Set(libraries.keys))
         let modules = search.resolve(imports)
-        if let current = serving[unit], current.hash == hash, current.modules == modules.fingerprint {
-            return Outcome(unit: unit, status: "deployed", services: [], error: nil, cached: true)
+        if let current = units[unit]?.serving, current.hash == hash, current.modules == modules.fingerprint {
+            return Outcome(unit: unit, status: .deployed, services: [], error: nil, cached: true)
         }
         do {
             if let cycle = ModuleSearch.cycle(from: source.name, imports: imports, known: libraries.mapValues(\.imports)) {
@@ -194,33 +211,31 @@ public actor Deployer {
             guard dlopen(artifact.library, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) != nil else {
                 throw DeployError(.loadFailed, "\(display): cannot load \(artifact.library): \(String(cString: dlerror()))")
             }
-            libraries[source.name] = artifact
-            serving[unit] = (hash, [], modules.fingerprint)
-            unitImports[unit] = imports
-            sources[unit] = blob
+            units[unit, default: UnitState()].serving = Serving(hash: hash, services: [], modules: modules.fingerprint,
+                                                                imports: imports, source: blob, library: artifact)
             if !isRestore {
-                try await store.recordDeployed(unit: unit, kind: "library", hash: hash, source: blob, services: [],
+                try await store.recordDeployed(unit: unit, kind: .library, hash: hash, source: blob, services: [],
                                                imports: imports, keep: backupHistory())
             }
             logger.notice("library deployed", metadata: ["esb.unit": "\(unit)", "esb.cached": "\(cached)",
                                                          "esb.imports": "\(imports.joined(separator: ","))"])
             await redeployDependents(of: source.name)
-            return Outcome(unit: unit, status: "deployed", services: [], error: nil, cached: cached)
+            return Outcome(unit: unit, status: .deployed, services: [], error: nil, cached: cached)
         } catch {
             let message = (error as? DeployError)?.message ?? "\(display): \(error)"
             logger.error("library deployment failed; it and the units importing it keep their previous versions",
                          metadata: ["esb.unit": "\(unit)", "esb.error": "\(message)"])
-            try? await store.recordFailed(unit: unit, kind: "library", hash: hash, source: blob, error: message)
-            return Outcome(unit: unit, status: "failed", services: [], error: message, cached: false)
+            try? await store.recordFailed(unit: unit, kind: .library, hash: hash, source: blob, error: message)
+            return Outcome(unit: unit, status: .failed, services: [], error: message, cached: false)
         }
     }
 
     /// Rebuilds the serving units that import `library`: libraries first, then services.
     private func redeployDependents(of library: String) async {
-        let dependents = unitImports.filter { $0.value.contains(library) }.map(\.key)
+        let dependents = units.filter { $0.value.serving?.imports.contains(library) == true }.map(\.key)
             .sorted { ($0.hasPrefix("lib/") ? 0 : 1, $0) < ($1.hasPrefix("lib/") ? 0 : 1, $1) }
         for unit in dependents {
-            guard let source = sources[unit] else { continue }
+            guard let source = units[unit]?.serving?.source else { continue }
             logger.info("rebuilding a unit against a changed library", metadata: ["esb.unit": "\(unit)", "esb.library": "\(library)"])
             if let dependent = LibrarySource(unit: unit, blob: source) {
                 _ = await serialized(unit) { await self.deployLibrary(dependent, display: unit, isRestore: true) }
@@ -233,7 +248,7 @@ public actor Deployer {
     /// Libraries before the units that import them (a library's imports before it), then the
     /// rest in their recorded order.
     static func restoreOrder(_ units: [DeploymentStore.Unit]) -> [DeploymentStore.Unit] {
-        let libraries = Dictionary(units.filter { $0.kind == "library" }.map { (DeploymentStore.moduleName(ofLibraryUnit: $0.name), $0) },
+        let libraries = Dictionary(units.filter { $0.kind == .library }.map { (DeploymentStore.moduleName(ofLibraryUnit: $0.name), $0) },
                                    uniquingKeysWith: { first, _ in first })
         var ordered: [DeploymentStore.Unit] = []
         var placed: Set<String> = []
@@ -244,7 +259,7 @@ public actor Deployer {
             ordered.append(unit)
         }
         for module in libraries.keys.sorted() { place(module, []) }
-        return ordered + units.filter { $0.kind != "library" }
+        return ordered + units.filter { $0.kind != .library }
     }
 
     private func validate(_ services: [any Service.Type], unit: String, display: String) throws -> [String] {

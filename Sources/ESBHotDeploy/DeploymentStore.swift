@@ -2,6 +2,21 @@ import ESBStore
 import Foundation
 import GRDB
 
+/// What a deployment unit is: a service file, or a library in `pickup/lib/NAME`.
+public enum UnitKind: String, Sendable, Codable, CaseIterable, DatabaseValueConvertible {
+    case service, library
+}
+
+/// Where a unit stands.
+public enum UnitStatus: String, Sendable, Codable, CaseIterable, DatabaseValueConvertible {
+    /// A version serves.
+    case deployed
+    /// The last attempt failed; an earlier version may still serve.
+    case failed
+    /// It was running in too many crashes in a row; not loaded until deployed again.
+    case quarantined
+}
+
 /// The registry of deployment units in the ODB: every unit's versions with their source,
 /// hash, services, status and error. The source is kept so that a restart can rebuild.
 public struct DeploymentStore: Sendable {
@@ -12,9 +27,8 @@ public struct DeploymentStore: Sendable {
     /// One unit as the API shows it.
     public struct Unit: Sendable, Codable, Equatable {
         public var name: String
-        public var kind: String
-        /// `deployed`, `failed` (the last attempt failed; an earlier version may still serve).
-        public var status: String
+        public var kind: UnitKind
+        public var status: UnitStatus
         /// Hash of the version serving, if any.
         public var hash: String?
         public var version: Int?
@@ -82,16 +96,16 @@ public struct DeploymentStore: Sendable {
             var quarantined: [String] = []
             if running {
                 for unit in inFlight.sorted() {
-                    try db.execute(sql: "UPDATE deployment_unit SET crash_count = crash_count + 1 WHERE name = ? AND serving_version IS NOT NULL AND status != 'quarantined'",
-                                   arguments: [unit])
+                    try db.execute(sql: "UPDATE deployment_unit SET crash_count = crash_count + 1 WHERE name = ? AND serving_version IS NOT NULL AND status != ?",
+                                   arguments: [unit, UnitStatus.quarantined])
                 }
-                quarantined = try String.fetchAll(db, sql: "SELECT name FROM deployment_unit WHERE crash_count >= ? AND status != 'quarantined'",
-                                                  arguments: [Self.quarantineAfterCrashes])
+                quarantined = try String.fetchAll(db, sql: "SELECT name FROM deployment_unit WHERE crash_count >= ? AND status != ?",
+                                                  arguments: [Self.quarantineAfterCrashes, UnitStatus.quarantined])
                 try db.execute(sql: """
-                    UPDATE deployment_unit SET status = 'quarantined', updated_at = ?,
+                    UPDATE deployment_unit SET status = ?, updated_at = ?,
                       error = 'quarantined: it was running in ' || crash_count || ' crashes in a row; deploy it again to load it'
-                    WHERE crash_count >= ? AND status != 'quarantined'
-                    """, arguments: [Date(), Self.quarantineAfterCrashes])
+                    WHERE crash_count >= ? AND status != ?
+                    """, arguments: [UnitStatus.quarantined, Date(), Self.quarantineAfterCrashes, UnitStatus.quarantined])
             }
             try db.execute(sql: "INSERT INTO esb_meta(key, value) VALUES ('running', '1') ON CONFLICT(key) DO UPDATE SET value = '1'")
             return quarantined
@@ -108,13 +122,13 @@ public struct DeploymentStore: Sendable {
 
     /// Records a version that now serves; keeps at most `keep` older versions.
     @discardableResult
-    public func recordDeployed(unit: String, kind: String, hash: String, source: Data, services: [String],
+    public func recordDeployed(unit: String, kind: UnitKind, hash: String, source: Data, services: [String],
                                imports: [String] = [], keep: Int) async throws -> Int {
         try await odb.pool.write { db in
             let version = try Self.insertVersion(db, unit: unit, kind: kind, hash: hash, source: source,
-                                                 services: services, imports: imports, status: "deployed", error: nil)
-            try db.execute(sql: "UPDATE deployment_unit SET status = 'deployed', serving_version = ?, error = NULL, crash_count = 0, updated_at = ? WHERE name = ?",
-                           arguments: [version, Date(), unit])
+                                                 services: services, imports: imports, status: .deployed, error: nil)
+            try db.execute(sql: "UPDATE deployment_unit SET status = ?, serving_version = ?, error = NULL, crash_count = 0, updated_at = ? WHERE name = ?",
+                           arguments: [UnitStatus.deployed, version, Date(), unit])
             // Keep the serving version plus `keep` older ones.
             try db.execute(sql: """
                 DELETE FROM deployment_version WHERE unit = ? AND version NOT IN
@@ -125,17 +139,17 @@ public struct DeploymentStore: Sendable {
     }
 
     /// Records a failed attempt; a version that was serving stays recorded as serving.
-    public func recordFailed(unit: String, kind: String, hash: String, source: Data, error: String) async throws {
+    public func recordFailed(unit: String, kind: UnitKind, hash: String, source: Data, error: String) async throws {
         try await odb.pool.write { db in
             _ = try Self.insertVersion(db, unit: unit, kind: kind, hash: hash, source: source,
-                                       services: [], imports: [], status: "failed", error: error)
-            try db.execute(sql: "UPDATE deployment_unit SET status = 'failed', error = ?, updated_at = ? WHERE name = ?",
-                           arguments: [error, Date(), unit])
+                                       services: [], imports: [], status: .failed, error: error)
+            try db.execute(sql: "UPDATE deployment_unit SET status = ?, error = ?, updated_at = ? WHERE name = ?",
+                           arguments: [UnitStatus.failed, error, Date(), unit])
         }
     }
 
-    private static func insertVersion(_ db: Database, unit: String, kind: String, hash: String, source: Data,
-                                      services: [String], imports: [String], status: String, error: String?) throws -> Int {
+    private static func insertVersion(_ db: Database, unit: String, kind: UnitKind, hash: String, source: Data,
+                                      services: [String], imports: [String], status: UnitStatus, error: String?) throws -> Int {
         let now = Date()
         try db.execute(sql: """
             INSERT INTO deployment_unit(name, kind, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
@@ -170,7 +184,7 @@ public struct DeploymentStore: Sendable {
                      version: row["serving_version"], services: list(row["services"]), error: row["error"],
                      imports: list(row["imports"]), updatedAt: row["updated_at"], createdAt: row["created_at"])
             }
-            for index in units.indices where units[index].kind == "library" {
+            for index in units.indices where units[index].kind == .library {
                 let module = Self.moduleName(ofLibraryUnit: units[index].name)
                 units[index].dependents = units.filter { $0.imports.contains(module) }.map(\.name)
             }

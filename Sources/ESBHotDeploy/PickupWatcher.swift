@@ -147,7 +147,7 @@ public struct PickupWatcher: Service, CustomStringConvertible {
         let outcome = atStart
             ? await deployer.deployAtStart(fileName: name, source: data, displayPath: path)
             : await deployer.deploy(fileName: name, source: data, displayPath: path)
-        if outcome?.status == "deployed" && deleteAfterPickup() {
+        if outcome?.status == .deployed && deleteAfterPickup() {
             try? FileManager.default.removeItem(atPath: path)
         }
     }

@@ -9,9 +9,12 @@ public final class ServiceRegistry: Sendable {
     /// A live service.
     public struct Entry: Sendable {
         public var type: any Service.Type
-        /// The deployment unit (file name) it came from; `esb.builtin` for built-ins.
+        /// The deployment unit (file name) it came from; ``builtinUnit`` for built-ins.
         public var unit: String
     }
+
+    /// The unit the server's own services belong to.
+    public static let builtinUnit = "esb.builtin"
 
     private let entries = Mutex<[String: Entry]>([:])
     /// Services known but not loaded (their unit is quarantined), with the reason.

@@ -140,7 +140,7 @@ enum Daemon {
                                 metadata: ["esb.unit": "\(unit)"])
             }
             let outcomes = try await runtime.deployer.restore()
-            let failed = outcomes.filter { $0.status != "deployed" }.count
+            let failed = outcomes.filter { $0.status != .deployed }.count
             logger.notice("registry restored", metadata: ["esb.units": "\(outcomes.count)", "esb.failed": "\(failed)",
                                                           "esb.cached": "\(outcomes.filter(\.cached).count)"])
         } catch {

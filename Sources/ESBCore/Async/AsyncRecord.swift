@@ -12,7 +12,7 @@ import GRDB
 public struct AsyncRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
     public static let databaseTableName = "async_invocation"
 
-    public enum Kind: String, Sendable, Codable {
+    public enum Kind: String, Sendable, Codable, CaseIterable {
         /// `context.invokeAsync`: one attempt.
         case invokeAsync = "invoke_async"
         /// `patterns.invokeRetry` in the background (`invokeAsync`, or `invoke` with `asyncFallback`).
@@ -23,7 +23,7 @@ public struct AsyncRecord: Sendable, Equatable, Codable, FetchableRecord, Persis
         case pending, running, done, failed
     }
 
-    public enum CallbackStatus: String, Sendable, Codable {
+    public enum CallbackStatus: String, Sendable, Codable, CaseIterable {
         /// No callback was asked for.
         case none
         case pending, running, delivered

@@ -93,14 +93,14 @@ public final class AsyncStore: Sendable {
     func recover(now: Int64) async throws -> (attempts: Int, callbacks: Int) {
         try await committer.write { db in
             try db.execute(sql: """
-                UPDATE async_invocation SET status = 'pending', next_run_at = ?, interruptions = interruptions + 1, updated_at = ?
-                WHERE status = 'running'
-                """, arguments: [now, now])
+                UPDATE async_invocation SET status = ?, next_run_at = ?, interruptions = interruptions + 1, updated_at = ?
+                WHERE status = ?
+                """, arguments: [AsyncRecord.Status.pending.rawValue, now, now, AsyncRecord.Status.running.rawValue])
             let attempts = db.changesCount
             try db.execute(sql: """
-                UPDATE async_invocation SET callback_status = 'pending', next_run_at = ?, interruptions = interruptions + 1, updated_at = ?
-                WHERE callback_status = 'running'
-                """, arguments: [now, now])
+                UPDATE async_invocation SET callback_status = ?, next_run_at = ?, interruptions = interruptions + 1, updated_at = ?
+                WHERE callback_status = ?
+                """, arguments: [AsyncRecord.CallbackStatus.pending.rawValue, now, now, AsyncRecord.CallbackStatus.running.rawValue])
             return (attempts, db.changesCount)
         }
     }
@@ -110,8 +110,9 @@ public final class AsyncStore: Sendable {
         try await committer.write { db in
             try db.execute(sql: """
                 DELETE FROM async_invocation
-                WHERE finished_at < ? AND status IN ('done', 'failed') AND callback_status IN ('none', 'delivered')
-                """, arguments: [cutoff])
+                WHERE finished_at < ? AND status IN (?, ?) AND callback_status IN (?, ?)
+                """, arguments: [cutoff, AsyncRecord.Status.done.rawValue, AsyncRecord.Status.failed.rawValue,
+                                 AsyncRecord.CallbackStatus.none.rawValue, AsyncRecord.CallbackStatus.delivered.rawValue])
             return db.changesCount
         }
     }

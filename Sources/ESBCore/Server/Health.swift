@@ -7,7 +7,7 @@ public struct HealthReport: Sendable, Codable, Equatable {
     public var server: String
     public var components: [String: Component]
 
-    public enum Status: String, Sendable, Codable { case ok, degraded }
+    public enum Status: String, Sendable, Codable, CaseIterable { case ok, degraded }
 
     /// One component: the ODB, kvdb, an AMQP outconn's pool…
     public struct Component: Sendable, Codable, Equatable {

@@ -28,6 +28,5 @@ struct InputLoggerService: Service {
 }
 
 enum BuiltinServices {
-    static let unit = "esb.builtin"
     static let all: [any Service.Type] = [PingService.self, EchoService.self, InputLoggerService.self]
 }

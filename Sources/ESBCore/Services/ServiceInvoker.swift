@@ -27,7 +27,7 @@ public final class ServiceInvoker: Sendable {
         self.outgoing = outgoing
         self.async = async
         self.logger = logger
-        registry.replace(unit: BuiltinServices.unit, with: BuiltinServices.all)
+        registry.replace(unit: ServiceRegistry.builtinUnit, with: BuiltinServices.all)
     }
 
     private struct ServiceMetrics: Sendable {

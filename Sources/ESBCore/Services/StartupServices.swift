@@ -12,8 +12,7 @@ public final class StartupServices: Sendable {
     /// One entry's result.
     public struct Result: Sendable, Encodable, Equatable {
         public var service: String
-        /// `pending`, `ok`, `failed` or `skipped`.
-        public var status: String
+        public var status: Status
         @ExplicitNull public var durationMs: Int? = nil
         @ExplicitNull public var error: String? = nil
         public var line: Int
@@ -21,6 +20,15 @@ public final class StartupServices: Sendable {
         enum CodingKeys: String, CodingKey {
             case service, status, error, line
             case durationMs = "duration_ms"
+        }
+
+        public enum Status: String, Sendable, Encodable, CaseIterable {
+            /// Not run yet.
+            case pending
+            case ok
+            case failed
+            /// Its payload file could not be read.
+            case skipped
         }
     }
 
@@ -32,7 +40,7 @@ public final class StartupServices: Sendable {
 
     public init(config: ServerConfig, invoker: ServiceInvoker, logger: Logger) {
         entries = config.startupServices
-        results = Mutex(config.startupServices.map { Result(service: $0.service, status: "pending", line: $0.line) })
+        results = Mutex(config.startupServices.map { Result(service: $0.service, status: .pending, line: $0.line) })
         self.invoker = invoker
         timeout = .seconds(config.main.startupServiceTimeoutSeconds)
         self.logger = logger
@@ -50,14 +58,14 @@ public final class StartupServices: Sendable {
     }
 
     private func runOne(_ entry: ServerConfig.StartupService) async -> Result {
-        var result = Result(service: entry.service, status: "ok", line: entry.line)
+        var result = Result(service: entry.service, status: .ok, line: entry.line)
         let payload: Data
         switch entry.payload {
         case .inline(let text):
             payload = Data(text.utf8)
         case .file(let path):
             guard let data = FileManager.default.contents(atPath: path) else {
-                result.status = "skipped"
+                result.status = .skipped
                 result.error = "payload file '\(path)' does not exist or cannot be read"
                 logger.warning("startup service skipped", metadata: ["esb.service": "\(entry.service)", "esb.error": "\(result.error!)"])
                 return result
@@ -72,7 +80,7 @@ public final class StartupServices: Sendable {
             _ = try await withDeadline(timeout) { try await invoker.invoke(entry.service, request: request) }
         } catch {
             let error: any Error = if let late = error as? DeadlineExceeded { ServiceError("startup.timeout", late.description) } else { error }
-            result.status = "failed"
+            result.status = .failed
             result.error = "\(error)"
             logger.error("startup service failed", metadata: ["esb.service": "\(entry.service)", "esb.error": "\(error)"])
         }

@@ -131,7 +131,7 @@ struct DashboardRoutes {
         let units = try await runtime.deployments.units()
         let content = """
             <p>Server status \(HTML.badge(health.status.rawValue)) · \(runtime.registry.all().count) services ·
-            \(units.count) deployment units (\(units.filter { $0.status != "deployed" }.count) not deployed)</p>
+            \(units.count) deployment units (\(units.filter { $0.status != .deployed }.count) not deployed)</p>
             <h2>Components</h2>\(HTML.table(["component", "status", "detail"], rows, id: "components"))
             <h2>Look up an async invocation</h2>
             <form method="get" action="/esb/dashboard/async" class="lookup"><label>cid <input type="text" name="cid" required></label>
@@ -173,9 +173,9 @@ struct DashboardRoutes {
 
     private func deployments(_ request: Request) async throws -> Response {
         let rows = try await runtime.deployments.units().map { unit in
-            [HTML.escape(unit.name), HTML.escape(unit.kind), HTML.badge(unit.status), unit.version.map(String.init) ?? "",
+            [HTML.escape(unit.name), HTML.escape(unit.kind.rawValue), HTML.badge(unit.status.rawValue), unit.version.map(String.init) ?? "",
              HTML.escape(String((unit.hash ?? "").prefix(12))),
-             HTML.escape((unit.kind == "library" ? unit.dependents : unit.services).joined(separator: ", ")),
+             HTML.escape((unit.kind == .library ? unit.dependents : unit.services).joined(separator: ", ")),
              HTML.escape(unit.imports.joined(separator: ", ")),
              unit.updatedAt.ISO8601Format(),
              unit.error.map { "<details open><summary>diagnostics</summary><pre class=\"diagnostics\">\(HTML.escape($0))</pre></details>" } ?? ""]
@@ -187,7 +187,7 @@ struct DashboardRoutes {
 
     private func startup(_ request: Request) -> Response {
         let rows = runtime.startup.current.map { result in
-            [String(result.line), HTML.escape(result.service), HTML.badge(result.status),
+            [String(result.line), HTML.escape(result.service), HTML.badge(result.status.rawValue),
              result.durationMs.map { "\($0) ms" } ?? "", HTML.escape(result.error ?? "")]
         }
         return page(request, "Startup services", "startup",

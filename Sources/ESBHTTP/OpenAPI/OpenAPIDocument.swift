@@ -1,4 +1,5 @@
 import ESBCore
+import ESBHotDeploy
 import ESBStore
 import Foundation
 import HTTPTypes
@@ -128,12 +129,12 @@ struct OpenAPIDocument {
             "Health": [
                 "type": "object", "required": ["status", "server", "components"],
                 "properties": [
-                    "status": ["type": "string", "enum": ["ok", "degraded"]],
+                    "status": ["type": "string", "enum": names(HealthReport.Status.self)],
                     "server": ["type": "string"],
                     "components": ["type": "object", "additionalProperties": [
                         "type": "object",
                         "properties": [
-                            "status": ["type": "string", "enum": ["ok", "degraded"]],
+                            "status": ["type": "string", "enum": names(HealthReport.Status.self)],
                             "detail": ["type": "string"],
                             "critical": ["type": "boolean"],
                         ],
@@ -142,22 +143,22 @@ struct OpenAPIDocument {
             ],
             "ServiceList": ["type": "array", "items": ["$ref": "#/components/schemas/Service"]],
             "Service": ["type": "object", "required": ["name", "unit", "kind"], "properties": [
-                "name": ["type": "string"], "unit": ["type": "string"], "kind": ["type": "string", "enum": ["builtin", "deployed"]],
+                "name": ["type": "string"], "unit": ["type": "string"], "kind": ["type": "string", "enum": names(ServiceRoutes.ServiceInfo.Kind.self)],
             ]],
             "Deployed": ["type": "object", "properties": [
                 "unit": ["type": "string"], "status": ["type": "string"], "services": ["type": "array", "items": ["type": "string"]],
                 "cached": ["type": "boolean"],
             ]],
             "DeploymentList": ["type": "array", "items": ["type": "object", "properties": [
-                "name": ["type": "string"], "kind": ["type": "string", "enum": ["service", "library"]],
-                "status": ["type": "string", "enum": ["deployed", "failed", "quarantined"]],
+                "name": ["type": "string"], "kind": ["type": "string", "enum": names(UnitKind.self)],
+                "status": ["type": "string", "enum": names(UnitStatus.self)],
                 "hash": ["type": ["string", "null"]], "version": ["type": ["integer", "null"]],
                 "services": ["type": "array", "items": ["type": "string"]], "error": ["type": ["string", "null"]],
                 "imports": ["type": "array", "items": ["type": "string"]], "dependents": ["type": "array", "items": ["type": "string"]],
                 "created_at": ["type": "string"], "updated_at": ["type": "string"],
             ]]],
             "StartupResults": ["type": "array", "items": ["type": "object", "properties": [
-                "service": ["type": "string"], "status": ["type": "string", "enum": ["ok", "failed", "skipped", "pending"]],
+                "service": ["type": "string"], "status": ["type": "string", "enum": names(StartupServices.Result.Status.self)],
                 "duration_ms": ["type": ["integer", "null"]], "error": ["type": ["string", "null"]], "line": ["type": "integer"],
             ]]],
             "EnmasseImported": ["type": "object", "required": ["created", "updated", "warnings"], "properties": [
@@ -165,14 +166,14 @@ struct OpenAPIDocument {
                 "warnings": ["type": "array", "items": ["type": "string"]],
             ]],
             "AsyncStatus": ["type": "object", "required": ["cid", "kind", "status", "target", "attempts", "repeats"], "properties": [
-                "cid": ["type": "string"], "kind": ["type": "string", "enum": ["invoke_async", "invoke_retry"]],
-                "status": ["type": "string", "enum": ["pending", "running", "done", "failed"]],
+                "cid": ["type": "string"], "kind": ["type": "string", "enum": names(AsyncRecord.Kind.self)],
+                "status": ["type": "string", "enum": names(AsyncRecord.Status.self)],
                 "target": ["type": "string"], "source": ["type": ["string", "null"]], "orig_cid": ["type": ["string", "null"]],
                 "attempts": ["type": "integer"], "repeats": ["type": "integer"],
                 "next_run_at": ["type": ["string", "null"]], "last_error": ["type": ["string", "null"]],
                 "errors": ["type": "array", "items": ["type": "string"]],
                 "callback": ["type": ["string", "null"]], "callback_id": ["type": "string"],
-                "callback_status": ["type": "string", "enum": ["none", "pending", "running", "delivered"]],
+                "callback_status": ["type": "string", "enum": names(AsyncRecord.CallbackStatus.self)],
                 "callback_deliveries": ["type": "integer"], "callback_error": ["type": ["string", "null"]],
                 "interruptions": ["type": "integer"], "created_at": ["type": "string"], "updated_at": ["type": "string"],
                 "finished_at": ["type": ["string", "null"]],
@@ -182,7 +183,7 @@ struct OpenAPIDocument {
                 "properties": ["type": "object"], "headers": ["type": "object"],
             ]],
             "AMQPPublished": ["type": "object", "required": ["cid", "status"], "properties": [
-                "cid": ["type": "string"], "status": ["type": "string", "enum": ["confirmed", "written"]],
+                "cid": ["type": "string"], "status": ["type": "string", "enum": names(AMQPRoutes.PublishResult.Status.self)],
             ]],
             "PasswordChange": ["type": "object", "required": ["password1", "password2"], "properties": [
                 "password1": ["type": "string"], "password2": ["type": "string"],
@@ -202,6 +203,11 @@ struct OpenAPIDocument {
                 ]],
             ],
         ]
+    }
+
+    /// An enum's values, as the JSON shows them.
+    static func names<Value: CaseIterable & RawRepresentable<String>>(_ type: Value.Type) -> [String] {
+        type.allCases.map(\.rawValue)
     }
 
     /// The document as JSON bytes.

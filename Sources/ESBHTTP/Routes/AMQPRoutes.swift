@@ -38,8 +38,14 @@ struct AMQPRoutes {
 
     struct PublishResult: Encodable {
         var cid: String
-        /// `confirmed` (the broker acked) or `written` (confirms off: written to the socket).
-        var status: String
+        var status: Status
+
+        enum Status: String, Encodable, CaseIterable {
+            /// The broker acked it.
+            case confirmed
+            /// Confirms are off: written to the socket.
+            case written
+        }
     }
 
     func register(on api: RouterGroup<ESBRequestContext>) {
@@ -59,7 +65,7 @@ struct AMQPRoutes {
                 let confirmed = try await amqp.send(publish.body, outconn: name, exchange: publish.exchange ?? "",
                                                     routingKey: publish.routingKey, properties: publish.amqpProperties,
                                                     headers: publish.amqpHeaders, cid: cid)
-                return try JSON.response(PublishResult(cid: cid, status: confirmed ? "confirmed" : "written"))
+                return try JSON.response(PublishResult(cid: cid, status: confirmed ? .confirmed : .written))
             } catch let error as ServiceError {
                 throw APIError(ErrorStatuses.publish(error), code: error.code.rawValue, error.message)
             }

@@ -14,7 +14,9 @@ struct ServiceRoutes {
     struct ServiceInfo: Encodable {
         var name: String
         var unit: String
-        var kind: String
+        var kind: Kind
+
+        enum Kind: String, Encodable, CaseIterable { case builtin, deployed }
     }
 
     func register(on api: RouterGroup<ESBRequestContext>) {
@@ -47,7 +49,7 @@ struct ServiceRoutes {
             }
             let body = try await request.body.collect(upTo: runtime.state.config.hotDeploy.maxSourceBytes)
             let outcome = await runtime.deployer.deploy(fileName: name, source: Data(buffer: body))
-            guard outcome.status == "deployed" else {
+            guard outcome.status == .deployed else {
                 throw APIError(.unprocessableContent, code: "deploy.failed", outcome.error ?? "deployment failed")
             }
             return try JSON.response(OutcomeDTO(outcome), status: .created)
@@ -58,7 +60,7 @@ struct ServiceRoutes {
     }
 
     static func info(_ item: (name: String, entry: ServiceRegistry.Entry)) -> ServiceInfo {
-        ServiceInfo(name: item.name, unit: item.entry.unit, kind: item.entry.unit == "esb.builtin" ? "builtin" : "deployed")
+        ServiceInfo(name: item.name, unit: item.entry.unit, kind: item.entry.unit == ServiceRegistry.builtinUnit ? .builtin : .deployed)
     }
 
     static func headers(_ request: Request) -> [String: String] {
@@ -127,7 +129,9 @@ struct ServiceRoutes {
 }
 
 struct DeploymentDTO: Encodable {
-    var name, kind, status: String
+    var name: String
+    var kind: UnitKind
+    var status: UnitStatus
     @ExplicitNull var hash: String? = nil
     @ExplicitNull var version: Int? = nil
     var services: [String]
@@ -151,7 +155,8 @@ struct DeploymentDTO: Encodable {
 }
 
 struct OutcomeDTO: Encodable {
-    var unit, status: String
+    var unit: String
+    var status: UnitStatus
     var services: [String]
     var cached: Bool
     init(_ outcome: Deployer.Outcome) {

@@ -1,3 +1,4 @@
+import ESBConcurrency
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -63,7 +64,7 @@ public struct PickupWatcher: Service, CustomStringConvertible {
     }
 
     public func run() async throws {
-        let events = AsyncStream<String> { continuation in
+        let events = AsyncStream<Event> { continuation in
             let stop = Mutex(false)
             let thread = Thread {
                 Self.watch(directory: directory, logger: logger, stop: stop) { continuation.yield($0) }
@@ -79,32 +80,29 @@ public struct PickupWatcher: Service, CustomStringConvertible {
         let limit = max(2, ProcessInfo.processInfo.activeProcessorCount + 1)
         // A library's files arrive one by one: deploy it once they have been quiet for a moment.
         let generations = Generations()
-        await withTaskGroup(of: Void.self) { group in
-            var running = 0
-            for await name in events.cancelOnGracefulShutdown() {
-                if name == Self.armed {
+        let slots = Slots(limit)
+        await withDiscardingTaskGroup { group in
+            for await event in events.cancelOnGracefulShutdown() {
+                switch event {
+                case .armed:
                     // Files dropped between the start's sweep and the watch are not lost:
                     // look once more (unchanged content is a no-op, quarantine still holds).
                     group.addTask { await deployExisting() }
-                    continue
-                }
-                if name.hasPrefix("lib/") {
-                    let library = String(name.dropFirst(4))
+                case .library(let library):
                     let generation = generations.next(library)
                     group.addTask {
                         try? await Task.sleep(for: .milliseconds(300))
                         guard generations.current(library) == generation else { return }
                         _ = await deployer.deployLibrary(name: library, directory: (libraryDirectory as NSString).appendingPathComponent(library))
                     }
-                    continue
+                case .file(let name):
+                    guard Self.isDeployable(name) else { continue }
+                    await slots.take()
+                    group.addTask {
+                        await pickUp(name)
+                        slots.give()
+                    }
                 }
-                guard Self.isDeployable(name) else { continue }
-                if running >= limit {
-                    await group.next()
-                    running -= 1
-                }
-                group.addTask { await pickUp(name) }
-                running += 1
             }
         }
     }
@@ -152,13 +150,24 @@ public struct PickupWatcher: Service, CustomStringConvertible {
         }
     }
 
-    /// Emitted once the watch is in place.
-    static let armed = "\u{1}armed"
+    /// What the watcher thread reports.
+    enum Event: Sendable, Hashable {
+        /// The watch is in place.
+        case armed
+        /// A file of the pickup directory was written or moved in.
+        case file(String)
+        /// A file of the library in `lib/NAME` changed, or the library appeared.
+        case library(String)
+    }
+
+    /// What an inotify watch descriptor watches.
+    private enum Watched {
+        case pickup, libraries, library(String)
+    }
 
     /// Blocks its own thread: inotify with a 250 ms poll for `stop`, or a 1 s directory scan.
-    /// Emits file names of the pickup directory, and `lib/NAME` for changes in a library.
     private static func watch(directory: String, logger: Logger, stop: borrowing Mutex<Bool>,
-                              emit: (String) -> Void) {
+                              emit: (Event) -> Void) {
         let fd = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
         let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE)
         let watch = fd >= 0 ? inotify_add_watch(fd, directory, mask) : -1
@@ -170,21 +179,20 @@ public struct PickupWatcher: Service, CustomStringConvertible {
             return
         }
         defer { close(fd) }
-        // Watch descriptor → what it watches: the pickup directory, `lib`, or `lib/NAME`.
-        var watched: [Int32: String] = [watch: ""]
+        var watched: [Int32: Watched] = [watch: .pickup]
         let libraryDirectory = (directory as NSString).appendingPathComponent("lib")
         func watchLibraries() {
             let lib = inotify_add_watch(fd, libraryDirectory, mask)
             guard lib >= 0 else { return }
-            watched[lib] = "lib"
+            watched[lib] = .libraries
             for name in subdirectories(of: libraryDirectory) { watchLibrary(name) }
         }
         func watchLibrary(_ name: String) {
             let library = inotify_add_watch(fd, (libraryDirectory as NSString).appendingPathComponent(name), mask)
-            if library >= 0 { watched[library] = "lib/" + name }
+            if library >= 0 { watched[library] = .library(name) }
         }
         watchLibraries()
-        emit(armed)
+        emit(.armed)
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while !stop.withLock({ $0 }) {
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -203,38 +211,38 @@ public struct PickupWatcher: Service, CustomStringConvertible {
                 let isDirectory = eventMask & UInt32(IN_ISDIR) != 0
                 guard !name.isEmpty, !name.hasPrefix("."), let place = watched[descriptor] else { continue }
                 switch place {
-                case "":
+                case .pickup:
                     if name == "lib" && isDirectory {
                         watchLibraries()
-                        for library in subdirectories(of: libraryDirectory) { emit("lib/" + library) }
+                        for library in subdirectories(of: libraryDirectory) { emit(.library(library)) }
                     } else if eventMask & UInt32(IN_CREATE) == 0 {
-                        emit(name)  // a file is taken once written (IN_CLOSE_WRITE) or moved in, not at creation
+                        emit(.file(name))  // a file is taken once written (IN_CLOSE_WRITE) or moved in, not at creation
                     }
-                case "lib":
+                case .libraries:
                     if isDirectory {
                         watchLibrary(name)
-                        emit("lib/" + name)
+                        emit(.library(name))
                     }
-                default:
-                    if name.hasSuffix(".swift") && eventMask & UInt32(IN_CREATE) == 0 { emit(place) }
+                case .library(let library):
+                    if name.hasSuffix(".swift") && eventMask & UInt32(IN_CREATE) == 0 { emit(.library(library)) }
                 }
             }
         }
     }
 
-    private static func poll(directory: String, stop: borrowing Mutex<Bool>, emit: (String) -> Void) {
-        func modificationTimes() -> [String: Date] {
-            var times: [String: Date] = [:]
+    private static func poll(directory: String, stop: borrowing Mutex<Bool>, emit: (Event) -> Void) {
+        func modificationTimes() -> [Event: Date] {
+            var times: [Event: Date] = [:]
             for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
                 let path = (directory as NSString).appendingPathComponent(name)
-                times[name] = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+                times[.file(name)] = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
             }
             // A library counts as changed when any of its files did: its newest file's time.
             let libraryDirectory = (directory as NSString).appendingPathComponent("lib")
             for library in subdirectories(of: libraryDirectory) {
                 let folder = (libraryDirectory as NSString).appendingPathComponent(library)
                 let files = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
-                times["lib/" + library] = files.compactMap {
+                times[.library(library)] = files.compactMap {
                     (try? FileManager.default.attributesOfItem(atPath: (folder as NSString).appendingPathComponent($0)))?[.modificationDate] as? Date
                 }.max()
             }
@@ -243,12 +251,12 @@ public struct PickupWatcher: Service, CustomStringConvertible {
         // What is there now was deployed at start; afterwards a file is taken once it changed
         // and then stayed unchanged for a second (fully written).
         var seen = modificationTimes()
-        emit(armed)
+        emit(.armed)
         while !stop.withLock({ $0 }) {
             Thread.sleep(forTimeInterval: 1)
-            for (name, modified) in modificationTimes() where seen[name] != modified && modified.timeIntervalSinceNow < -1 {
-                seen[name] = modified
-                emit(name)
+            for (event, modified) in modificationTimes() where seen[event] != modified && modified.timeIntervalSinceNow < -1 {
+                seen[event] = modified
+                emit(event)
             }
         }
     }
@@ -267,4 +275,23 @@ private final class Generations: Sendable {
     }
 
     func current(_ name: String) -> Int? { counts.withLock { $0[name] } }
+}
+
+/// At most `limit` pickups at a time; one task takes slots, any gives them back.
+private final class Slots: Sendable {
+    private let limit: Int
+    private let taken = Atomic<Int>(0)
+    private let freed = Doorbell()
+
+    init(_ limit: Int) { self.limit = limit }
+
+    func take() async {
+        while taken.load(ordering: .acquiring) >= limit && !Task.isCancelled { await freed.wait() }
+        taken.add(1, ordering: .relaxed)
+    }
+
+    func give() {
+        taken.subtract(1, ordering: .releasing)
+        freed.ring()
+    }
 }

@@ -32,14 +32,17 @@ public enum HTTPServer {
             .add(middleware: CrossSiteMiddleware(secure: config.main.usesTLS))
             .add(middleware: AdminAuthMiddleware(state: state, signIns: signIns))
         AdminRoutes().register(on: api)
-        ServiceRoutes(runtime: runtime).register(on: api)
+        ServiceRoutes(state: state, invoker: runtime.invoker, registry: runtime.registry, deployments: runtime.deployments,
+                      deployer: runtime.deployer, startup: runtime.startup).register(on: api)
         for (kind, path) in ObjectRoutes.paths {
             ObjectRoutes(store: runtime.objects, kind: kind, path: path).register(on: api)
         }
         AMQPRoutes(amqp: runtime.amqp).register(on: api)
         AsyncRoutes(store: runtime.asyncStore).register(on: api)
         EnmasseRoutes(store: runtime.objects).register(on: api)
-        DashboardRoutes(state: state, runtime: runtime, sessions: DashboardSessions(state: state), signIns: signIns)
+        DashboardRoutes(state: state, invoker: runtime.invoker, registry: runtime.registry, deploymentRegistry: runtime.deployments,
+                        startup: runtime.startup, asyncStore: runtime.asyncStore, objects: runtime.objects, amqp: runtime.amqp,
+                        sessions: DashboardSessions(state: state), signIns: signIns)
             .register(on: router)
 
         knownRoutes.record(router.routes)

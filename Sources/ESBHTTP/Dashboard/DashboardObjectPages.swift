@@ -10,7 +10,8 @@ import NIOFoundationCompat
 /// same ``ObjectStore`` as the API and enmasse, so all three agree.
 struct DashboardObjectPages {
     let state: ServerState
-    let runtime: ServiceRuntime
+    let objects: ObjectStore
+    let amqp: AMQPOutconns
     let sessions: DashboardSessions
 
     func register(on dashboard: RouterGroup<ESBRequestContext>) {
@@ -21,7 +22,7 @@ struct DashboardObjectPages {
             let kind = try kind(context)
             let form = try await Self.form(request)
             do {
-                let created = try await runtime.objects.create(kind, Self.fields(form, kind: kind, includeName: true))
+                let created = try await objects.create(kind, Self.fields(form, kind: kind, includeName: true))
                 return Self.redirect(kind, notice: "Created \(kind.label) '\(created["name"]?.string ?? "")'.")
             } catch let error as ObjectError {
                 return try await list(request, kind: kind, error: error.message, input: form.values, status: error.status)
@@ -34,7 +35,7 @@ struct DashboardObjectPages {
             let kind = try kind(context), name = try context.parameters.decoded("name")
             let form = try await Self.form(request)
             do {
-                _ = try await runtime.objects.update(kind, name, Self.fields(form, kind: kind, includeName: false))
+                _ = try await objects.update(kind, name, Self.fields(form, kind: kind, includeName: false))
                 return Self.redirect(kind, name: name, notice: "Saved.")
             } catch let error as ObjectError {
                 return try await edit(request, kind: kind, name: name, message: (error.message, true), input: form.values,
@@ -44,7 +45,7 @@ struct DashboardObjectPages {
         dashboard.post("objects/{kind}/{name}/delete") { request, context in
             let kind = try kind(context), name = try context.parameters.decoded("name")
             do {
-                try await runtime.objects.delete(kind, name)
+                try await objects.delete(kind, name)
                 return Self.redirect(kind, notice: "Deleted \(kind.label) '\(name)'.")
             } catch let error as ObjectError {
                 return try await edit(request, kind: kind, name: name, message: (error.message, true), status: error.status)
@@ -59,7 +60,7 @@ struct DashboardObjectPages {
                                       status: .unprocessableContent)
             }
             do {
-                try await runtime.objects.setSecret(kind, name, first)
+                try await objects.setSecret(kind, name, first)
                 return Self.redirect(kind, name: name, notice: "The \(secretField) was changed.")
             } catch let error as ObjectError {
                 return try await edit(request, kind: kind, name: name, message: (error.message, true), status: error.status)
@@ -76,7 +77,7 @@ struct DashboardObjectPages {
             let cid = ServiceInvoker.newCID()
             let message: (String, Bool)
             do {
-                let confirmed = try await runtime.amqp.send(
+                let confirmed = try await amqp.send(
                     Data((form["payload"] ?? "").utf8), outconn: name, exchange: form["exchange"] ?? "",
                     routingKey: form["routing_key"] ?? "", properties: AMQPProperties(), headers: [:], cid: cid)
                 message = ("Published (cid \(cid)): \(confirmed ? "confirmed by the broker" : "written to the socket (confirms off)").", false)
@@ -114,7 +115,7 @@ struct DashboardObjectPages {
 
     private func list(_ request: Request, kind: ObjectKind, error: String?, input: [String: String],
                       status: HTTPResponse.Status = .ok) async throws -> Response {
-        let objects = try await runtime.objects.list(kind)
+        let objects = try await objects.list(kind)
         let shown = Array(kind.fields.prefix(5))
         let rows = objects.map { object -> [String] in
             let name = object["name"]?.string ?? ""
@@ -132,7 +133,7 @@ struct DashboardObjectPages {
                       status: HTTPResponse.Status = .ok) async throws -> Response {
         let object: ObjectFields
         do {
-            object = try await runtime.objects.get(kind, name)
+            object = try await objects.get(kind, name)
         } catch let error as ObjectError {
             return page(request, Self.title(kind), kind.name, status: .notFound, HTML.notice(error.message, error: true))
         }
@@ -155,7 +156,7 @@ struct DashboardObjectPages {
     }
 
     private func poolState(_ name: String) -> String {
-        guard let component = runtime.amqp.health()["amqp.\(name)"] else { return "" }
+        guard let component = amqp.health()["amqp.\(name)"] else { return "" }
         let rows = (component.pool?.connections ?? []).map { connection in
             [String(connection.index), HTML.badge(connection.status), String(connection.inFlight),
              String(connection.reconnects), HTML.escape(connection.lastError ?? "")]
@@ -232,7 +233,7 @@ struct DashboardObjectPages {
     private func choices(_ field: ObjectKind.Field) async throws -> [String]? {
         if let allowed = field.allowed { return allowed }
         guard let target = field.references, let kind = ObjectRoutes.paths.map(\.0).first(where: { $0.name == target }) else { return nil }
-        let names = try await runtime.objects.list(kind).compactMap { $0["name"]?.string }
+        let names = try await objects.list(kind).compactMap { $0["name"]?.string }
         return (field.defaultValue == .string("none") ? ["none"] : []) + names
     }
 

@@ -1,4 +1,5 @@
 import ESBCore
+import ESBHotDeploy
 import ESBService
 import Foundation
 import Hummingbird
@@ -9,7 +10,13 @@ import NIOFoundationCompat
 /// Configuration objects have their own pages (``DashboardObjectPages``).
 struct DashboardRoutes {
     let state: ServerState
-    let runtime: ServiceRuntime
+    let invoker: ServiceInvoker
+    let registry: ServiceRegistry
+    let deploymentRegistry: DeploymentStore
+    let startup: StartupServices
+    let asyncStore: AsyncStore
+    let objects: ObjectStore
+    let amqp: AMQPOutconns
     let sessions: DashboardSessions
     let signIns: SignInGuard
 
@@ -32,7 +39,7 @@ struct DashboardRoutes {
         dashboard.get("enmasse") { request, _ in enmasse(request, outcome: nil) }
         dashboard.get("enmasse/export") { request, _ in try await enmasseExport(request) }
         dashboard.post("enmasse/import") { request, _ in try await enmasseImport(request) }
-        DashboardObjectPages(state: state, runtime: runtime, sessions: sessions).register(on: dashboard)
+        DashboardObjectPages(state: state, objects: objects, amqp: amqp, sessions: sessions).register(on: dashboard)
     }
 
     /// A full page for the request's session.
@@ -128,9 +135,9 @@ struct DashboardRoutes {
         let rows = health.components.sorted { $0.key < $1.key }.map { name, component in
             [HTML.escape(name), HTML.badge(component.status.rawValue), HTML.escape(component.detail ?? "")]
         }
-        let units = try await runtime.deployments.units()
+        let units = try await deploymentRegistry.units()
         let content = """
-            <p>Server status \(HTML.badge(health.status.rawValue)) · \(runtime.registry.all().count) services ·
+            <p>Server status \(HTML.badge(health.status.rawValue)) · \(registry.all().count) services ·
             \(units.count) deployment units (\(units.filter { $0.status != .deployed }.count) not deployed)</p>
             <h2>Components</h2>\(HTML.table(["component", "status", "detail"], rows, id: "components"))
             <h2>Look up an async invocation</h2>
@@ -141,7 +148,7 @@ struct DashboardRoutes {
     }
 
     private func services(_ request: Request, invoked: String?) async throws -> Response {
-        let all = runtime.registry.all()
+        let all = registry.all()
         let rows = all.map { name, entry in [HTML.escape(name), HTML.escape(entry.unit)] }
         let options = all.map { "<option>\(HTML.escape($0.name))</option>" }.joined()
         let form = HTML.form(action: "/esb/dashboard/services/invoke", csrf: csrf(request), id: "invoke", submit: "Invoke", """
@@ -159,7 +166,7 @@ struct DashboardRoutes {
         let cid = ServiceInvoker.newCID()
         let result: String
         do {
-            let response = try await runtime.invoker.invoke(name, request: ServiceRequest(
+            let response = try await invoker.invoke(name, request: ServiceRequest(
                 payload: Data((form["payload"] ?? "").utf8), channel: "invoke", cid: cid))
             result = """
                 <div id="invoke-result"><h2>\(HTML.escape(name)) answered \(response.status)</h2>
@@ -172,7 +179,7 @@ struct DashboardRoutes {
     }
 
     private func deployments(_ request: Request) async throws -> Response {
-        let rows = try await runtime.deployments.units().map { unit in
+        let rows = try await deploymentRegistry.units().map { unit in
             [HTML.escape(unit.name), HTML.escape(unit.kind.rawValue), HTML.badge(unit.status.rawValue), unit.version.map(String.init) ?? "",
              HTML.escape(String((unit.hash ?? "").prefix(12))),
              HTML.escape((unit.kind == .library ? unit.dependents : unit.services).joined(separator: ", ")),
@@ -186,7 +193,7 @@ struct DashboardRoutes {
     }
 
     private func startup(_ request: Request) -> Response {
-        let rows = runtime.startup.current.map { result in
+        let rows = startup.current.map { result in
             [String(result.line), HTML.escape(result.service), HTML.badge(result.status.rawValue),
              result.durationMs.map { "\($0) ms" } ?? "", HTML.escape(result.error ?? "")]
         }
@@ -197,7 +204,7 @@ struct DashboardRoutes {
 
     private func asyncLookup(_ request: Request) async throws -> Response {
         let cid = request.uri.queryParameters["cid"].map(String.init) ?? ""
-        guard let record = try await runtime.asyncStore.record(cid: cid) else {
+        guard let record = try await asyncStore.record(cid: cid) else {
             return page(request, "Async invocation", "overview", status: .notFound,
                         HTML.notice("No async invocation with cid '\(cid)' (never accepted, or finished and pruned).", error: true))
         }
@@ -237,7 +244,7 @@ struct DashboardRoutes {
     private func enmasseExport(_ request: Request) async throws -> Response {
         let query = request.uri.queryParameters
         let format = try EnmasseRoutes.format(query["format"].map(String.init))
-        let text = try await EnmasseRoutes.export(runtime.objects, format: format, includeSecrets: query["include_secrets"] == "true")
+        let text = try await EnmasseRoutes.export(objects, format: format, includeSecrets: query["include_secrets"] == "true")
         var response = Response(status: .ok, headers: [.contentType: format.contentType + "; charset=utf-8"],
                                 body: .init(byteBuffer: ByteBuffer(string: text)))
         response.headers[.contentDisposition] = "attachment; filename=\"enmasse-\(state.name).\(format.rawValue)\""
@@ -249,7 +256,7 @@ struct DashboardRoutes {
         let form = FormData(try await request.collectBody(upTo: 16 << 20))
         let outcome: String
         do {
-            let result = try await EnmasseRoutes.importFile(runtime.objects, text: form["file"] ?? "", name: "the file",
+            let result = try await EnmasseRoutes.importFile(objects, text: form["file"] ?? "", name: "the file",
                                                             replace: form["replace"] == "true")
             let lines = result.created.map { "created \($0)" } + result.updated.map { "updated \($0)" }
                 + result.warnings.map { "warning: \($0)" }

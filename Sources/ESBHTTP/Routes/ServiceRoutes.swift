@@ -9,7 +9,13 @@ import NIOFoundationCompat
 
 /// Admin routes for services: invoke, list, deploy, deployments, startup results.
 struct ServiceRoutes {
-    let runtime: ServiceRuntime
+    /// The configuration in force (body limits).
+    let state: ServerState
+    let invoker: ServiceInvoker
+    let registry: ServiceRegistry
+    let deployments: DeploymentStore
+    let deployer: Deployer
+    let startup: StartupServices
 
     struct ServiceInfo: Encodable {
         var name: String
@@ -22,40 +28,40 @@ struct ServiceRoutes {
     func register(on api: RouterGroup<ESBRequestContext>) {
         api.post("invoke/{service}") { request, context in
             let name = try context.parameters.decoded("service")
-            let body = try await request.body.collect(upTo: runtime.state.config.main.maxBodyBytes)
+            let body = try await request.body.collect(upTo: state.config.main.maxBodyBytes)
             let cid = ServiceInvoker.newCID()
             let serviceRequest = ServiceRequest(
                 payload: Data(buffer: body), channel: "invoke", cid: cid,
                 headers: Self.headers(request), query: Self.query(request))
             return try await Self.respond(cid: cid, detailed: true) {
-                try await runtime.invoker.invoke(name, request: serviceRequest)
+                try await invoker.invoke(name, request: serviceRequest)
             }
         }
         api.get("services") { _, _ in
-            try JSON.response(runtime.registry.all().map(Self.info))
+            try JSON.response(registry.all().map(Self.info))
         }
         api.get("services/{name}") { _, context in
             let name = try context.parameters.decoded("name")
-            guard let entry = runtime.registry.lookup(name) else { throw APIError.notFound("no service named '\(name)' is deployed") }
+            guard let entry = registry.lookup(name) else { throw APIError.notFound("no service named '\(name)' is deployed") }
             return try JSON.response(Self.info((name, entry)))
         }
         api.get("deployments") { _, _ in
-            try JSON.response(try await runtime.deployments.units().map(DeploymentDTO.init))
+            try JSON.response(try await deployments.units().map(DeploymentDTO.init))
         }
         api.post("deploy") { request, _ in
             let name = request.uri.queryParameters["name"].map(String.init) ?? ""
             guard !name.isEmpty, !name.contains("/"), PickupWatcher.isDeployable(name) else {
                 throw APIError(.unprocessableContent, code: "invalid", "query parameter 'name' must be a file name ending .swift or .so", field: "name")
             }
-            let body = try await request.body.collect(upTo: runtime.state.config.hotDeploy.maxSourceBytes)
-            let outcome = await runtime.deployer.deploy(fileName: name, source: Data(buffer: body))
+            let body = try await request.body.collect(upTo: state.config.hotDeploy.maxSourceBytes)
+            let outcome = await deployer.deploy(fileName: name, source: Data(buffer: body))
             guard outcome.status == .deployed else {
                 throw APIError(.unprocessableContent, code: "deploy.failed", outcome.error ?? "deployment failed")
             }
             return try JSON.response(OutcomeDTO(outcome), status: .created)
         }
         api.get("startup-services") { _, _ in
-            try JSON.response(runtime.startup.current)
+            try JSON.response(startup.current)
         }
     }
 

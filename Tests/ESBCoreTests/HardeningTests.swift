@@ -4,7 +4,7 @@ import Testing
 @testable import ESBConfig
 @testable import ESBCore
 
-/// The pure pieces behind §7's rules, without a server: secrets compared, logs escaped, YAML
+/// The pure pieces behind the security rules, without a server: secrets compared, logs escaped, YAML
 /// pre-scanned, file modes checked, retries bounded, crashes attributed, XML refused.
 @Suite struct HardeningTests {
     @Test func secretDigestsMatchOnlyTheSecretWhateverTheLengths() {

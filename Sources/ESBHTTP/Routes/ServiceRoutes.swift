@@ -91,7 +91,7 @@ struct ServiceRoutes {
         } catch {
             throw Self.failure(error, cid: cid, detailed: detailed)
         }
-        // Outside 100–599 (§3), and 1xx, which is no final answer in HTTP/1: the caller gets 500.
+        // Outside 100–599, and 1xx, which is no final answer in HTTP/1: the caller gets 500.
         guard (200...599).contains(response.status) else {
             // The invoker logged nothing: the service returned normally.
             throw Self.failure(ServiceError(.internalError, "the service answered status \(response.status), not a final status from 200 to 599"),

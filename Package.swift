@@ -1,6 +1,8 @@
 // swift-tools-version:6.1
-// SwiftESB: an enterprise service bus server in Swift. Layers, bottom up:
-// C shims -> client wrappers -> (SDK, in ./SDK) -> core -> HTTP face -> executables.
+// SwiftESB: an enterprise service bus server in Swift. Layers, bottom up (docs/ARCHITECTURE.md):
+// C shims, concurrency primitives -> client wrappers, SDK (in ./SDK), configuration, store ->
+// hot deploy -> runtime (ESBCore) -> HTTP face -> executables. Arrows point down only
+// (Tests/ESBCoreTests/LayeringTests.swift checks the imports).
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -87,7 +89,8 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        // The core: ODB, registry, hot deploy, invocation, outgoing connections, systemd.
+        // The runtime: objects, channels, invocation, durable async, outgoing connections,
+        // kvdb, enmasse, server state and health, lifecycle, systemd.
         .target(
             name: "ESBCore",
             dependencies: [
@@ -164,7 +167,7 @@ let package = Package(
         .testTarget(
             name: "ESBIntegrationTests",
             dependencies: [
-                "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBAMQP",
+                "ESBConcurrency", "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBAMQP",
                 .product(name: "ESBService", package: "SDK"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],

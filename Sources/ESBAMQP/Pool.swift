@@ -27,13 +27,15 @@ public final class Pool: Sendable {
         let wakeups = (0..<max(configuration.size, 1)).map { _ in Wakeup() }
         let name = configuration.name, acquire = configuration.acquireTimeoutMilliseconds
         let workersBox = Mutex<[ConnectionWorker]>([])
-        let room = WaitingRoom(wakeups: wakeups) { send in
+        let room = WaitingRoom(wakeups: wakeups, expired: { send in
             let reasons = Set(workersBox.withLock { $0 }.compactMap { $0.snapshot.lastError })
             let why = reasons.isEmpty ? "all \(wakeups.count) connections busy" : reasons.sorted().joined(separator: "; ")
             if send.complete(.failure(AMQPError(.poolTimeout, "outgoing connection '\(name)': no connection available within \(acquire) ms (\(why))"))) {
                 observer?.settled(pool: name, outcome: .failed)
             }
-        }
+        }, refused: { send in
+            send.complete(.failure(AMQPError(.closed, "outgoing connection '\(name)': the pool is closing")))
+        })
         let exits = exits
         let started = wakeups.enumerated().map { index, wakeup in
             ConnectionWorker(index: index, configuration: configuration, wakeup: wakeup, room: room, observer: observer,
@@ -104,10 +106,11 @@ public final class Pool: Sendable {
         }
         timer.cancel()
         await timer.value
-        return room.takeAll().map(PendingSendHandle.init)
+        return room.close().map(PendingSendHandle.init)
     }
 
-    /// Takes over sends another pool could not place (a rebuilt pool's predecessor's).
+    /// Takes over sends another pool could not place (a rebuilt pool's predecessor's); a
+    /// pool already shut down fails them with `closed`, and their callers try its successor.
     public func adopt(_ sends: [PendingSendHandle]) {
         sends.forEach { dispatch($0.send) }
     }

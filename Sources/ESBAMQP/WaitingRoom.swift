@@ -5,38 +5,61 @@ import Synchronization
 /// in their confirm window pull from here; a send still here at its acquire deadline fails
 /// with `pool_timeout` (the pool's timer calls ``expire(now:)``).
 final class WaitingRoom: Sendable {
-    private let items = Mutex<[PendingSend]>([])
+    private struct Room {
+        var sends: [PendingSend] = []
+        /// Set by the pool's shutdown: a send arriving later fails with `closed` at once (its
+        /// caller tries the pool that replaced this one), so nothing waits where no timer looks.
+        var closed = false
+    }
+
+    private let items = Mutex(Room())
     private let waitingCount = Atomic<Int>(0)
     private let wakeups: [Wakeup]
     private let expired: @Sendable (PendingSend) -> Void
-    /// Rung when a send is parked, so that the pool's timer looks at its deadline.
+    private let refused: @Sendable (PendingSend) -> Void
+    /// Rung when a send is parked in an empty room, so that the pool's timer looks at its
+    /// deadline. Sends of one pool share an acquire timeout, so a later one rarely has an
+    /// earlier deadline; one that does (handed back by a lost connection) is seen at the
+    /// timer's next 200 ms look.
     let admitted = Doorbell()
 
-    init(wakeups: [Wakeup], expired: @escaping @Sendable (PendingSend) -> Void) {
+    init(wakeups: [Wakeup], expired: @escaping @Sendable (PendingSend) -> Void,
+         refused: @escaping @Sendable (PendingSend) -> Void) {
         self.wakeups = wakeups
         self.expired = expired
+        self.refused = refused
     }
 
     /// Cheap check for owner threads.
     var isEmpty: Bool { waitingCount.load(ordering: .relaxed) == 0 }
 
-    /// Parks sends and wakes every owner thread and the pool's timer.
+    /// Parks sends and wakes every owner thread (and the pool's timer when the room was
+    /// empty); once the room is closed, refuses them.
     func admit(_ sends: some Collection<PendingSend>) {
         guard !sends.isEmpty else { return }
-        items.withLock { $0.append(contentsOf: sends) }
+        let outcome = items.withLock { room -> (admitted: Bool, wasEmpty: Bool) in
+            guard !room.closed else { return (false, false) }
+            let wasEmpty = room.sends.isEmpty
+            room.sends.append(contentsOf: sends)
+            return (true, wasEmpty)
+        }
+        guard outcome.admitted else {
+            sends.forEach(refused)
+            return
+        }
         waitingCount.add(sends.count, ordering: .relaxed)
         wakeups.forEach { $0.signal() }
-        admitted.ring()
+        if outcome.wasEmpty { admitted.ring() }
     }
 
     /// Fails the sends whose acquire deadline is past; returns the earliest deadline still
     /// waiting, if any.
     func expire(now: UInt64) -> UInt64? {
         guard !isEmpty else { return nil }
-        let (late, earliest) = items.withLock { items -> ([PendingSend], UInt64?) in
-            let late = items.filter { $0.acquireDeadline <= now }
-            if !late.isEmpty { items.removeAll { $0.acquireDeadline <= now } }
-            return (late, items.map(\.acquireDeadline).min())
+        let (late, earliest) = items.withLock { room -> ([PendingSend], UInt64?) in
+            let late = room.sends.filter { $0.acquireDeadline <= now }
+            if !late.isEmpty { room.sends.removeAll { $0.acquireDeadline <= now } }
+            return (late, room.sends.map(\.acquireDeadline).min())
         }
         if !late.isEmpty { waitingCount.subtract(late.count, ordering: .relaxed) }
         late.forEach(expired)
@@ -46,15 +69,23 @@ final class WaitingRoom: Sendable {
     /// Up to `limit` sends, oldest first (settled ones are dropped).
     func take(_ limit: Int) -> [PendingSend] {
         guard limit > 0, !isEmpty else { return [] }
-        let taken = items.withLock { items -> [PendingSend] in
-            let taken = Array(items.prefix(limit))
-            items.removeFirst(taken.count)
+        let taken = items.withLock { room -> [PendingSend] in
+            let taken = Array(room.sends.prefix(limit))
+            room.sends.removeFirst(taken.count)
             return taken
         }
         waitingCount.subtract(taken.count, ordering: .relaxed)
         return taken.filter { !$0.isDone }
     }
 
-    /// Everything still waiting (pool shutdown).
-    func takeAll() -> [PendingSend] { take(Int.max) }
+    /// Closes the room and returns everything still waiting (pool shutdown).
+    func close() -> [PendingSend] {
+        let taken = items.withLock { room -> [PendingSend] in
+            room.closed = true
+            defer { room.sends.removeAll() }
+            return room.sends
+        }
+        waitingCount.subtract(taken.count, ordering: .relaxed)
+        return taken.filter { !$0.isDone }
+    }
 }

@@ -2,10 +2,12 @@
 /// `run()` owns: the work runs in a task group inside ``run(until:)``, which returns only
 /// once all of it has ended. Nothing started here outlives the part.
 public final class BackgroundWork: Sendable {
+    /// One piece of work.
     public typealias Work = @Sendable () async -> Void
     private let stream: AsyncStream<Work>
     private let continuation: AsyncStream<Work>.Continuation
 
+    /// Nothing started yet; ``run(until:)`` takes the work.
     public init() {
         (stream, continuation) = AsyncStream.makeStream()
     }

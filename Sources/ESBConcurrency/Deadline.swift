@@ -2,6 +2,7 @@ import Synchronization
 
 /// The deadline passed before the work finished.
 public struct DeadlineExceeded: Error, Sendable, CustomStringConvertible {
+    /// The time the work had.
     public let timeout: Duration
     public var description: String { "did not finish within \(timeout)" }
 }
@@ -10,8 +11,9 @@ public struct DeadlineExceeded: Error, Sendable, CustomStringConvertible {
 /// `timeout` has passed, whichever comes first: the one way work races a deadline here.
 ///
 /// At the deadline the operation is cancelled. The caller never waits for it beyond the
-/// deadline: a task group would wait for work that ignores cancellation (a service that
-/// blocks), and the server must not. The timer ends as soon as the operation does.
+/// deadline, nor once the caller itself is cancelled (it then throws `CancellationError`): a
+/// task group would wait for work that ignores cancellation (a service that blocks), and the
+/// server must not. The timer ends as soon as the operation does.
 public func withDeadline<T: Sendable>(
     _ timeout: Duration, _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
@@ -38,7 +40,15 @@ private final class Race<T: Sendable>: Sendable {
 
     func start(_ continuation: CheckedContinuation<T, any Error>, timeout: Duration,
                _ operation: @escaping @Sendable () async throws -> T) {
-        state.withLock { $0.continuation = continuation }
+        let alreadyCancelled = state.withLock { state -> Bool in
+            if state.cancelled { return true }
+            state.continuation = continuation
+            return false
+        }
+        if alreadyCancelled {
+            continuation.resume(throwing: CancellationError())
+            return
+        }
         let work = Task {
             let outcome: Result<T, any Error>
             do { outcome = .success(try await operation()) } catch { outcome = .failure(error) }
@@ -72,12 +82,15 @@ private final class Race<T: Sendable>: Sendable {
         continuation.resume(with: outcome)
     }
 
+    /// The caller was cancelled: the work is cancelled and the caller goes on at once.
     func cancel() {
-        let (work, timer) = state.withLock { state in
+        let (work, timer, continuation) = state.withLock { state in
             state.cancelled = true
-            return (state.work, state.timer)
+            defer { state.continuation = nil }
+            return (state.work, state.timer, state.continuation)
         }
         work?.cancel()
         timer?.cancel()
+        continuation?.resume(throwing: CancellationError())
     }
 }

@@ -10,8 +10,10 @@ public final class Doorbell: Sendable {
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
+    /// A doorbell nobody has rung.
     public init() {}
 
+    /// Wakes every task waiting now, or the next one to wait.
     public func ring() {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             if state.waiters.isEmpty { state.rung = true }
@@ -35,6 +37,8 @@ public final class Doorbell: Sendable {
                         state.rung = false
                         return true
                     }
+                    // Cancelled before it got here: its handler's ring went to the others.
+                    if Task.isCancelled { return true }
                     state.waiters.append(continuation)
                     return false
                 }

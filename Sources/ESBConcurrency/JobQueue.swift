@@ -16,6 +16,7 @@ public final class JobQueue<Job: Sendable>: Sendable {
     /// A thread's place in the queue: created once per thread, passed to every ``take(_:idleTimeout:)``.
     public final class Worker: Sendable {
         fileprivate let semaphore = DispatchSemaphore(value: 0)
+        /// A place for the calling thread.
         public init() {}
     }
 
@@ -38,6 +39,7 @@ public final class JobQueue<Job: Sendable>: Sendable {
 
     private let state = Mutex(State())
 
+    /// An empty, open queue.
     public init() {}
 
     /// Adds a job and wakes a parked thread, if any.

@@ -12,6 +12,7 @@ public final class SerialTasks<Key: Hashable & Sendable>: Sendable {
     private let tails = Mutex<[Key: Tail]>([:])
     private let counter = Atomic<Int>(0)
 
+    /// No work asked for yet.
     public init() {}
 
     /// Runs `work` after the work already asked for under `key`, and returns its result.

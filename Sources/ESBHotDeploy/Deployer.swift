@@ -19,6 +19,10 @@ public actor Deployer {
     private let extraModulePaths: @Sendable () -> [String]
     /// What this process knows of each unit, by unit name.
     private var units: [String: UnitState] = [:]
+    /// Deployments by unit. The actor is reentrant while a compile runs, so different files
+    /// build in parallel; versions of one file must not overtake each other, so each waits
+    /// for the previous one.
+    private let deployments = SerialTasks<String>()
 
     /// One unit in this process.
     private struct UnitState {
@@ -63,7 +67,6 @@ public actor Deployer {
     /// The outcome of one deployment.
     public struct Outcome: Sendable, Codable {
         public var unit: String
-        /// `deployed` or `failed`.
         /// ``UnitStatus/deployed`` or ``UnitStatus/failed``.
         public var status: UnitStatus
         public var services: [String]
@@ -79,11 +82,6 @@ public actor Deployer {
             await self.deploy(fileName: fileName, source: source, displayPath: displayPath, isRestore: false)
         }
     }
-
-    /// Deployments by unit. The actor is reentrant while a compile runs, so different files
-    /// build in parallel; versions of one file must not overtake each other, so each waits
-    /// for the previous one.
-    private let deployments = SerialTasks<String>()
 
     private func serialized(_ unit: String, _ work: @escaping @Sendable () async -> Outcome) async -> Outcome {
         await deployments.run(unit, work)
@@ -139,7 +137,6 @@ public actor Deployer {
         }
         return await deploy(fileName: fileName, source: source, displayPath: displayPath)
     }
-
 
     /// Redeploys every unit recorded in the ODB, oldest first, from cached artifacts where
     /// possible; quarantined units stay unloaded.

@@ -179,10 +179,15 @@ public struct DeploymentStore: Sendable {
             func list(_ text: String?) -> [String] {
                 text.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
             }
-            var units = rows.map { row in
-                Unit(name: row["name"], kind: row["kind"], status: row["status"], hash: row["hash"],
-                     version: row["serving_version"], services: list(row["services"]), error: row["error"],
-                     imports: list(row["imports"]), updatedAt: row["updated_at"], createdAt: row["created_at"])
+            var units = try rows.map { row in
+                let name: String = row["name"], kind: String = row["kind"], status: String = row["status"]
+                // A value this server does not know (written by a newer one) is named, not a crash.
+                guard let knownKind = UnitKind(rawValue: kind), let knownStatus = UnitStatus(rawValue: status) else {
+                    throw StoreError("ODB: deployment unit '\(name)' has kind '\(kind)' and status '\(status)'; this server knows kinds \(UnitKind.allCases.map(\.rawValue)) and statuses \(UnitStatus.allCases.map(\.rawValue))")
+                }
+                return Unit(name: name, kind: knownKind, status: knownStatus, hash: row["hash"],
+                            version: row["serving_version"], services: list(row["services"]), error: row["error"],
+                            imports: list(row["imports"]), updatedAt: row["updated_at"], createdAt: row["created_at"])
             }
             for index in units.indices where units[index].kind == .library {
                 let module = Self.moduleName(ofLibraryUnit: units[index].name)

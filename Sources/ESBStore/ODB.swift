@@ -17,6 +17,7 @@ public final class ODB: Sendable {
         case sqlite
     }
 
+    /// The engine holding this ODB.
     public var engine: Engine { .sqlite }
     /// The database file.
     public let path: String
@@ -87,10 +88,12 @@ public final class ODB: Sendable {
 /// One step of the schema, identified for good: a shipped migration is never edited, a
 /// change is a new one. It carries a body per engine.
 public struct ODBMigration: Sendable {
+    /// Recorded in the ODB once applied, e.g. `v5-async`.
     public let identifier: String
     /// The step on SQLite, inside the migration's transaction.
     public let sqlite: @Sendable (Database) throws -> Void
 
+    /// A step called `identifier` with its SQLite body.
     public init(_ identifier: String, sqlite: @escaping @Sendable (Database) throws -> Void) {
         self.identifier = identifier
         self.sqlite = sqlite

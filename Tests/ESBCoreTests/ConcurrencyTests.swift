@@ -20,6 +20,14 @@ import Testing
         let caller = Task { try await withDeadline(.seconds(60)) { try await Task.sleep(for: .seconds(60)) } }
         caller.cancel()
         await #expect(throws: CancellationError.self) { try await caller.value }
+        // A cancelled caller goes on at once, even when the operation ignores cancellation.
+        let gate = Gate()
+        let stuck = Task { try await withDeadline(.seconds(600)) { await gate.wait() } }
+        try await Task.sleep(for: .milliseconds(20))
+        stuck.cancel()
+        let outcome = try await withDeadline(.seconds(30)) { await stuck.result }
+        #expect(throws: CancellationError.self) { try outcome.get() }
+        gate.open()
     }
 
     @Test func aJobQueueHandsJobsOutInOrderAndDrainsBeforeClosing() {
@@ -76,4 +84,28 @@ import Testing
 private final class Box<Value: Sendable>: Sendable {
     let value: Mutex<Value>
     init(_ value: Value) { self.value = Mutex(value) }
+}
+
+/// Waits until opened, ignoring cancellation.
+private final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state -> Bool in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func open() {
+        state.withLock { state in
+            state.open = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }.forEach { $0.resume() }
+    }
 }

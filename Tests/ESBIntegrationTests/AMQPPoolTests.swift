@@ -1,4 +1,5 @@
 import ESBAMQP
+import ESBConcurrency
 import Foundation
 import Testing
 
@@ -126,6 +127,25 @@ import Testing
         #expect(pool.connections.first?.status == .backingOff || pool.connections.first?.status == .connecting)
         _ = await pool.shutdown()
     }
+
+    /// Two quick edits: the first pool's waiting sends are handed to a successor that is
+    /// already shut down. They fail with `closed` (their caller then tries the current pool)
+    /// instead of waiting where no timer looks.
+    @Test func sendsHandedToAPoolAlreadyShutDownFailWithClosed() async throws {
+        let port = TestEnvironment.freePort()
+        let first = Self.pool("handoff-a", size: 1, port: port, acquireMilliseconds: 60_000)
+        let second = Self.pool("handoff-b", size: 1, port: port, acquireMilliseconds: 60_000)
+        let waiting = Task { try await first.send(OutgoingMessage(exchange: "", routingKey: "q", body: Data())) }
+        try await Task.sleep(for: .milliseconds(300))
+        _ = await second.shutdown()
+        second.adopt(await first.shutdown())
+        let outcome = try await withDeadline(.seconds(30)) { await waiting.result }
+        #expect((outcome.failure as? AMQPError)?.code == .closed)
+    }
+}
+
+extension Result {
+    var failure: Failure? { if case .failure(let error) = self { error } else { nil } }
 }
 
 /// Nacks and TLS need a broker set up for them: a queue that rejects what overflows it, and

@@ -8,11 +8,13 @@ public struct OnceListening: Service, CustomStringConvertible {
     private let listening = Doorbell()
     private let work: @Sendable () async -> Void
 
+    /// `work` to run once the listener is up.
     public init(_ work: @escaping @Sendable () async -> Void) { self.work = work }
 
     /// The listener accepts: the work may start.
     public func listenerIsUp() { listening.ring() }
 
+    /// Waits for the listener, then runs the work, unless the server stops first.
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             await listening.wait()

@@ -49,9 +49,10 @@ public final class StartupServices: Sendable {
     /// The results so far, in file order.
     public var current: [Result] { results.withLock { $0 } }
 
-    /// Runs every entry in order.
+    /// Runs every entry in order; a cancellation (the server stopping) leaves the entries not
+    /// yet run `pending`.
     public func run() async {
-        for (index, entry) in entries.enumerated() {
+        for (index, entry) in entries.enumerated() where !Task.isCancelled {
             let result = await runOne(entry)
             results.withLock { $0[index] = result }
         }

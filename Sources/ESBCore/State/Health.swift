@@ -1,4 +1,3 @@
-import ESBStore
 
 /// What `GET /esb/health` reports: the server and each component's state.
 public struct HealthReport: Sendable, Codable, Equatable {

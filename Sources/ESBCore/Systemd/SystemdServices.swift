@@ -15,7 +15,7 @@ public struct WatchdogService: Service, CustomStringConvertible {
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             notifier.watchdog()
-            try? await Task.sleep(for: interval / 2)
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval / 2) }
         }
     }
 }

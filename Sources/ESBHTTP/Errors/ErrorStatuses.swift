@@ -26,7 +26,7 @@ extension ObjectError: HTTPResponseError {
 extension ServiceError.Code {
     /// The status of an operation that failed with this code; nil for codes that are no
     /// operation's own failure (what a service throws fails its call with 500 whatever the
-    /// code: see ``ErrorStatuses/invoke``).
+    /// code: see ``ErrorStatuses/invoke(_:)``).
     var httpStatus: HTTPResponse.Status? {
         switch self {
         case .invokeUnknownService, .amqpUnknownOutconn: .notFound
@@ -43,16 +43,16 @@ extension ServiceError.Code {
 /// What each kind of operation can fail with, for the routes and the OpenAPI document.
 enum ErrorStatuses {
     /// A call of a service: the invoker's own failures; anything the service throws is 500.
-    static let invoke: [ServiceError.Code] = [.invokeUnknownService, .invokeInactive]
+    static let invokeCodes: [ServiceError.Code] = [.invokeUnknownService, .invokeInactive]
     /// A publish through an outgoing AMQP connection.
-    static let publish: [ServiceError.Code] = [
+    static let publishCodes: [ServiceError.Code] = [
         .amqpUnknownOutconn, .amqpInactive, .amqpReturned, .amqpChannelClosed, .amqpNacked, .amqpConfirmTimeout,
         .amqpPoolTimeout, .amqpConnectionFailed,
     ]
 
     /// The status a call failing with `error` answers.
     static func invoke(_ error: any Error) -> HTTPResponse.Status {
-        guard let code = (error as? ServiceError)?.code, invoke.contains(code), let status = code.httpStatus else {
+        guard let code = (error as? ServiceError)?.code, invokeCodes.contains(code), let status = code.httpStatus else {
             return .internalServerError
         }
         return status

@@ -34,7 +34,7 @@ struct OpenAPIDocument {
             Operation(method: "post", path: "/esb/api/outgoing/amqp/{name}/publish", summary: "Test publish through an outgoing AMQP connection",
                       tag: "outgoing", requestSchema: "AMQPPublish",
                       responses: [200: "AMQPPublished", 401: "Error", 422: "Error"],
-                      parameters: ["name"], errors: ErrorStatuses.documented(ErrorStatuses.publish)),
+                      parameters: ["name"], errors: ErrorStatuses.documented(ErrorStatuses.publishCodes)),
         ]
     }
 
@@ -99,7 +99,7 @@ struct OpenAPIDocument {
                       responses: [200: "Service", 401: "Error", 404: "Error"], parameters: ["name"]),
             Operation(method: "post", path: "/esb/api/invoke/{service}", summary: "Invoke a service with the body as payload; the service's response as is, with X-ESB-CID",
                       tag: "services", responses: [200: nil, 401: "Error", 500: "Error"], parameters: ["service"],
-                      errors: ErrorStatuses.documented(ErrorStatuses.invoke)),
+                      errors: ErrorStatuses.documented(ErrorStatuses.invokeCodes)),
             Operation(method: "post", path: "/esb/api/deploy", summary: "Deploy a source body (query name=FILE.swift); waits for the result",
                       tag: "services", responses: [201: "Deployed", 401: "Error", 422: "Error"], query: ["name"]),
             Operation(method: "get", path: "/esb/api/deployments", summary: "Deployment units with status, hash, services, error",

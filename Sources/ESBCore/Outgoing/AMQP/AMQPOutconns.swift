@@ -23,6 +23,8 @@ public final class AMQPOutconns: ServiceLifecycle.Service, Sendable {
     private let store: ObjectStore
     private let logger: Logger
     private let entries = Mutex<[String: Entry]>([:])
+    /// Set under `entries`' lock at shutdown: a reload racing it builds no pool.
+    private let stopped = Atomic<Bool>(false)
     /// Reloads run one at a time, in the order changes were committed.
     private let reloads = SerialTasks<Int>()
     /// Pools being drained after an edit replaced or removed them.
@@ -35,7 +37,9 @@ public final class AMQPOutconns: ServiceLifecycle.Service, Sendable {
 
     public func run() async throws {
         await retirements.run { try? await gracefulShutdown() }
-        await shutdown()
+        // The drain is bounded by the pools' own confirm and connect timeouts; the group's
+        // cancellation (its graceful time ran out) does not cut short the wait for confirms.
+        await Task { await shutdown() }.value
     }
 
     /// Builds the pools now and again after every change to AMQP objects.
@@ -66,6 +70,7 @@ public final class AMQPOutconns: ServiceLifecycle.Service, Sendable {
         }
         var retired: [(name: String, pool: Pool, successor: Pool?)] = []
         entries.withLock { entries in
+            guard !stopped.load(ordering: .relaxed) else { return }
             for (name, entry) in entries where desired[name] == nil {
                 if let pool = entry.pool { retired.append((name, pool, nil)) }
                 entries[name] = nil
@@ -168,6 +173,7 @@ public final class AMQPOutconns: ServiceLifecycle.Service, Sendable {
     /// Drains and closes every pool (shutdown): in-flight sends finish first.
     public func shutdown() async {
         let pools = entries.withLock { entries -> [Pool] in
+            stopped.store(true, ordering: .relaxed)
             defer { entries.removeAll() }
             return entries.values.compactMap(\.pool)
         }

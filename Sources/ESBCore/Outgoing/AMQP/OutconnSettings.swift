@@ -10,7 +10,6 @@ struct OutconnSettings: Sendable, Equatable {
     var defaults: AMQPProperties
     var mandatory: Bool
 
-    /// Builds the settings from the stored objects (both already validated by the store).
     /// The header a mandatory message carries its delivery tag in, to match a return to its send.
     static let returnTagHeader = "x-esb-msg-id"
 

@@ -2,14 +2,20 @@ import ESBAMQP
 
 /// An AMQP pool as health reports it: how many connections are in each state, and each one.
 public struct PoolHealth: Sendable, Codable, Equatable {
+    /// Connections up.
     public var connected: Int
+    /// Connections opening.
     public var connecting: Int
+    /// Connections waiting before their next attempt.
     public var backingOff: Int
+    /// The latest failure of any connection.
     public var lastError: String?
+    /// Each connection.
     public var connections: [Connection]
 
     /// One pooled connection.
     public struct Connection: Sendable, Codable, Equatable {
+        /// Its place in the pool, from 0.
         public var index: Int
         /// `connecting`, `connected`, `backing_off` or `closed`.
         public var status: String

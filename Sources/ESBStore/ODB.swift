@@ -5,25 +5,43 @@ import GRDB
 /// file in WAL mode, through GRDB on the system libsqlite3.
 ///
 /// The store names no feature. Features own their tables and hand their migrations up;
-/// whoever opens the ODB assembles them in their shipped order (``ODBMigration``). A
-/// second engine adds its own body to each migration and its own connection here, so the
-/// features keep one store API each.
+/// whoever opens the ODB assembles them in their shipped order (``ODBMigration``). Each
+/// feature store states what it needs from the ODB as a protocol of its own (its records)
+/// and implements that protocol once per engine, choosing by ``connection``; the logic
+/// above the records (validation, crash counting, scheduling) is written once. A second
+/// engine adds a case to ``Connection``, a body to each migration and an implementation
+/// of each records protocol.
 ///
 /// GRDB runs every statement on its own dispatch queues (one writer, a reader pool), so
 /// blocking sqlite calls never occupy Swift's cooperative pool.
 public final class ODB: Sendable {
     /// The engines an ODB can live in.
-    public enum Engine: String, Sendable {
+    public enum Engine: String, Sendable, CaseIterable {
         case sqlite
     }
 
+    /// An open connection to the engine, for the feature stores' engine implementations.
+    public enum Connection: Sendable {
+        /// A GRDB pool on a SQLite file in WAL mode: one writer, concurrent readers.
+        case sqlite(DatabasePool)
+    }
+
     /// The engine holding this ODB.
-    public var engine: Engine { .sqlite }
-    /// The database file.
+    public var engine: Engine {
+        switch connection {
+        case .sqlite: .sqlite
+        }
+    }
+    /// Where the ODB is, for messages and health: the database file.
     public let path: String
-    /// The SQLite engine's GRDB pool; the feature stores add their queries on top of it.
-    public let pool: DatabasePool
+    /// The engine connection the feature stores run their queries on.
+    public let connection: Connection
     private let migrator: DatabaseMigrator
+    private var pool: DatabasePool {
+        switch connection {
+        case .sqlite(let pool): pool
+        }
+    }
 
     /// Opens (creating if needed) the database at `path` and runs the pending migrations of
     /// `schema`, after the store's own (`v1-meta`).
@@ -44,8 +62,9 @@ public final class ODB: Sendable {
         do {
             try FileManager.default.createDirectory(
                 atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            pool = try DatabasePool(path: path, configuration: configuration)
+            let pool = try DatabasePool(path: path, configuration: configuration)
             try migrator.migrate(pool)
+            connection = .sqlite(pool)
         } catch {
             throw StoreError("ODB '\(path)' cannot be opened: \(error)")
         }
@@ -66,9 +85,15 @@ public final class ODB: Sendable {
         try await pool.read { [migrator] db in try migrator.appliedIdentifiers(db).sorted() }
     }
 
-    /// The journal mode in force (`wal` when healthy).
+    /// The SQLite journal mode in force (`wal` when healthy).
     public func journalMode() async throws -> String {
         try await pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }
+    }
+
+    /// The store's own key-value table (`esb_meta`): `created_at`, the health check's last
+    /// write, and the run marker crash counting reads.
+    public func meta(_ key: String) async throws -> String? {
+        try await pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM esb_meta WHERE key = ?", arguments: [key]) }
     }
 
     /// Checks that the database answers a read and a write; returns the error when not.

@@ -7,8 +7,11 @@ import Testing
 /// The durable async store on a real SQLite file: group commits, claims, recovery, pruning.
 @Suite struct AsyncStoreTests {
     func store() throws -> AsyncStore {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("esb-async-\(UUID().uuidString)/esb.db").path
-        return AsyncStore(odb: try ODB(path: path))
+        AsyncStore(odb: try ODB(path: databasePath()))
+    }
+
+    func databasePath() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("esb-async-\(UUID().uuidString)/esb.db").path
     }
 
     func record(now: Int64 = 0, callback: String? = nil) -> AsyncRecord {
@@ -16,7 +19,8 @@ import Testing
     }
 
     @Test func concurrentAcceptsAreAllCommittedAndReadableFromAnotherConnection() async throws {
-        let store = try store()
+        let path = databasePath()
+        let store = AsyncStore(odb: try ODB(path: path))
         let cids = try await withThrowingTaskGroup(of: String.self) { group in
             for _ in 0..<500 {
                 group.addTask {
@@ -27,8 +31,8 @@ import Testing
             }
             return try await group.reduce(into: [String]()) { $0.append($1) }
         }
-        let reopened = try ODB(path: store.odb.path)
-        let stored = try await reopened.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM async_invocation") }
+        let reopened = try ODB(path: path)
+        let stored = try await reopened.sqlite.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM async_invocation") }
         #expect(stored == 500)
         #expect(Set(cids).count == 500)
     }

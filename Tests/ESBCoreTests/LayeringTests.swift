@@ -61,4 +61,18 @@ import Testing
             #expect(size * 100 <= total * 40, "\(target): \(size) of \(total) lines")
         }
     }
+
+    /// The store API is engine-neutral: GRDB appears in the store target and in each
+    /// feature's SQLite implementation (`SQLite*.swift`), nowhere else.
+    @Test func onlyTheSQLiteEngineFilesImportGRDB() throws {
+        let sources = Self.root.appendingPathComponent("Sources")
+        var violations: [String] = []
+        for target in try FileManager.default.contentsOfDirectory(atPath: sources.path) where target != "ESBStore" {
+            for (path, text) in Self.sources(sources.appendingPathComponent(target))
+            where text.split(separator: "\n").contains("import GRDB") && !(path as NSString).lastPathComponent.hasPrefix("SQLite") {
+                violations.append(path)
+            }
+        }
+        #expect(violations.isEmpty, "GRDB outside the SQLite engine files: \(violations)")
+    }
 }

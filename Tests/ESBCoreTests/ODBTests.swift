@@ -22,11 +22,11 @@ import ESBStore
     @Test func reopeningKeepsDataAndDoesNotRerunMigrations() async throws {
         let path = temporaryDatabase()
         let first = try ODB(path: path)
-        let created = try await first.pool.read { db in
+        let created = try await first.sqlite.read { db in
             try String.fetchOne(db, sql: "SELECT value FROM esb_meta WHERE key = 'created_at'")
         }
         let second = try ODB(path: path)
-        let again = try await second.pool.read { db in
+        let again = try await second.sqlite.read { db in
             try String.fetchOne(db, sql: "SELECT value FROM esb_meta WHERE key = 'created_at'")
         }
         #expect(created != nil && created == again)
@@ -34,10 +34,10 @@ import ESBStore
 
     @Test func readersSeeTheLastCommitWhileAWriteIsOpen() async throws {
         let odb = try ODB(path: temporaryDatabase())
-        try await odb.pool.write { db in
+        try await odb.sqlite.write { db in
             try db.execute(sql: "INSERT INTO esb_meta(key, value) VALUES ('k', 'committed')")
         }
-        try await odb.pool.write { db in
+        try await odb.sqlite.write { db in
             try db.execute(sql: "UPDATE esb_meta SET value = 'uncommitted' WHERE key = 'k'")
             // Another connection, in WAL mode, is not blocked and sees the committed value.
             let seen = try DatabaseQueue(path: odb.path).read { db in
@@ -53,6 +53,15 @@ import ESBStore
             Issue.record("expected an error")
         } catch {
             #expect(error.message.contains("/proc/esb-cannot-exist/esb.db"))
+        }
+    }
+}
+
+extension ODB {
+    /// The SQLite engine's pool, for tests that look at the rows themselves.
+    var sqlite: DatabasePool {
+        switch connection {
+        case .sqlite(let pool): pool
         }
     }
 }

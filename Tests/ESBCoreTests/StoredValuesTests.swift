@@ -20,9 +20,10 @@ import Testing
 
     @Test func aDeploymentStatusThisServerDoesNotKnowIsANamedError() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("esb-odb-\(UUID().uuidString)/esb.db").path
-        let store = DeploymentStore(odb: try ODB(path: path))
+        let odb = try ODB(path: path)
+        let store = DeploymentStore(odb: odb)
         try await store.recordDeployed(unit: "a.swift", kind: .service, hash: "h", source: Data("x".utf8), services: ["a"], keep: 1)
-        try await store.odb.pool.write { db in try db.execute(sql: "UPDATE deployment_unit SET status = 'zombie'") }
+        try await odb.sqlite.write { db in try db.execute(sql: "UPDATE deployment_unit SET status = 'zombie'") }
         let error = await #expect(throws: StoreError.self) { try await store.units() }
         #expect(error?.message.contains("'a.swift'") == true && error?.message.contains("'zombie'") == true)
     }

@@ -1,7 +1,6 @@
 import ESBService
 import ESBStore
 import Foundation
-import GRDB
 
 /// One durable async invocation (`invokeAsync`) or background invoke/retry, as stored in the
 /// ODB table `async_invocation`. Times are milliseconds since the Unix epoch.
@@ -9,9 +8,7 @@ import GRDB
 /// Two phases: the target's attempts (`status` pending → running → done | failed, or back to
 /// pending for a retry), then the callback (`callbackStatus` pending → running → delivered).
 /// `nextRunAt` is set while a step waits for the scheduler, and cleared while it runs.
-public struct AsyncRecord: Sendable, Equatable, Codable, FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "async_invocation"
-
+public struct AsyncRecord: Sendable, Equatable, Codable {
     public enum Kind: String, Sendable, Codable, CaseIterable {
         /// `context.invokeAsync`: one attempt.
         case invokeAsync = "invoke_async"
@@ -65,7 +62,8 @@ public struct AsyncRecord: Sendable, Equatable, Codable, FetchableRecord, Persis
     public var updatedAt: Int64
     public var finishedAt: Int64?
 
-    enum CodingKeys: String, CodingKey, ColumnExpression {
+    /// The columns' names.
+    enum CodingKeys: String, CodingKey {
         case cid, kind, source, target, payload, callback, context, repeats, backoff, attempts, status, errors, response
         case interruptions
         case origCID = "orig_cid"

@@ -1,6 +1,5 @@
 import ESBStore
 import Foundation
-import GRDB
 
 /// Many objects at once, for enmasse: export in dependency order, import all or nothing.
 extension ObjectStore {
@@ -85,48 +84,48 @@ extension ObjectStore {
             }
         }
         let sealed = try prepared.map { try $0.secret.map { try secrets.seal($0) } }
-        let checked = problems, toWrite = prepared.map(\.item)
-        let outcome = try await odb.pool.write { db -> ImportOutcome in
-            var problems = checked
-            var writes: [(kind: ObjectKind, fields: ObjectFields, sealed: String?, exists: Bool)] = []
-            for (index, item) in toWrite.enumerated() {
-                let name = item.fields["name"]?.string ?? "?"
-                let object = "\(item.kind.name) '\(name)'"
-                do {
-                    let existing = try Self.fetchIfExists(db, item.kind, name)
-                    if existing != nil && !replace {
-                        problems.append(.init(location: item.location, object: object, field: "name",
-                                              message: "\(object) already exists in the ODB; import with replace to edit it in place"))
-                        continue
-                    }
-                    let merged = existing.map { $0.merging(item.fields) { $1 } } ?? item.fields
-                    let normalized = try Self.normalize(db, item.kind, merged, existing: existing, pending: pending)
-                    writes.append((item.kind, normalized, sealed[index], existing != nil))
-                } catch let error as ObjectError {
-                    problems.append(.init(location: item.location, object: object, field: error.field, message: error.message))
+        // What the ODB holds now: the objects to edit and the ones referred to. The batch
+        // checks again in its transaction; this read lets one pass name every problem.
+        var snapshot: [String: [String: StoredObject]] = [:]
+        for kind in kindsInDependencyOrder {
+            snapshot[kind.name] = Dictionary(uniqueKeysWithValues: try await records.list(kind: kind.name).map { ($0.name, $0) })
+        }
+        var writes: [ObjectWrite] = []
+        var written: [ImportItem] = []
+        var outcome = ImportOutcome()
+        for (index, (item, _)) in prepared.enumerated() {
+            let name = item.fields["name"]?.string ?? "?"
+            let object = "\(item.kind.name) '\(name)'"
+            do {
+                let stored = snapshot[item.kind.name]?[name]
+                let existing = try stored.map(Self.decode)
+                if existing != nil && !replace {
+                    problems.append(.init(location: item.location, object: object, field: "name",
+                                          message: "\(object) already exists in the ODB; import with replace to edit it in place"))
+                    continue
                 }
+                let merged = existing.map { $0.merging(item.fields) { $1 } } ?? item.fields
+                let (normalized, references) = try Self.normalize(item.kind, merged, existing: existing)
+                for reference in references
+                where snapshot[reference.kind]?[reference.name] == nil && !pending.contains(reference.kind + "/" + reference.name) {
+                    problems.append(problem(.missingReference(reference), item))
+                }
+                let action: ObjectWrite.Action = stored.map { .update(expectedBody: $0.body) } ?? .insert
+                writes.append(ObjectWrite(action: action, kind: item.kind.name, name: name, body: try Self.encode(normalized),
+                                          sealedSecret: sealed[index], references: references))
+                written.append(item)
+                if stored == nil { outcome.created.append(object) } else { outcome.updated.append(object) }
+                if item.kind.name == ObjectKinds.basicAuth.name, sealed[index] == nil, stored?.sealedSecret == nil {
+                    outcome.warnings.append("\(object) has no password: channels using it refuse every request until one is set (esb security password \(name))")
+                }
+            } catch let error as ObjectError {
+                problems.append(.init(location: item.location, object: object, field: error.field, message: error.message))
             }
-            guard problems.isEmpty else { throw ImportError(problems: problems) }
-            var outcome = ImportOutcome()
-            for write in writes {
-                let name = write.fields["name"]!.string!
-                let body = try Self.encode(write.fields)
-                if write.exists {
-                    try db.execute(sql: "UPDATE config_object SET body = ?, secret = coalesce(?, secret), updated_at = ? WHERE kind = ? AND name = ?",
-                                   arguments: [body, write.sealed, Date(), write.kind.name, name])
-                    outcome.updated.append("\(write.kind.name) '\(name)'")
-                } else {
-                    try db.execute(sql: "INSERT INTO config_object(kind, name, body, secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                                   arguments: [write.kind.name, name, body, write.sealed, Date(), Date()])
-                    outcome.created.append("\(write.kind.name) '\(name)'")
-                }
-                if write.kind.secretField != nil, write.kind.name == ObjectKinds.basicAuth.name,
-                   try Bool.fetchOne(db, sql: "SELECT secret IS NULL FROM config_object WHERE kind = ? AND name = ?",
-                                     arguments: [write.kind.name, name]) == true {
-                    outcome.warnings.append("\(write.kind.name) '\(name)' has no password: channels using it refuse every request until one is set (esb security password \(name))")
-                }
-            }
-            return outcome
+        }
+        guard problems.isEmpty else { throw ImportError(problems: problems) }
+        let failures = try await records.apply(writes)
+        guard failures.isEmpty else {
+            throw ImportError(problems: failures.map { problem($0.reason, written[$0.index]) })
         }
         for kind in kindsInDependencyOrder where prepared.contains(where: { $0.item.kind.name == kind.name }) {
             await notify(kind)
@@ -134,12 +133,13 @@ extension ObjectStore {
         return outcome
     }
 
-    static func fetchIfExists(_ db: Database, _ kind: ObjectKind, _ name: String) throws -> ObjectFields? {
-        do {
-            return try fetch(db, kind, name)
-        } catch let error as ObjectError where error.code == .notFound {
-            return nil
-        }
+    /// A failed condition of an import's write, at the item's place in the file.
+    private func problem(_ reason: ObjectWriteFailure.Reason, _ item: ImportItem) -> ImportError.Problem {
+        let name = item.fields["name"]?.string ?? "?"
+        let object = "\(item.kind.name) '\(name)'"
+        let error = error(for: reason, kind: item.kind, name: name) as? ObjectError
+        return .init(location: item.location, object: object, field: error?.field ?? "name",
+                     message: error?.message ?? "\(object) was changed in the ODB during the import; nothing was imported, import again")
     }
 }
 

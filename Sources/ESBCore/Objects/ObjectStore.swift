@@ -1,7 +1,7 @@
+import ESBConcurrency
 import ESBConfig
 import ESBStore
 import Foundation
-import GRDB
 import Synchronization
 
 /// Named configuration objects of every kind in one ODB table: the body as JSON, the secret
@@ -9,31 +9,32 @@ import Synchronization
 ///
 /// Validation is complete before anything is written: types, allowed values, required
 /// fields, references to other objects; a delete of an object others refer to is refused
-/// naming them. Observers hear about every committed change (to rebuild routes or pools).
+/// naming them. Checks against other rows are conditions of the write, in its transaction
+/// (``ObjectRecords``). Observers hear about every committed change (to rebuild routes or
+/// pools).
 public final class ObjectStore: Sendable {
-    let odb: ODB
+    let records: any ObjectRecords
     let secrets: SecretBox
     let kinds: [String: ObjectKind]
     private let observers = Mutex<[@Sendable (String) async -> Void]>([])
+    /// Edits of one object (`kind/name`) made through this store, one at a time: they never
+    /// race each other, so the retry below is only for edits made elsewhere.
+    private let edits = SerialTasks<String>()
 
     public init(odb: ODB, secrets: SecretBox, kinds: [ObjectKind]) {
-        self.odb = odb
+        switch odb.connection {
+        case .sqlite(let pool): records = SQLiteObjectRecords(pool: pool)
+        }
         self.secrets = secrets
         self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.name, $0) })
     }
 
     /// The objects' table.
-    public static let table = ODBMigration("v3-config-objects") { db in
-        try db.create(table: "config_object") { table in
-            table.column("kind", .text).notNull()
-            table.column("name", .text).notNull()
-            table.column("body", .text).notNull()
-            table.column("secret", .text)
-            table.column("created_at", .datetime).notNull()
-            table.column("updated_at", .datetime).notNull()
-            table.primaryKey(["kind", "name"])
-        }
-    }
+    public static let table = ODBMigration("v3-config-objects", sqlite: SQLiteObjectRecords.createTable)
+
+    /// How many times an edit is tried when the object changed between its read and its
+    /// write (another server, or another store on the same ODB, edited it).
+    static let editAttempts = 10
 
     /// Calls `observer` with the kind's name after each committed change; the change's caller
     /// waits for it, so whoever made a change sees it live when the call returns.
@@ -55,32 +56,22 @@ public final class ObjectStore: Sendable {
 
     /// Every object of a kind, sorted by name, without secrets.
     public func list(_ kind: ObjectKind) async throws -> [ObjectFields] {
-        try await odb.pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT name, body FROM config_object WHERE kind = ? ORDER BY name", arguments: [kind.name])
-                .map { try Self.decode($0) }
-        }
+        try await records.list(kind: kind.name).map(Self.decode)
     }
 
     /// One object, without its secret.
     public func get(_ kind: ObjectKind, _ name: String) async throws -> ObjectFields {
-        try await odb.pool.read { db in try Self.fetch(db, kind, name) }
+        try Self.decode(try await stored(kind, name))
     }
 
     /// The decrypted secret of an object, for the server's own use (never for API output).
     public func secret(_ kind: ObjectKind, _ name: String) async throws -> String? {
-        let sealed = try await odb.pool.read { db in
-            try String.fetchOne(db, sql: "SELECT secret FROM config_object WHERE kind = ? AND name = ?", arguments: [kind.name, name])
-        }
-        return try sealed.map { try secrets.open($0) }
+        try await records.get(kind: kind.name, name: name)?.sealedSecret.map { try secrets.open($0) }
     }
 
     /// Every object of a kind with its decrypted secret, for building runtime state.
     public func listWithSecrets(_ kind: ObjectKind) async throws -> [(fields: ObjectFields, secret: String?)] {
-        let rows = try await odb.pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT name, body, secret FROM config_object WHERE kind = ? ORDER BY name", arguments: [kind.name])
-                .map { (try Self.decode($0), $0["secret"] as String?) }
-        }
-        return try rows.map { ($0.0, try $0.1.map { try secrets.open($0) }) }
+        try await records.list(kind: kind.name).map { (try Self.decode($0), try $0.sealedSecret.map { try secrets.open($0) }) }
     }
 
     /// Creates an object; `input` may carry the kind's secret field.
@@ -88,19 +79,12 @@ public final class ObjectStore: Sendable {
         var fields = input
         let secret = try Self.takeSecret(kind, &fields)
         let sealed = try secret.map { try secrets.seal($0) }
-        let input = fields
-        let created = try await odb.pool.write { db in
-            let normalized = try Self.normalize(db, kind, input, existing: nil)
-            let name = normalized["name"]!.string!
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM config_object WHERE kind = ? AND name = ?", arguments: [kind.name, name]) == true {
-                throw ObjectError(.duplicate, "\(kind.label) '\(name)' already exists", field: "name")
-            }
-            try db.execute(sql: "INSERT INTO config_object(kind, name, body, secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [kind.name, name, try Self.encode(normalized), sealed, Date(), Date()])
-            return normalized
-        }
+        let (normalized, references) = try Self.normalize(kind, fields, existing: nil)
+        let name = normalized["name"]!.string!
+        try await apply(ObjectWrite(action: .insert, kind: kind.name, name: name, body: try Self.encode(normalized),
+                                    sealedSecret: sealed, references: references), kind)
         await notify(kind)
-        return created
+        return normalized
     }
 
     /// Changes the fields given; absent fields keep their values.
@@ -111,52 +95,91 @@ public final class ObjectStore: Sendable {
             throw ObjectError(.invalid, "\(kind.label) '\(name)': renaming is not supported; create a new one", field: "name")
         }
         let sealed = try secret.map { try secrets.seal($0) }
-        let changes = fields
-        let updated = try await odb.pool.write { db in
-            let existing = try Self.fetch(db, kind, name)
-            let normalized = try Self.normalize(db, kind, existing.merging(changes) { $1 }, existing: existing)
-            try db.execute(sql: "UPDATE config_object SET body = ?, updated_at = ? WHERE kind = ? AND name = ?",
-                           arguments: [try Self.encode(normalized), Date(), kind.name, name])
-            if let sealed {
-                try db.execute(sql: "UPDATE config_object SET secret = ? WHERE kind = ? AND name = ?", arguments: [sealed, kind.name, name])
+        let edit = fields
+        let result = await edits.run(kind.name + "/" + name) { [self] () async -> Result<ObjectFields, any Error> in
+            do {
+                return .success(try await apply(edit, sealed: sealed, to: kind, name))
+            } catch {
+                return .failure(error)
             }
-            return normalized
         }
+        let updated = try result.get()
         await notify(kind)
         return updated
+    }
+
+    /// Merges `changes` into the stored object and writes it, provided nobody wrote it in
+    /// between; reads again and retries when somebody did.
+    private func apply(_ changes: ObjectFields, sealed: String?, to kind: ObjectKind, _ name: String) async throws -> ObjectFields {
+        for attempt in 1...Self.editAttempts {
+            let existing = try await stored(kind, name)
+            let fields = try Self.decode(existing)
+            let (normalized, references) = try Self.normalize(kind, fields.merging(changes) { $1 }, existing: fields)
+            do {
+                try await apply(ObjectWrite(action: .update(expectedBody: existing.body), kind: kind.name, name: name,
+                                            body: try Self.encode(normalized), sealedSecret: sealed, references: references), kind)
+                return normalized
+            } catch is ObjectChanged {
+                if attempt == Self.editAttempts { break }
+            }
+        }
+        throw ObjectError(.conflict, "\(kind.label) '\(name)' was changed by \(Self.editAttempts) other edits while this one was being made; nothing was changed, try again")
     }
 
     /// Replaces the secret (password change).
     public func setSecret(_ kind: ObjectKind, _ name: String, _ secret: String) async throws {
         let sealed = try secrets.seal(secret)
-        try await odb.pool.write { db in
-            _ = try Self.fetch(db, kind, name)
-            try db.execute(sql: "UPDATE config_object SET secret = ?, updated_at = ? WHERE kind = ? AND name = ?",
-                           arguments: [sealed, Date(), kind.name, name])
-        }
+        try await apply(ObjectWrite(action: .setSecret, kind: kind.name, name: name, sealedSecret: sealed), kind)
         await notify(kind)
     }
 
     /// Deletes an object nothing refers to.
     public func delete(_ kind: ObjectKind, _ name: String) async throws {
-        let referring = kinds.values.flatMap { other in other.fields.filter { $0.references == kind.name }.map { (other, $0) } }
-        try await odb.pool.write { db in
-            _ = try Self.fetch(db, kind, name)
-            var users: [String] = []
-            for (other, field) in referring {
-                users += try String.fetchAll(db, sql: "SELECT name FROM config_object WHERE kind = ? AND json_extract(body, ?) = ? ORDER BY name",
-                                             arguments: [other.name, "$.\(field.name)", name]).map { "\(other.label) '\($0)'" }
-            }
-            guard users.isEmpty else {
-                throw ObjectError(.inUse, "\(kind.label) '\(name)' is in use by \(users.joined(separator: ", "))")
-            }
-            try db.execute(sql: "DELETE FROM config_object WHERE kind = ? AND name = ?", arguments: [kind.name, name])
+        let referrers = kinds.values.sorted { $0.name < $1.name }.flatMap { other in
+            other.fields.filter { $0.references == kind.name }.map { ReferringField(kind: other.name, field: $0.name) }
         }
+        try await apply(ObjectWrite(action: .delete(referrers: referrers), kind: kind.name, name: name), kind)
         await notify(kind)
     }
 
     func notify(_ kind: ObjectKind) async {
         for observer in observers.withLock({ $0 }) { await observer(kind.name) }
+    }
+
+    /// The stored object, or `not_found`.
+    private func stored(_ kind: ObjectKind, _ name: String) async throws -> StoredObject {
+        guard let object = try await records.get(kind: kind.name, name: name) else {
+            throw ObjectError(.notFound, "no \(kind.label) named '\(name)'")
+        }
+        return object
+    }
+
+    /// Applies one write; a failed condition is the caller's error, named.
+    private func apply(_ write: ObjectWrite, _ kind: ObjectKind) async throws {
+        guard let failure = try await records.apply([write]).first else { return }
+        throw error(for: failure.reason, kind: kind, name: write.name)
+    }
+
+    /// The edit lost a race: the object changed between its read and its write.
+    struct ObjectChanged: Error {}
+
+    /// What a failed condition means to the caller of one write.
+    func error(for reason: ObjectWriteFailure.Reason, kind: ObjectKind, name: String) -> any Error {
+        let label = "\(kind.label) '\(name)'"
+        switch reason {
+        case .exists:
+            return ObjectError(.duplicate, "\(label) already exists", field: "name")
+        case .notFound:
+            return ObjectError(.notFound, "no \(kind.label) named '\(name)'")
+        case .changed:
+            return ObjectChanged()
+        case .missingReference(let reference):
+            return ObjectError(.invalid, "\(label): \(reference.field) refers to '\(reference.name)', which does not exist (\(reference.kind))",
+                               field: reference.field)
+        case .inUse(let users):
+            let named = users.map { "\(kinds[$0.kind]?.label ?? $0.kind) '\($0.name)'" }
+            return ObjectError(.inUse, "\(label) is in use by \(named.joined(separator: ", "))")
+        }
     }
 
     // MARK: Validation and encoding
@@ -170,10 +193,10 @@ public final class ObjectStore: Sendable {
     }
 
     /// Checks `input` (merged over `existing` for an edit) against the kind and returns the
-    /// complete object. A reference resolves to an object in the ODB or to one in `pending`
-    /// (`kind/name` of objects created in the same transaction, as an enmasse import does).
-    static func normalize(_ db: Database, _ kind: ObjectKind, _ input: ObjectFields, existing: ObjectFields?,
-                          pending: Set<String> = []) throws -> ObjectFields {
+    /// complete object with the objects it refers to. Whether those exist is a condition of
+    /// the write (``ObjectWrite/references``).
+    static func normalize(_ kind: ObjectKind, _ input: ObjectFields,
+                          existing: ObjectFields?) throws -> (fields: ObjectFields, references: [ObjectReference]) {
         let label = "\(kind.label) '\(input["name"]?.string ?? "?")'"
         guard let name = input["name"]?.string, !name.isEmpty, name.count <= 200, !name.contains("/") else {
             throw ObjectError(.invalid, "\(kind.label): name must be a non-empty string of at most 200 characters without '/'", field: "name")
@@ -183,6 +206,7 @@ public final class ObjectStore: Sendable {
             throw ObjectError(.invalid, "\(label): unknown field '\(key)'; known fields: \(known)", field: key)
         }
         var result: ObjectFields = ["name": .string(name)]
+        var references: [ObjectReference] = []
         for field in kind.fields {
             guard let value = input[field.name] ?? existing?[field.name] ?? field.defaultValue else {
                 throw ObjectError(.invalid, "\(label): \(field.name) is required", field: field.name)
@@ -198,30 +222,17 @@ public final class ObjectStore: Sendable {
             if let reason = value == .null && field.defaultValue == .null ? nil : field.check?(value) {
                 throw ObjectError(.invalid, "\(label): \(field.name) = \(value) \(reason)", field: field.name)
             }
-            if let target = field.references, let referenced = value.string, referenced != "none",
-               !pending.contains(target + "/" + referenced) {
-                let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM config_object WHERE kind = ? AND name = ?",
-                                               arguments: [target, referenced]) ?? false
-                guard exists else {
-                    throw ObjectError(.invalid, "\(label): \(field.name) refers to '\(referenced)', which does not exist (\(target))", field: field.name)
-                }
+            if let target = field.references, let referenced = value.string, referenced != "none" {
+                references.append(ObjectReference(field: field.name, kind: target, name: referenced))
             }
             result[field.name] = value
         }
-        return result
+        return (result, references)
     }
 
-    static func fetch(_ db: Database, _ kind: ObjectKind, _ name: String) throws -> ObjectFields {
-        guard let row = try Row.fetchOne(db, sql: "SELECT name, body FROM config_object WHERE kind = ? AND name = ?",
-                                         arguments: [kind.name, name]) else {
-            throw ObjectError(.notFound, "no \(kind.label) named '\(name)'")
-        }
-        return try decode(row)
-    }
-
-    private static func decode(_ row: Row) throws -> ObjectFields {
-        var fields = try JSONDecoder().decode(ObjectFields.self, from: Data((row["body"] as String).utf8))
-        fields["name"] = .string(row["name"])
+    static func decode(_ object: StoredObject) throws -> ObjectFields {
+        var fields = try JSONDecoder().decode(ObjectFields.self, from: Data(object.body.utf8))
+        fields["name"] = .string(object.name)
         return fields
     }
 

@@ -1,0 +1,136 @@
+@testable import ESBConfig
+import ESBStore
+@testable import ESBCore
+import ESBHotDeploy
+import Foundation
+import Testing
+
+/// The feature stores' records on every engine the ODB has: the conditions each write
+/// carries, evaluated in its transaction. A new engine runs this suite unchanged.
+@Suite struct StoreRecordsTests {
+    static func odb(_ engine: ODB.Engine) throws -> ODB {
+        switch engine {
+        case .sqlite:
+            try ODB(path: FileManager.default.temporaryDirectory.appendingPathComponent("esb-records-\(UUID().uuidString)/esb.db").path)
+        }
+    }
+
+    static func objects(_ engine: ODB.Engine) throws -> ObjectStore {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("esb-records-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try SecretBox.createKeyFile(at: directory + "/secret.key")
+        return ObjectStore(odb: try odb(engine), secrets: try SecretBox(keyFile: directory + "/secret.key"), kinds: ObjectKinds.all)
+    }
+
+    static func insert(_ kind: String, _ name: String, _ body: String = "{}", references: [ObjectReference] = []) -> ObjectWrite {
+        ObjectWrite(action: .insert, kind: kind, name: name, body: body, references: references)
+    }
+
+    @Test(arguments: ODB.Engine.allCases)
+    func aBatchWithAFailedConditionWritesNothingAndNamesEveryFailure(engine: ODB.Engine) async throws {
+        let records = try Self.objects(engine).records
+        #expect(try await records.apply([Self.insert("def_amqp", "taken")]).isEmpty)
+        let failures = try await records.apply([
+            Self.insert("def_amqp", "fresh"),
+            Self.insert("def_amqp", "taken"),
+            Self.insert("outconn_amqp", "out", references: [.init(field: "def", kind: "def_amqp", name: "gone")]),
+            ObjectWrite(action: .update(expectedBody: "{}"), kind: "def_amqp", name: "missing", body: "{}"),
+        ])
+        #expect(failures == [
+            .init(index: 1, reason: .exists),
+            .init(index: 2, reason: .missingReference(.init(field: "def", kind: "def_amqp", name: "gone"))),
+            .init(index: 3, reason: .notFound),
+        ])
+        #expect(try await records.get(kind: "def_amqp", name: "fresh") == nil)
+        #expect(try await records.list(kind: "def_amqp").map(\.name) == ["taken"])
+    }
+
+    @Test(arguments: ODB.Engine.allCases)
+    func aReferenceToAnObjectTheBatchInsertsHoldsWhateverItsPlace(engine: ODB.Engine) async throws {
+        let records = try Self.objects(engine).records
+        let failures = try await records.apply([
+            Self.insert("outconn_amqp", "out", #"{"def":"broker"}"#, references: [.init(field: "def", kind: "def_amqp", name: "broker")]),
+            Self.insert("def_amqp", "broker"),
+        ])
+        #expect(failures.isEmpty)
+        #expect(try await records.list(kind: "outconn_amqp").map(\.name) == ["out"])
+    }
+
+    @Test(arguments: ODB.Engine.allCases)
+    func anUpdateAppliesOnlyOverTheBodyItWasMadeFrom(engine: ODB.Engine) async throws {
+        let records = try Self.objects(engine).records
+        #expect(try await records.apply([Self.insert("def_amqp", "b", #"{"v":1}"#)]).isEmpty)
+        let stale = ObjectWrite(action: .update(expectedBody: #"{"v":0}"#), kind: "def_amqp", name: "b", body: #"{"v":2}"#)
+        #expect(try await records.apply([stale]) == [.init(index: 0, reason: .changed)])
+        let current = ObjectWrite(action: .update(expectedBody: #"{"v":1}"#), kind: "def_amqp", name: "b", body: #"{"v":2}"#,
+                                  sealedSecret: "sealed")
+        #expect(try await records.apply([current]).isEmpty)
+        #expect(try await records.get(kind: "def_amqp", name: "b") == StoredObject(kind: "def_amqp", name: "b", body: #"{"v":2}"#, sealedSecret: "sealed"))
+        // An update without a secret keeps the one stored.
+        let again = ObjectWrite(action: .update(expectedBody: #"{"v":2}"#), kind: "def_amqp", name: "b", body: #"{"v":3}"#)
+        #expect(try await records.apply([again]).isEmpty)
+        #expect(try await records.get(kind: "def_amqp", name: "b")?.sealedSecret == "sealed")
+    }
+
+    @Test(arguments: ODB.Engine.allCases)
+    func aDeleteIsRefusedNamingEveryObjectThatRefersToIt(engine: ODB.Engine) async throws {
+        let records = try Self.objects(engine).records
+        #expect(try await records.apply([
+            Self.insert("def_amqp", "broker"),
+            Self.insert("outconn_amqp", "z", #"{"def":"broker"}"#), Self.insert("outconn_amqp", "a", #"{"def":"broker"}"#),
+            Self.insert("outconn_amqp", "other", #"{"def":"elsewhere"}"#),
+        ]).isEmpty)
+        let delete = ObjectWrite(action: .delete(referrers: [.init(kind: "outconn_amqp", field: "def")]), kind: "def_amqp", name: "broker")
+        #expect(try await records.apply([delete]) == [.init(index: 0, reason: .inUse([.init(kind: "outconn_amqp", name: "a"),
+                                                                                      .init(kind: "outconn_amqp", name: "z")]))])
+        let unused = ObjectWrite(action: .delete(referrers: []), kind: "def_amqp", name: "broker")
+        #expect(try await records.apply([unused]).isEmpty)
+        #expect(try await records.apply([unused]) == [.init(index: 0, reason: .notFound)])
+    }
+
+    /// Edits of one object made at the same time, through one store or through two on the
+    /// same ODB (two servers), each keep what they changed: none is lost to another that read
+    /// the object before it was written.
+    @Test(arguments: ODB.Engine.allCases)
+    func concurrentEditsOfOneObjectLoseNoChange(engine: ODB.Engine) async throws {
+        let odb = try Self.odb(engine)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("esb-records-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try SecretBox.createKeyFile(at: directory + "/secret.key")
+        let secrets = try SecretBox(keyFile: directory + "/secret.key")
+        let stores = [ObjectStore(odb: odb, secrets: secrets, kinds: ObjectKinds.all),
+                      ObjectStore(odb: try ODB(path: odb.path), secrets: secrets, kinds: ObjectKinds.all)]
+        let kind = ObjectKinds.amqpDefinition
+        _ = try await stores[0].create(kind, ["name": .string("broker"), "host": .string("h0"), "username": .string("u0")])
+        let changes: ObjectFields = ["host": .string("h1"), "port": .int(1), "vhost": .string("/v1"), "username": .string("u1"),
+                                     "frame_max": .int(8192), "heartbeat": .int(7), "connect_timeout_ms": .int(99),
+                                     "tls_verify": .bool(false)]
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, change) in changes.enumerated() {
+                group.addTask { _ = try await stores[index % 2].update(kind, "broker", [change.key: change.value]) }
+            }
+            try await group.waitForAll()
+        }
+        let final = try await stores[1].get(kind, "broker")
+        #expect(final.filter { changes[$0.key] != nil } == changes)
+    }
+
+    @Test(arguments: ODB.Engine.allCases)
+    func deploymentRecordsKeepTheServingVersionAndCountCrashes(engine: ODB.Engine) async throws {
+        let store = DeploymentStore(odb: try Self.odb(engine))
+        try await store.recordDeployed(unit: "a.swift", kind: .service, hash: "h1", source: Data("1".utf8), services: ["a"],
+                                       imports: ["Zed", "Alpha"], keep: 1)
+        try await store.recordFailed(unit: "a.swift", kind: .service, hash: "h2", source: Data("2".utf8), error: "boom")
+        var unit = try #require(try await store.units().first)
+        #expect((unit.status, unit.hash, unit.version, unit.services, unit.imports, unit.error) ==
+                (.failed, "h1", 1, ["a"], ["Alpha", "Zed"], "boom"))
+        #expect(try await store.servingSource(unit: "a.swift") == Data("1".utf8))
+        try await store.recordDeployed(unit: "a.swift", kind: .service, hash: "h3", source: Data("3".utf8), services: ["a"], keep: 0)
+        #expect(try await store.versionCount(unit: "a.swift") == 1)
+        _ = try await store.beginRun(inFlight: [])
+        for _ in 1..<DeploymentStore.quarantineAfterCrashes { #expect(try await store.beginRun(inFlight: ["a.swift"]).isEmpty) }
+        #expect(try await store.beginRun(inFlight: ["a.swift"]) == ["a.swift"])
+        unit = try #require(try await store.units().first)
+        #expect(unit.status == .quarantined && unit.error?.contains("crashes in a row") == true)
+    }
+}

@@ -105,6 +105,10 @@ public struct PickupWatcher: Service, CustomStringConvertible {
                 }
             }
         }
+        // The watch ends before a shutdown only when it failed (and logged why). Stay a member
+        // until the group stops us: one that returns while the group is stopping the members
+        // after it counts as failed, and esbd would exit 1.
+        try? await gracefulShutdown()
     }
 
     func pickUp(_ name: String, atStart: Bool = false) async {

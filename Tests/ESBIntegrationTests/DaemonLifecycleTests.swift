@@ -99,7 +99,8 @@ import Testing
         let server = try TestServer()
         try await server.start()
         server.signal(SIGINT)
-        #expect(await server.waitForExit() == 0)
+        let status = await server.waitForExit()
+        #expect(status == 0, "esbd stderr:\n\(server.log)")
     }
 
     @Test func reloadAppliesLiveSettingsNamesRestartOnesAndSurvivesABrokenFile() async throws {

@@ -34,7 +34,9 @@ struct OpenAPIDocument {
             Operation(method: "post", path: "/esb/api/outgoing/amqp/{name}/publish", summary: "Test publish through an outgoing AMQP connection",
                       tag: "outgoing", requestSchema: "AMQPPublish",
                       responses: [200: "AMQPPublished", 401: "Error", 422: "Error"],
-                      parameters: ["name"], errors: ErrorStatuses.documented(ErrorStatuses.publishCodes)),
+                      parameters: ["name"],
+                      // A bad property is refused before the pool is asked: `invalid`.
+                      errors: ErrorStatuses.documented(ErrorStatuses.publishCodes).merging([422: ["invalid"]]) { $1 + $0 }),
         ]
     }
 

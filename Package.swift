@@ -151,7 +151,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        // Benchmark anchor: the minimal Hummingbird app TARGETS.md compares against.
+        // Benchmark anchor: the minimal Hummingbird app the HTTP speed targets compare against.
         .executableTarget(
             name: "HummingbirdAnchor",
             dependencies: [.product(name: "Hummingbird", package: "hummingbird")],

@@ -1,4 +1,4 @@
-// The anchor of TARGETS.md: a minimal Hummingbird 2 app that answers GET /esb/ping and
+// The HTTP anchor: a minimal Hummingbird 2 app that answers GET /esb/ping and
 // echoes POST bodies, importing Foundation as esbd does. Usage: HummingbirdAnchor PORT
 import Foundation
 import Hummingbird

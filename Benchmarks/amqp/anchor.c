@@ -1,4 +1,4 @@
-// The AMQP anchor of TARGETS.md: a C program on librabbitmq publishing persistent 256-byte
+// The AMQP anchor: a C program on librabbitmq publishing persistent 256-byte
 // messages with publisher confirms over N connections (one thread each), keeping up to
 // WINDOW messages unconfirmed per connection (1 = confirm each). Prints messages/s and the
 // p50/p99 publish-to-ack latency. Built by Benchmarks/amqp.py; never committed as a binary.

@@ -1,4 +1,4 @@
-// The paginator anchor of TARGETS.md: a C loop on hiredis reading pages of 25 from a
+// The paginator anchor: a C loop on hiredis reading pages of 25 from a
 // 10,000-item list over one connection, as a fresh paginator would (LLEN then LRANGE) or
 // as one with its count cached (LRANGE alone). Prints pages/s as JSON.
 //   anchor PORT KEY PAGES fresh|cached

@@ -1,3 +1,4 @@
+import ESBStore
 import Foundation
 import GRDB
 
@@ -115,8 +116,14 @@ struct SQLiteDeploymentRecords: DeploymentRecords {
 
     func units() async throws -> [StoredUnit] {
         try await pool.read { db in
-            func list(_ text: String?) -> [String] {
-                text.flatMap { try? JSONDecoder().decode([String].self, from: Data($0.utf8)) } ?? []
+            // A list the server cannot read is named, not taken for an empty one.
+            func list(_ text: String?, _ column: String, _ unit: String) throws -> [String] {
+                guard let text else { return [] }
+                do {
+                    return try JSONDecoder().decode([String].self, from: Data(text.utf8))
+                } catch {
+                    throw StoreError("ODB: deployment unit '\(unit)': \(column) is not a JSON list of strings")
+                }
             }
             return try Row.fetchAll(db, sql: """
                 SELECT u.name, u.kind, u.status, u.serving_version, u.error, u.created_at, u.updated_at,
@@ -125,8 +132,9 @@ struct SQLiteDeploymentRecords: DeploymentRecords {
                 LEFT JOIN deployment_version v ON v.unit = u.name AND v.version = u.serving_version
                 ORDER BY u.created_at, u.name
                 """).map { row in
-                StoredUnit(name: row["name"], kind: row["kind"], status: row["status"], hash: row["hash"],
-                           version: row["serving_version"], services: list(row["services"]), imports: list(row["imports"]),
+                let name: String = row["name"]
+                return StoredUnit(name: name, kind: row["kind"], status: row["status"], hash: row["hash"], version: row["serving_version"],
+                           services: try list(row["services"], "services", name), imports: try list(row["imports"], "imports", name),
                            error: row["error"], createdAt: row["created_at"], updatedAt: row["updated_at"])
             }
         }

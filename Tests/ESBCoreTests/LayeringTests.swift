@@ -69,7 +69,9 @@ import Testing
         var violations: [String] = []
         for target in try FileManager.default.contentsOfDirectory(atPath: sources.path) where target != "ESBStore" {
             for (path, text) in Self.sources(sources.appendingPathComponent(target))
-            where text.split(separator: "\n").contains("import GRDB") && !(path as NSString).lastPathComponent.hasPrefix("SQLite") {
+            where text.range(of: #"(?m)^\s*(@\w+\s+)*(\w+\s+)?import\s+((struct|class|enum|protocol|func|var|typealias)\s+)?GRDB\b"#,
+                             options: .regularExpression) != nil
+                && !(path as NSString).lastPathComponent.hasPrefix("SQLite") {
                 violations.append(path)
             }
         }

@@ -23,7 +23,7 @@ import Testing
     }
 
     static func insert(_ kind: String, _ name: String, _ body: String = "{}", references: [ObjectReference] = []) -> ObjectWrite {
-        ObjectWrite(action: .insert, kind: kind, name: name, body: body, references: references)
+        ObjectWrite(action: .insert(body: body), kind: kind, name: name, references: references)
     }
 
     @Test(arguments: ODB.Engine.allCases)
@@ -34,7 +34,7 @@ import Testing
             Self.insert("def_amqp", "fresh"),
             Self.insert("def_amqp", "taken"),
             Self.insert("outconn_amqp", "out", references: [.init(field: "def", kind: "def_amqp", name: "gone")]),
-            ObjectWrite(action: .update(expectedBody: "{}"), kind: "def_amqp", name: "missing", body: "{}"),
+            ObjectWrite(action: .update(body: "{}"), kind: "def_amqp", name: "missing"),
         ])
         #expect(failures == [
             .init(index: 1, reason: .exists),
@@ -57,19 +57,34 @@ import Testing
     }
 
     @Test(arguments: ODB.Engine.allCases)
-    func anUpdateAppliesOnlyOverTheBodyItWasMadeFrom(engine: ODB.Engine) async throws {
+    func aTransactionsPlanSeesWhatItReadAndItsThrowWritesNothing(engine: ODB.Engine) async throws {
         let records = try Self.objects(engine).records
         #expect(try await records.apply([Self.insert("def_amqp", "b", #"{"v":1}"#)]).isEmpty)
-        let stale = ObjectWrite(action: .update(expectedBody: #"{"v":0}"#), kind: "def_amqp", name: "b", body: #"{"v":2}"#)
-        #expect(try await records.apply([stale]) == [.init(index: 0, reason: .changed)])
-        let current = ObjectWrite(action: .update(expectedBody: #"{"v":1}"#), kind: "def_amqp", name: "b", body: #"{"v":2}"#,
-                                  sealedSecret: "sealed")
-        #expect(try await records.apply([current]).isEmpty)
+        let b = ObjectKey(kind: "def_amqp", name: "b"), c = ObjectKey(kind: "def_amqp", name: "c")
+        let seen = try await records.transact(reading: [b, c]) { objects in
+            ([ObjectWrite(action: .update(body: #"{"v":2}"#), kind: "def_amqp", name: "b", sealedSecret: "sealed")],
+             objects.mapValues(\.body))
+        }
+        #expect(seen == [b: #"{"v":1}"#])
         #expect(try await records.get(kind: "def_amqp", name: "b") == StoredObject(kind: "def_amqp", name: "b", body: #"{"v":2}"#, sealedSecret: "sealed"))
         // An update without a secret keeps the one stored.
-        let again = ObjectWrite(action: .update(expectedBody: #"{"v":2}"#), kind: "def_amqp", name: "b", body: #"{"v":3}"#)
-        #expect(try await records.apply([again]).isEmpty)
+        #expect(try await records.apply([ObjectWrite(action: .update(body: #"{"v":3}"#), kind: "def_amqp", name: "b")]).isEmpty)
         #expect(try await records.get(kind: "def_amqp", name: "b")?.sealedSecret == "sealed")
+        struct Refused: Error {}
+        await #expect(throws: Refused.self) {
+            try await records.transact(reading: [b]) { _ -> (writes: [ObjectWrite], value: Void) in throw Refused() }
+        }
+        _ = try? await records.transact(reading: []) { _ -> (writes: [ObjectWrite], value: Void) in
+            ([Self.insert("def_amqp", "d"), Self.insert("def_amqp", "b")], ())
+        }
+        #expect(try await records.get(kind: "def_amqp", name: "d") == nil)
+    }
+
+    @Test(arguments: ODB.Engine.allCases)
+    func anObjectCannotSatisfyItsOwnReference(engine: ODB.Engine) async throws {
+        let records = try Self.objects(engine).records
+        let selfish = Self.insert("def_amqp", "loop", references: [.init(field: "def", kind: "def_amqp", name: "loop")])
+        #expect(try await records.apply([selfish]) == [.init(index: 0, reason: .missingReference(.init(field: "def", kind: "def_amqp", name: "loop")))])
     }
 
     @Test(arguments: ODB.Engine.allCases)
@@ -81,16 +96,16 @@ import Testing
             Self.insert("outconn_amqp", "other", #"{"def":"elsewhere"}"#),
         ]).isEmpty)
         let delete = ObjectWrite(action: .delete(referrers: [.init(kind: "outconn_amqp", field: "def")]), kind: "def_amqp", name: "broker")
-        #expect(try await records.apply([delete]) == [.init(index: 0, reason: .inUse([.init(kind: "outconn_amqp", name: "a"),
-                                                                                      .init(kind: "outconn_amqp", name: "z")]))])
+        #expect(try await records.apply([delete]) == [.init(index: 0, reason: .inUse([ObjectKey(kind: "outconn_amqp", name: "a"),
+                                                                                      ObjectKey(kind: "outconn_amqp", name: "z")]))])
         let unused = ObjectWrite(action: .delete(referrers: []), kind: "def_amqp", name: "broker")
         #expect(try await records.apply([unused]).isEmpty)
         #expect(try await records.apply([unused]) == [.init(index: 0, reason: .notFound)])
     }
 
-    /// Edits of one object made at the same time, through one store or through two on the
-    /// same ODB (two servers), each keep what they changed: none is lost to another that read
-    /// the object before it was written.
+    /// Edits of one object made at the same time through two stores on the same ODB (two
+    /// servers) each keep what they changed: none is lost to another that read the object
+    /// before it was written.
     @Test(arguments: ODB.Engine.allCases)
     func concurrentEditsOfOneObjectLoseNoChange(engine: ODB.Engine) async throws {
         let odb = try Self.odb(engine)

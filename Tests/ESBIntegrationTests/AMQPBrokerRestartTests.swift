@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 import Testing
 
-/// TARGETS.md R1 and R4: the broker restarted, killed, or closing every connection while
+/// Reliability targets R1 and R4: the broker restarted, killed, or closing every connection while
 /// sends go on. These disturb every connection to the broker, so scripts/test runs this
 /// suite on its own, after the others.
 @Suite(.serialized) struct AMQPBrokerRestartTests {

@@ -2,7 +2,7 @@ import ESBAMQP
 import Foundation
 import Testing
 
-/// TARGETS.md R3 and R5 against the real broker; safe to run beside other tests.
+/// Reliability targets R3 and R5 against the real broker; safe to run beside other tests.
 @Suite struct AMQPReliabilityTests {
     /// scripts/testkit/stall_proxy.py in front of the broker; `stall()` makes it stop answering.
     final class StallProxy: Sendable {

@@ -132,7 +132,7 @@ import Testing
     }
 }
 
-/// kill -9 of esbd with work pending (TARGETS.md R10). Serialized: these are the heaviest.
+/// kill -9 of esbd with work pending (reliability target R10). Serialized: these are the heaviest.
 @Suite(.serialized) struct AsyncCrashTests {
     @Test func killedWithAThousandPendingRetriesEveryOneCompletesAndCallsBackOnce() async throws {
         let fixture = try await AsyncFixture()

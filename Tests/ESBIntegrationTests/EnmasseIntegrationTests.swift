@@ -2,7 +2,7 @@ import ESBStore
 import Foundation
 import Testing
 
-/// enmasse through the built `esbd` and `esb` (TARGETS.md R11): round trips into a fresh ODB,
+/// enmasse through the built `esbd` and `esb` (reliability target R11): round trips into a fresh ODB,
 /// all or nothing, `--replace`, secrets only when asked, changes applied live.
 @Suite struct EnmasseIntegrationTests {
     /// Objects of every kind, referring to each other, with passwords.

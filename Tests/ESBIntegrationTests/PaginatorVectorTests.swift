@@ -3,7 +3,7 @@ import ESBService
 import Foundation
 import Testing
 
-/// Django's pagination behaviour (Tests/Vectors, from ../shared/vectors) against the three
+/// Django's pagination behaviour (Tests/Vectors) against the three
 /// Redis sources, with the items 1…n stored in a real Redis.
 @Suite struct PaginatorVectorTests {
     enum Source: CaseIterable { case list, zset, zsetRange }

@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 import Testing
 
-/// Reliability scenarios of TARGETS.md not covered by a feature's own suite: R7 (SIGTERM
+/// Reliability scenarios not covered by a feature's own suite: R7 (SIGTERM
 /// under load), R8 (SIGHUP under load), R9 (100 drops and a broken one), R14 (secrets).
 /// Each prints one `RELIABILITY Rn …` line of figures that scripts/reliability collects.
 @Suite struct ReliabilityTests {

@@ -2,15 +2,15 @@ import ESBStore
 import GRDB
 
 /// ``AsyncRecords`` on SQLite: the `async_invocation` table in WAL mode. Writes go through
-/// one ``GroupCommitter`` (one commit per batch of accepts is what lets acceptance keep up
+/// one ``SQLiteGroupCommitter`` (one commit per batch of accepts is what lets acceptance keep up
 /// with thousands of callers); reads through GRDB's readers.
 struct SQLiteAsyncRecords: AsyncRecords {
     let pool: DatabasePool
-    private let committer: GroupCommitter
+    private let committer: SQLiteGroupCommitter
 
     init(pool: DatabasePool) {
         self.pool = pool
-        committer = GroupCommitter(pool: pool)
+        committer = SQLiteGroupCommitter(pool: pool)
     }
 
     /// The table and its indexes, as migration `v5-async` created them.

@@ -2,8 +2,6 @@
 public struct ObjectError: Error, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable {
         case invalid, duplicate, inUse = "in_use", notFound = "not_found"
-        /// An edit kept losing the race to other edits of the same object.
-        case conflict
     }
     public var code: Code
     public var message: String

@@ -1,19 +1,49 @@
 /// What ``ObjectStore`` needs from the ODB, whatever the engine: the `config_object` rows and
-/// one atomic batch of changes. Each engine implements it once (``SQLiteObjectRecords``);
-/// validation, secrets and observers stay in the store above, written once.
+/// one transaction that reads some objects, decides, and writes. Each engine implements it
+/// once (``SQLiteObjectRecords``); validation, secrets and observers stay in the store above,
+/// written once, as the pure `plan` a transaction runs.
 ///
-/// Checks that depend on other rows (a name taken, a referenced object gone, an object in
-/// use, a body changed since it was read) are conditions of the batch, evaluated in the same
-/// transaction as its writes, so two servers or two callers cannot slip between a check
-/// and a write.
+/// A check against other rows is made inside the transaction that writes: on the objects the
+/// plan was handed (read in the transaction, locked where the engine locks rows), and again
+/// as the conditions each ``ObjectWrite`` carries (a name taken, a referenced object gone, an
+/// object in use). Two callers, or two servers on one ODB, cannot slip between a check and a
+/// write, and no edit is lost to another. An engine keeps that promise its own way: SQLite
+/// runs one write transaction at a time; an engine with concurrent writers must lock what it
+/// reads (`SELECT … FOR UPDATE`) and the rows a condition looks for, or run serializable and
+/// retry.
 protocol ObjectRecords: Sendable {
     /// Every object of `kind`, sorted by name.
     func list(kind: String) async throws -> [StoredObject]
     /// The object `kind`/`name`, if it exists.
     func get(kind: String, name: String) async throws -> StoredObject?
-    /// Applies `writes` in order in one transaction when every condition holds. Otherwise
-    /// writes nothing and returns every failure, in the order of `writes`.
-    func apply(_ writes: [ObjectWrite]) async throws -> [ObjectWriteFailure]
+    /// In one transaction: reads the objects `keys` name, hands those that exist to `plan`
+    /// (pure work: no I/O, no waiting), then applies the writes it returns, in order, each
+    /// under its conditions. Returns the plan's value.
+    /// - Throws: what `plan` threw, or ``ObjectWritesRefused`` with every failed condition;
+    ///   either way nothing was written.
+    func transact<T: Sendable>(
+        reading keys: Set<ObjectKey>,
+        _ plan: @escaping @Sendable ([ObjectKey: StoredObject]) throws -> (writes: [ObjectWrite], value: T)
+    ) async throws -> T
+}
+
+extension ObjectRecords {
+    /// Applies `writes` in one transaction when every condition holds; otherwise writes
+    /// nothing and returns every failure, in the order of `writes`.
+    func apply(_ writes: [ObjectWrite]) async throws -> [ObjectWriteFailure] {
+        do {
+            try await transact(reading: []) { _ in (writes, ()) }
+            return []
+        } catch let refused as ObjectWritesRefused {
+            return refused.failures
+        }
+    }
+}
+
+/// Names one object.
+struct ObjectKey: Sendable, Hashable {
+    var kind: String
+    var name: String
 }
 
 /// An object as the ODB holds it.
@@ -31,6 +61,8 @@ struct ObjectReference: Sendable, Hashable {
     var field: String
     var kind: String
     var name: String
+
+    var key: ObjectKey { ObjectKey(kind: kind, name: name) }
 }
 
 /// A field of some kind that names objects of another (who may refer to an object).
@@ -39,15 +71,14 @@ struct ReferringField: Sendable, Hashable {
     var field: String
 }
 
-/// One change of an atomic batch, with the conditions it needs.
+/// One change of a transaction, with the conditions it needs.
 struct ObjectWrite: Sendable {
     enum Action: Sendable {
-        /// A new object; fails ``ObjectWriteFailure/Reason/exists`` when the name is taken.
-        case insert
-        /// A new body for an object whose body is still `expectedBody` (what the caller read
-        /// and merged into); fails ``ObjectWriteFailure/Reason/changed`` otherwise. The secret
-        /// changes only when one is given.
-        case update(expectedBody: String)
+        /// A new object with `body` (the fields as JSON with sorted keys); fails
+        /// ``ObjectWriteFailure/Reason/exists`` when the name is taken.
+        case insert(body: String)
+        /// A new body for an existing object; the secret changes only when one is given.
+        case update(body: String)
         /// Only the secret.
         case setSecret
         /// Fails ``ObjectWriteFailure/Reason/inUse`` while any object names it in one of
@@ -58,31 +89,29 @@ struct ObjectWrite: Sendable {
     var action: Action
     var kind: String
     var name: String
-    /// The new body (insert, update).
-    var body: String? = nil
+    /// The sealed secret to store (insert, update, setSecret); none keeps the stored one.
     var sealedSecret: String? = nil
-    /// Objects the new body names; each must exist in the ODB or be inserted by the batch.
+    /// Objects the new body names; each must exist in the ODB or be inserted by the same
+    /// transaction (an object may not name itself that way).
     var references: [ObjectReference] = []
 }
 
-/// Why one write of a batch cannot apply.
+/// Why one write of a transaction cannot apply.
 struct ObjectWriteFailure: Sendable, Equatable {
     enum Reason: Sendable, Equatable {
         case exists
         case notFound
-        /// The body is no longer the one the caller read.
-        case changed
         case missingReference(ObjectReference)
-        /// The objects naming it, each as (kind, name), in the order of the referrers given.
-        case inUse([ReferringObject])
+        /// The objects naming it, in the order of the referrers given, each by name.
+        case inUse([ObjectKey])
     }
 
-    struct ReferringObject: Sendable, Equatable {
-        var kind: String
-        var name: String
-    }
-
-    /// The write's position in the batch.
+    /// The write's position in the transaction.
     var index: Int
     var reason: Reason
+}
+
+/// A transaction's writes did not all meet their conditions; nothing was written.
+struct ObjectWritesRefused: Error, Sendable {
+    var failures: [ObjectWriteFailure]
 }

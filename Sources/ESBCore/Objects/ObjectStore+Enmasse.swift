@@ -84,20 +84,45 @@ extension ObjectStore {
             }
         }
         let sealed = try prepared.map { try $0.secret.map { try secrets.seal($0) } }
-        // What the ODB holds now: the objects to edit and the ones referred to. The batch
-        // checks again in its transaction; this read lets one pass name every problem.
-        var snapshot: [String: [String: StoredObject]] = [:]
-        for kind in kindsInDependencyOrder {
-            snapshot[kind.name] = Dictionary(uniqueKeysWithValues: try await records.list(kind: kind.name).map { ($0.name, $0) })
+        // The transaction reads every object the file names, as itself or in a reference.
+        let keys = Set(prepared.flatMap { item, _ in
+            Self.namedObjects(item.kind, item.fields).union([ObjectKey(kind: item.kind.name, name: item.fields["name"]?.string ?? "")])
+        })
+        let checked = problems, toWrite = prepared.map(\.item)
+        let outcome: ImportOutcome
+        do {
+            outcome = try await records.transact(reading: keys) { [self] objects in
+                try plan(toWrite, sealed: sealed, replace: replace, pending: pending, problems: checked,
+                         exists: Self.lookup(keys, objects), objects: objects)
+            }
+        } catch let refused as ObjectWritesRefused {
+            throw ImportError(problems: refused.failures.map { failure in
+                let item = toWrite[failure.index]
+                let name = item.fields["name"]?.string ?? "?"
+                let error = error(for: failure.reason, kind: item.kind, name: name)
+                return .init(location: item.location, object: "\(item.kind.name) '\(name)'", field: error.field, message: error.message)
+            })
         }
+        for kind in kindsInDependencyOrder where prepared.contains(where: { $0.item.kind.name == kind.name }) {
+            await notify(kind)
+        }
+        return outcome
+    }
+
+    /// An import's writes, one per item in order, decided in its transaction from the objects
+    /// it read.
+    /// - Throws: ``ImportError`` with `problems` and every problem found here.
+    private func plan(_ items: [ImportItem], sealed: [String?], replace: Bool, pending: Set<String>,
+                      problems: [ImportError.Problem], exists: (ObjectKey) -> Bool?,
+                      objects: [ObjectKey: StoredObject]) throws -> (writes: [ObjectWrite], value: ImportOutcome) {
+        var problems = problems
         var writes: [ObjectWrite] = []
-        var written: [ImportItem] = []
         var outcome = ImportOutcome()
-        for (index, (item, _)) in prepared.enumerated() {
+        for (index, item) in items.enumerated() {
             let name = item.fields["name"]?.string ?? "?"
             let object = "\(item.kind.name) '\(name)'"
             do {
-                let stored = snapshot[item.kind.name]?[name]
+                let stored = objects[ObjectKey(kind: item.kind.name, name: name)]
                 let existing = try stored.map(Self.decode)
                 if existing != nil && !replace {
                     problems.append(.init(location: item.location, object: object, field: "name",
@@ -105,15 +130,10 @@ extension ObjectStore {
                     continue
                 }
                 let merged = existing.map { $0.merging(item.fields) { $1 } } ?? item.fields
-                let (normalized, references) = try Self.normalize(item.kind, merged, existing: existing)
-                for reference in references
-                where snapshot[reference.kind]?[reference.name] == nil && !pending.contains(reference.kind + "/" + reference.name) {
-                    problems.append(problem(.missingReference(reference), item))
-                }
-                let action: ObjectWrite.Action = stored.map { .update(expectedBody: $0.body) } ?? .insert
-                writes.append(ObjectWrite(action: action, kind: item.kind.name, name: name, body: try Self.encode(normalized),
-                                          sealedSecret: sealed[index], references: references))
-                written.append(item)
+                let (normalized, references) = try Self.normalize(item.kind, merged, existing: existing, exists: exists, pending: pending)
+                let body = try Self.encode(normalized)
+                writes.append(ObjectWrite(action: stored == nil ? .insert(body: body) : .update(body: body), kind: item.kind.name,
+                                          name: name, sealedSecret: sealed[index], references: references))
                 if stored == nil { outcome.created.append(object) } else { outcome.updated.append(object) }
                 if item.kind.name == ObjectKinds.basicAuth.name, sealed[index] == nil, stored?.sealedSecret == nil {
                     outcome.warnings.append("\(object) has no password: channels using it refuse every request until one is set (esb security password \(name))")
@@ -123,23 +143,7 @@ extension ObjectStore {
             }
         }
         guard problems.isEmpty else { throw ImportError(problems: problems) }
-        let failures = try await records.apply(writes)
-        guard failures.isEmpty else {
-            throw ImportError(problems: failures.map { problem($0.reason, written[$0.index]) })
-        }
-        for kind in kindsInDependencyOrder where prepared.contains(where: { $0.item.kind.name == kind.name }) {
-            await notify(kind)
-        }
-        return outcome
-    }
-
-    /// A failed condition of an import's write, at the item's place in the file.
-    private func problem(_ reason: ObjectWriteFailure.Reason, _ item: ImportItem) -> ImportError.Problem {
-        let name = item.fields["name"]?.string ?? "?"
-        let object = "\(item.kind.name) '\(name)'"
-        let error = error(for: reason, kind: item.kind, name: name) as? ObjectError
-        return .init(location: item.location, object: object, field: error?.field ?? "name",
-                     message: error?.message ?? "\(object) was changed in the ODB during the import; nothing was imported, import again")
+        return (writes, outcome)
     }
 }
 

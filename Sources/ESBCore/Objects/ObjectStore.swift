@@ -1,4 +1,3 @@
-import ESBConcurrency
 import ESBConfig
 import ESBStore
 import Foundation
@@ -17,9 +16,6 @@ public final class ObjectStore: Sendable {
     let secrets: SecretBox
     let kinds: [String: ObjectKind]
     private let observers = Mutex<[@Sendable (String) async -> Void]>([])
-    /// Edits of one object (`kind/name`) made through this store, one at a time: they never
-    /// race each other, so the retry below is only for edits made elsewhere.
-    private let edits = SerialTasks<String>()
 
     public init(odb: ODB, secrets: SecretBox, kinds: [ObjectKind]) {
         switch odb.connection {
@@ -31,10 +27,6 @@ public final class ObjectStore: Sendable {
 
     /// The objects' table.
     public static let table = ODBMigration("v3-config-objects", sqlite: SQLiteObjectRecords.createTable)
-
-    /// How many times an edit is tried when the object changed between its read and its
-    /// write (another server, or another store on the same ODB, edited it).
-    static let editAttempts = 10
 
     /// Calls `observer` with the kind's name after each committed change; the change's caller
     /// waits for it, so whoever made a change sees it live when the call returns.
@@ -79,12 +71,20 @@ public final class ObjectStore: Sendable {
         var fields = input
         let secret = try Self.takeSecret(kind, &fields)
         let sealed = try secret.map { try secrets.seal($0) }
-        let (normalized, references) = try Self.normalize(kind, fields, existing: nil)
-        let name = normalized["name"]!.string!
-        try await apply(ObjectWrite(action: .insert, kind: kind.name, name: name, body: try Self.encode(normalized),
-                                    sealedSecret: sealed, references: references), kind)
+        let own = ObjectKey(kind: kind.name, name: fields["name"]?.string ?? "")
+        let input = fields
+        let keys = Self.namedObjects(kind, input).union([own])
+        let created = try await transact(kind, own.name, reading: keys) { objects in
+            let (normalized, references) = try Self.normalize(kind, input, existing: nil, exists: Self.lookup(keys, objects))
+            if objects[own] != nil {
+                throw ObjectError(.duplicate, "\(kind.label) '\(own.name)' already exists", field: "name")
+            }
+            let write = ObjectWrite(action: .insert(body: try Self.encode(normalized)), kind: kind.name, name: own.name,
+                                    sealedSecret: sealed, references: references)
+            return ([write], normalized)
+        }
         await notify(kind)
-        return normalized
+        return created
     }
 
     /// Changes the fields given; absent fields keep their values.
@@ -95,41 +95,27 @@ public final class ObjectStore: Sendable {
             throw ObjectError(.invalid, "\(kind.label) '\(name)': renaming is not supported; create a new one", field: "name")
         }
         let sealed = try secret.map { try secrets.seal($0) }
-        let edit = fields
-        let result = await edits.run(kind.name + "/" + name) { [self] () async -> Result<ObjectFields, any Error> in
-            do {
-                return .success(try await apply(edit, sealed: sealed, to: kind, name))
-            } catch {
-                return .failure(error)
-            }
+        let own = ObjectKey(kind: kind.name, name: name), changes = fields
+        let keys = Self.namedObjects(kind, changes).union([own])
+        let updated = try await transact(kind, name, reading: keys) { objects in
+            guard let stored = objects[own] else { throw Self.notFound(kind, name) }
+            let existing = try Self.decode(stored)
+            let (normalized, references) = try Self.normalize(kind, existing.merging(changes) { $1 }, existing: existing,
+                                                              exists: Self.lookup(keys, objects))
+            let write = ObjectWrite(action: .update(body: try Self.encode(normalized)), kind: kind.name, name: name,
+                                    sealedSecret: sealed, references: references)
+            return ([write], normalized)
         }
-        let updated = try result.get()
         await notify(kind)
         return updated
-    }
-
-    /// Merges `changes` into the stored object and writes it, provided nobody wrote it in
-    /// between; reads again and retries when somebody did.
-    private func apply(_ changes: ObjectFields, sealed: String?, to kind: ObjectKind, _ name: String) async throws -> ObjectFields {
-        for attempt in 1...Self.editAttempts {
-            let existing = try await stored(kind, name)
-            let fields = try Self.decode(existing)
-            let (normalized, references) = try Self.normalize(kind, fields.merging(changes) { $1 }, existing: fields)
-            do {
-                try await apply(ObjectWrite(action: .update(expectedBody: existing.body), kind: kind.name, name: name,
-                                            body: try Self.encode(normalized), sealedSecret: sealed, references: references), kind)
-                return normalized
-            } catch is ObjectChanged {
-                if attempt == Self.editAttempts { break }
-            }
-        }
-        throw ObjectError(.conflict, "\(kind.label) '\(name)' was changed by \(Self.editAttempts) other edits while this one was being made; nothing was changed, try again")
     }
 
     /// Replaces the secret (password change).
     public func setSecret(_ kind: ObjectKind, _ name: String, _ secret: String) async throws {
         let sealed = try secrets.seal(secret)
-        try await apply(ObjectWrite(action: .setSecret, kind: kind.name, name: name, sealedSecret: sealed), kind)
+        try await transact(kind, name, reading: []) { _ in
+            ([ObjectWrite(action: .setSecret, kind: kind.name, name: name, sealedSecret: sealed)], ())
+        }
         await notify(kind)
     }
 
@@ -138,7 +124,9 @@ public final class ObjectStore: Sendable {
         let referrers = kinds.values.sorted { $0.name < $1.name }.flatMap { other in
             other.fields.filter { $0.references == kind.name }.map { ReferringField(kind: other.name, field: $0.name) }
         }
-        try await apply(ObjectWrite(action: .delete(referrers: referrers), kind: kind.name, name: name), kind)
+        try await transact(kind, name, reading: []) { _ in
+            ([ObjectWrite(action: .delete(referrers: referrers), kind: kind.name, name: name)], ())
+        }
         await notify(kind)
     }
 
@@ -148,38 +136,46 @@ public final class ObjectStore: Sendable {
 
     /// The stored object, or `not_found`.
     private func stored(_ kind: ObjectKind, _ name: String) async throws -> StoredObject {
-        guard let object = try await records.get(kind: kind.name, name: name) else {
-            throw ObjectError(.notFound, "no \(kind.label) named '\(name)'")
-        }
+        guard let object = try await records.get(kind: kind.name, name: name) else { throw Self.notFound(kind, name) }
         return object
     }
 
-    /// Applies one write; a failed condition is the caller's error, named.
-    private func apply(_ write: ObjectWrite, _ kind: ObjectKind) async throws {
-        guard let failure = try await records.apply([write]).first else { return }
-        throw error(for: failure.reason, kind: kind, name: write.name)
+    static func notFound(_ kind: ObjectKind, _ name: String) -> ObjectError {
+        ObjectError(.notFound, "no \(kind.label) named '\(name)'")
     }
 
-    /// The edit lost a race: the object changed between its read and its write.
-    struct ObjectChanged: Error {}
+    /// One transaction about the object `kind`/`name`; a failed condition is the caller's
+    /// error, named.
+    private func transact<T: Sendable>(
+        _ kind: ObjectKind, _ name: String, reading keys: Set<ObjectKey>,
+        _ plan: @escaping @Sendable ([ObjectKey: StoredObject]) throws -> (writes: [ObjectWrite], value: T)
+    ) async throws -> T {
+        do {
+            return try await records.transact(reading: keys, plan)
+        } catch let refused as ObjectWritesRefused {
+            throw error(for: refused.failures[0].reason, kind: kind, name: name)
+        }
+    }
 
     /// What a failed condition means to the caller of one write.
-    func error(for reason: ObjectWriteFailure.Reason, kind: ObjectKind, name: String) -> any Error {
+    func error(for reason: ObjectWriteFailure.Reason, kind: ObjectKind, name: String) -> ObjectError {
         let label = "\(kind.label) '\(name)'"
         switch reason {
         case .exists:
             return ObjectError(.duplicate, "\(label) already exists", field: "name")
         case .notFound:
-            return ObjectError(.notFound, "no \(kind.label) named '\(name)'")
-        case .changed:
-            return ObjectChanged()
+            return Self.notFound(kind, name)
         case .missingReference(let reference):
-            return ObjectError(.invalid, "\(label): \(reference.field) refers to '\(reference.name)', which does not exist (\(reference.kind))",
-                               field: reference.field)
+            return Self.missingReference(label, reference)
         case .inUse(let users):
             let named = users.map { "\(kinds[$0.kind]?.label ?? $0.kind) '\($0.name)'" }
             return ObjectError(.inUse, "\(label) is in use by \(named.joined(separator: ", "))")
         }
+    }
+
+    static func missingReference(_ label: String, _ reference: ObjectReference) -> ObjectError {
+        ObjectError(.invalid, "\(label): \(reference.field) refers to '\(reference.name)', which does not exist (\(reference.kind))",
+                    field: reference.field)
     }
 
     // MARK: Validation and encoding
@@ -192,11 +188,22 @@ public final class ObjectStore: Sendable {
         return text
     }
 
+    /// The objects `fields` names in its reference fields: what a transaction reads so that
+    /// ``normalize(_:_:existing:exists:pending:)`` can check them in field order.
+    static func namedObjects(_ kind: ObjectKind, _ fields: ObjectFields) -> Set<ObjectKey> {
+        Set(kind.fields.compactMap { field in
+            guard let target = field.references, let name = fields[field.name]?.string, name != "none" else { return nil }
+            return ObjectKey(kind: target, name: name)
+        })
+    }
+
     /// Checks `input` (merged over `existing` for an edit) against the kind and returns the
-    /// complete object with the objects it refers to. Whether those exist is a condition of
-    /// the write (``ObjectWrite/references``).
-    static func normalize(_ kind: ObjectKind, _ input: ObjectFields,
-                          existing: ObjectFields?) throws -> (fields: ObjectFields, references: [ObjectReference]) {
+    /// complete object with the objects it refers to. A referenced object must exist, as
+    /// `exists` says (`nil`: not read, left to the write's condition), or be in `pending`
+    /// (`kind/name` of objects created in the same transaction, as an enmasse import does).
+    static func normalize(_ kind: ObjectKind, _ input: ObjectFields, existing: ObjectFields?,
+                          exists: (ObjectKey) -> Bool?,
+                          pending: Set<String> = []) throws -> (fields: ObjectFields, references: [ObjectReference]) {
         let label = "\(kind.label) '\(input["name"]?.string ?? "?")'"
         guard let name = input["name"]?.string, !name.isEmpty, name.count <= 200, !name.contains("/") else {
             throw ObjectError(.invalid, "\(kind.label): name must be a non-empty string of at most 200 characters without '/'", field: "name")
@@ -223,11 +230,20 @@ public final class ObjectStore: Sendable {
                 throw ObjectError(.invalid, "\(label): \(field.name) = \(value) \(reason)", field: field.name)
             }
             if let target = field.references, let referenced = value.string, referenced != "none" {
-                references.append(ObjectReference(field: field.name, kind: target, name: referenced))
+                let reference = ObjectReference(field: field.name, kind: target, name: referenced)
+                if exists(reference.key) == false && !pending.contains(target + "/" + referenced) {
+                    throw missingReference(label, reference)
+                }
+                references.append(reference)
             }
             result[field.name] = value
         }
         return (result, references)
+    }
+
+    /// Whether an object exists, among those a transaction read (`keys`); `nil` for others.
+    static func lookup(_ keys: Set<ObjectKey>, _ objects: [ObjectKey: StoredObject]) -> (ObjectKey) -> Bool? {
+        { key in keys.contains(key) ? objects[key] != nil : nil }
     }
 
     static func decode(_ object: StoredObject) throws -> ObjectFields {

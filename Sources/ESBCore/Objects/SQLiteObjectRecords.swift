@@ -1,8 +1,7 @@
 import Foundation
 import GRDB
 
-/// ``ObjectRecords`` on SQLite: the `config_object` table, a batch in one GRDB write
-/// transaction (SQLite's single writer serializes batches).
+/// ``ObjectRecords`` on SQLite: the `config_object` table; a transaction is one GRDB write.
 struct SQLiteObjectRecords: ObjectRecords {
     let pool: DatabasePool
 
@@ -30,26 +29,30 @@ struct SQLiteObjectRecords: ObjectRecords {
         try await pool.read { db in try Self.fetch(db, kind: kind, name: name) }
     }
 
-    func apply(_ writes: [ObjectWrite]) async throws -> [ObjectWriteFailure] {
-        do {
-            try await pool.write { db in
-                let failures = try Self.apply(db, writes)
-                // Throwing rolls the transaction back: a batch applies whole or not at all.
-                if !failures.isEmpty { throw Refused(failures: failures) }
+    func transact<T: Sendable>(
+        reading keys: Set<ObjectKey>,
+        _ plan: @escaping @Sendable ([ObjectKey: StoredObject]) throws -> (writes: [ObjectWrite], value: T)
+    ) async throws -> T {
+        // A GRDB write is one `BEGIN IMMEDIATE` transaction: SQLite's single writer runs
+        // transactions one at a time, so what the plan was handed stays true until commit.
+        // Throwing rolls it back.
+        try await pool.write { db in
+            var objects: [ObjectKey: StoredObject] = [:]
+            for key in keys {
+                if let object = try Self.fetch(db, kind: key.kind, name: key.name) { objects[key] = object }
             }
-            return []
-        } catch let refused as Refused {
-            return refused.failures
+            let (writes, value) = try plan(objects)
+            let failures = try Self.apply(db, writes)
+            if !failures.isEmpty { throw ObjectWritesRefused(failures: failures) }
+            return value
         }
     }
 
-    private struct Refused: Error {
-        var failures: [ObjectWriteFailure]
-    }
-
     private static func apply(_ db: Database, _ writes: [ObjectWrite]) throws -> [ObjectWriteFailure] {
-        let inserted = Set(writes.filter { if case .insert = $0.action { true } else { false } }
-            .map { ObjectReference(field: "", kind: $0.kind, name: $0.name) })
+        let inserted = Set(writes.compactMap { write -> ObjectKey? in
+            guard case .insert = write.action else { return nil }
+            return ObjectKey(kind: write.kind, name: write.name)
+        })
         var failures: [ObjectWriteFailure] = []
         for (index, write) in writes.enumerated() {
             let current = try fetch(db, kind: write.kind, name: write.name)
@@ -57,13 +60,15 @@ struct SQLiteObjectRecords: ObjectRecords {
             switch write.action {
             case .insert:
                 if current != nil { reasons.append(.exists) }
-            case .update(let expectedBody):
-                if current == nil { reasons.append(.notFound) } else if current?.body != expectedBody { reasons.append(.changed) }
-            case .setSecret:
-                if current == nil { reasons.append(.notFound) }
+            case .update, .setSecret:
+                if current == nil {
+                    reasons.append(.notFound)
+                }
             case .delete(let referrers):
-                if current == nil { reasons.append(.notFound) }
-                var users: [ObjectWriteFailure.ReferringObject] = []
+                if current == nil {
+                    reasons.append(.notFound)
+                }
+                var users: [ObjectKey] = []
                 for referrer in referrers {
                     users += try String.fetchAll(db, sql: "SELECT name FROM config_object WHERE kind = ? AND json_extract(body, ?) = ? ORDER BY name",
                                                  arguments: [referrer.kind, "$." + referrer.field, write.name])
@@ -71,9 +76,11 @@ struct SQLiteObjectRecords: ObjectRecords {
                 }
                 if !users.isEmpty { reasons.append(.inUse(users)) }
             }
-            for reference in write.references
-            where !inserted.contains(ObjectReference(field: "", kind: reference.kind, name: reference.name)) {
-                if try fetch(db, kind: reference.kind, name: reference.name) == nil { reasons.append(.missingReference(reference)) }
+            let own = ObjectKey(kind: write.kind, name: write.name)
+            for reference in write.references where reference.key == own || !inserted.contains(reference.key) {
+                if try fetch(db, kind: reference.kind, name: reference.name) == nil {
+                    reasons.append(.missingReference(reference))
+                }
             }
             guard reasons.isEmpty else {
                 failures += reasons.map { ObjectWriteFailure(index: index, reason: $0) }
@@ -81,12 +88,12 @@ struct SQLiteObjectRecords: ObjectRecords {
             }
             let now = Date()
             switch write.action {
-            case .insert:
+            case .insert(let body):
                 try db.execute(sql: "INSERT INTO config_object(kind, name, body, secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                               arguments: [write.kind, write.name, write.body, write.sealedSecret, now, now])
-            case .update:
+                               arguments: [write.kind, write.name, body, write.sealedSecret, now, now])
+            case .update(let body):
                 try db.execute(sql: "UPDATE config_object SET body = ?, secret = coalesce(?, secret), updated_at = ? WHERE kind = ? AND name = ?",
-                               arguments: [write.body, write.sealedSecret, now, write.kind, write.name])
+                               arguments: [body, write.sealedSecret, now, write.kind, write.name])
             case .setSecret:
                 try db.execute(sql: "UPDATE config_object SET secret = ?, updated_at = ? WHERE kind = ? AND name = ?",
                                arguments: [write.sealedSecret, now, write.kind, write.name])

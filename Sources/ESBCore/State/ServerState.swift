@@ -74,7 +74,7 @@ public final class ServerState: Sendable {
         if let problem = await odb.check() {
             components["odb"] = .init(status: .degraded, detail: problem.message, critical: true)
         } else {
-            components["odb"] = .init(status: .ok, detail: "sqlite \(odb.path)", critical: true)
+            components["odb"] = .init(status: .ok, detail: "\(odb.engine.rawValue) \(odb.path)", critical: true)
         }
         for source in healthSources.withLock({ $0 }) {
             components.merge(await source()) { $1 }

@@ -10,7 +10,7 @@ extension ObjectError: HTTPResponseError {
     static func status(of code: Code) -> HTTPResponse.Status {
         switch code {
         case .invalid: .unprocessableContent
-        case .duplicate, .inUse, .conflict: .conflict
+        case .duplicate, .inUse: .conflict
         case .notFound: .notFound
         }
     }

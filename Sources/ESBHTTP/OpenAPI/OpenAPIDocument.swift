@@ -69,7 +69,7 @@ struct OpenAPIDocument {
             Operation(method: "get", path: path + "/{name}", summary: "Read", tag: tag,
                       responses: [200: schema, 401: "Error"], parameters: ["name"], errors: ErrorStatuses.documented([.notFound])),
             Operation(method: "put", path: path + "/{name}", summary: "Partial update", tag: tag, requestSchema: schema,
-                      responses: [200: schema, 401: "Error"], parameters: ["name"], errors: ErrorStatuses.documented([.invalid, .notFound, .conflict])),
+                      responses: [200: schema, 401: "Error"], parameters: ["name"], errors: ErrorStatuses.documented([.invalid, .notFound])),
             Operation(method: "delete", path: path + "/{name}", summary: "Delete", tag: tag,
                       responses: [204: nil, 401: "Error"], parameters: ["name"], errors: ErrorStatuses.documented([.notFound, .inUse])),
         ]

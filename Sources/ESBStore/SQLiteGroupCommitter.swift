@@ -9,7 +9,7 @@ import Synchronization
 /// acceptance keep up with thousands of callers. An operation that throws rolls back its
 /// savepoint only and fails alone; a failed commit fails the whole batch. Everything runs
 /// on GRDB's writer queue, never on Swift's cooperative pool.
-public final class GroupCommitter: Sendable {
+public final class SQLiteGroupCommitter: Sendable {
     private let pool: DatabasePool
     private let queue = Mutex<Queue>(Queue())
 

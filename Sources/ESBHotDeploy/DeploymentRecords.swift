@@ -1,0 +1,39 @@
+import Foundation
+
+/// What ``DeploymentStore`` needs from the ODB, whatever the engine: the `deployment_unit`
+/// and `deployment_version` tables and the run marker. Each engine implements it once
+/// (``SQLiteDeploymentRecords``); each method is one transaction.
+protocol DeploymentRecords: Sendable {
+    /// Marks a run as started. When the previous run was still marked as running, every unit
+    /// of `inFlight` that has a serving version and is not quarantined counts one more crash,
+    /// and every unit at `quarantineAfter` crashes is quarantined with an error saying so.
+    /// Returns the units quarantined now.
+    func beginRun(inFlight: Set<String>, quarantineAfter: Int) async throws -> [String]
+    /// Marks a clean stop and sets every crash count to zero.
+    func endRun() async throws
+    /// Adds `version` as the unit's next version (creating the unit), makes it the serving
+    /// one with no error and no crashes, and keeps only it and the `keep` newest before it.
+    func recordDeployed(_ version: DeploymentStore.Version, keep: Int) async throws -> Int
+    /// Adds `version` as a failed one and marks the unit failed with its error; the serving
+    /// version stays.
+    func recordFailed(_ version: DeploymentStore.Version) async throws
+    /// Every unit, oldest first (then by name), with its serving version's hash, services
+    /// and imports; kind and status as stored.
+    func units() async throws -> [StoredUnit]
+    func servingSource(unit: String) async throws -> Data?
+    func versionCount(unit: String) async throws -> Int
+}
+
+/// A unit as the ODB holds it, before its kind and status are checked.
+struct StoredUnit: Sendable {
+    var name: String
+    var kind: String
+    var status: String
+    var hash: String?
+    var version: Int?
+    var services: [String]
+    var imports: [String]
+    var error: String?
+    var createdAt: Date
+    var updatedAt: Date
+}

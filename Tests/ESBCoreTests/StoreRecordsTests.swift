@@ -149,3 +149,17 @@ import Testing
         #expect(unit.status == .quarantined && unit.error?.contains("crashes in a row") == true)
     }
 }
+
+/// One transaction of writes alone, its refusal as a value: what these tests compare.
+extension ObjectRecords {
+    /// Applies `writes` in one transaction when every condition holds; otherwise writes
+    /// nothing and returns every failure, in the order of `writes`.
+    func apply(_ writes: [ObjectWrite]) async throws -> [ObjectWriteFailure] {
+        do {
+            try await transact(reading: []) { _ in (writes, ()) }
+            return []
+        } catch let refused as ObjectWritesRefused {
+            return refused.failures
+        }
+    }
+}

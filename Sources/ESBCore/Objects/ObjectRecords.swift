@@ -27,19 +27,6 @@ protocol ObjectRecords: Sendable {
     ) async throws -> T
 }
 
-extension ObjectRecords {
-    /// Applies `writes` in one transaction when every condition holds; otherwise writes
-    /// nothing and returns every failure, in the order of `writes`.
-    func apply(_ writes: [ObjectWrite]) async throws -> [ObjectWriteFailure] {
-        do {
-            try await transact(reading: []) { _ in (writes, ()) }
-            return []
-        } catch let refused as ObjectWritesRefused {
-            return refused.failures
-        }
-    }
-}
-
 /// Names one object.
 struct ObjectKey: Sendable, Hashable {
     var kind: String

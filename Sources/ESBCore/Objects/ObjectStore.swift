@@ -53,7 +53,8 @@ public final class ObjectStore: Sendable {
 
     /// One object, without its secret.
     public func get(_ kind: ObjectKind, _ name: String) async throws -> ObjectFields {
-        try Self.decode(try await stored(kind, name))
+        guard let object = try await records.get(kind: kind.name, name: name) else { throw Self.notFound(kind, name) }
+        return try Self.decode(object)
     }
 
     /// The decrypted secret of an object, for the server's own use (never for API output).
@@ -76,9 +77,7 @@ public final class ObjectStore: Sendable {
         let keys = Self.namedObjects(kind, input).union([own])
         let created = try await transact(kind, own.name, reading: keys) { objects in
             let (normalized, references) = try Self.normalize(kind, input, existing: nil, exists: Self.lookup(keys, objects))
-            if objects[own] != nil {
-                throw ObjectError(.duplicate, "\(kind.label) '\(own.name)' already exists", field: "name")
-            }
+            if objects[own] != nil { throw Self.duplicate(kind, own.name) }
             let write = ObjectWrite(action: .insert(body: try Self.encode(normalized)), kind: kind.name, name: own.name,
                                     sealedSecret: sealed, references: references)
             return ([write], normalized)
@@ -134,10 +133,8 @@ public final class ObjectStore: Sendable {
         for observer in observers.withLock({ $0 }) { await observer(kind.name) }
     }
 
-    /// The stored object, or `not_found`.
-    private func stored(_ kind: ObjectKind, _ name: String) async throws -> StoredObject {
-        guard let object = try await records.get(kind: kind.name, name: name) else { throw Self.notFound(kind, name) }
-        return object
+    static func duplicate(_ kind: ObjectKind, _ name: String) -> ObjectError {
+        ObjectError(.duplicate, "\(kind.label) '\(name)' already exists", field: "name")
     }
 
     static func notFound(_ kind: ObjectKind, _ name: String) -> ObjectError {
@@ -162,7 +159,7 @@ public final class ObjectStore: Sendable {
         let label = "\(kind.label) '\(name)'"
         switch reason {
         case .exists:
-            return ObjectError(.duplicate, "\(label) already exists", field: "name")
+            return Self.duplicate(kind, name)
         case .notFound:
             return Self.notFound(kind, name)
         case .missingReference(let reference):

@@ -9,13 +9,16 @@ import Synchronization
 /// semaphore and is woken by name, most recently parked first (its caches are warm),
 /// outside the lock; a thread that is already running takes the next job with no wake-up.
 ///
+/// Its methods are inlinable: callers in other modules get code specialized to their job
+/// type, not generic calls on the hot path of every service call and Redis command.
+///
 /// The AMQP connection owners do not use it: each waits in `poll(2)` on its socket and an
 /// eventfd at once (confirms, returns and heartbeats arrive on the socket unasked), which a
 /// semaphore cannot do.
 public final class JobQueue<Job: Sendable>: Sendable {
     /// A thread's place in the queue: created once per thread, passed to every ``take(_:idleTimeout:)``.
     public final class Worker: Sendable {
-        fileprivate let semaphore = DispatchSemaphore(value: 0)
+        @usableFromInline let semaphore = DispatchSemaphore(value: 0)
         /// A place for the calling thread.
         public init() {}
     }
@@ -29,22 +32,23 @@ public final class JobQueue<Job: Sendable>: Sendable {
         case closed
     }
 
-    private struct State {
-        var jobs: [Job] = []
-        var head = 0
-        var parked: [Worker] = []
-        var taken = 0
-        var closed = false
+    @usableFromInline struct State {
+        @usableFromInline var jobs: [Job] = []
+        @usableFromInline var head = 0
+        @usableFromInline var parked: [Worker] = []
+        @usableFromInline var taken = 0
+        @usableFromInline var closed = false
+        @usableFromInline init() {}
     }
 
-    private let state = Mutex(State())
+    @usableFromInline let state = Mutex(State())
 
     /// An empty, open queue.
     public init() {}
 
     /// Adds a job and wakes a parked thread, if any.
     /// - Returns: false when the queue is closed (the job was not taken).
-    @discardableResult
+    @discardableResult @inlinable
     public func push(_ job: Job) -> Bool {
         let (accepted, worker) = state.withLock { state -> (Bool, Worker?) in
             guard !state.closed else { return (false, nil) }
@@ -57,6 +61,7 @@ public final class JobQueue<Job: Sendable>: Sendable {
 
     /// The next job, waiting for one; with `idleTimeout`, ``Taken/idle`` once that long
     /// passed without one. Blocks the calling thread: never call it from async code.
+    @inlinable
     public func take(_ worker: Worker, idleTimeout: Duration? = nil) -> Taken {
         while true {
             let next = state.withLock { state -> Taken? in
@@ -95,6 +100,7 @@ public final class JobQueue<Job: Sendable>: Sendable {
 
     /// Refuses further jobs and wakes every parked thread; the jobs already queued are
     /// still taken, then ``take(_:idleTimeout:)`` answers ``Taken/closed``.
+    @inlinable
     public func close() {
         let parked = state.withLock { state -> [Worker] in
             state.closed = true
@@ -106,6 +112,7 @@ public final class JobQueue<Job: Sendable>: Sendable {
 
     /// Jobs waiting, threads parked, and jobs taken so far (a counter that wraps), for a
     /// watcher that decides whether threads are stuck.
+    @inlinable
     public var load: (waiting: Int, parked: Int, taken: Int) {
         state.withLock { ($0.jobs.count - $0.head, $0.parked.count, $0.taken) }
     }

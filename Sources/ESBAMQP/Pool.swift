@@ -60,9 +60,13 @@ public final class Pool: Sendable {
                 nextCheck = now + period
             }
             let earliest = room.expire(now: now)
-            now = monotonicNanoseconds()
             let until = min(nextCheck, earliest ?? nextCheck)
+            // Announced before the room is looked at again: a send parked from here on with
+            // an earlier deadline rings (the ring is kept if it comes before the wait).
+            room.timerWakesAt.store(until, ordering: .releasing)
+            now = monotonicNanoseconds()
             if until > now { await room.admitted.wait(upTo: .nanoseconds(Int64(clamping: until - now))) }
+            room.timerWakesAt.store(0, ordering: .releasing)
         }
     }
 

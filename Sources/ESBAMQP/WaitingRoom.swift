@@ -17,11 +17,14 @@ final class WaitingRoom: Sendable {
     private let wakeups: [Wakeup]
     private let expired: @Sendable (PendingSend) -> Void
     private let refused: @Sendable (PendingSend) -> Void
-    /// Rung when a send is parked in an empty room, so that the pool's timer looks at its
-    /// deadline. Sends of one pool share an acquire timeout, so a later one rarely has an
-    /// earlier deadline; one that does (handed back by a lost connection) is seen at the
-    /// timer's next 200 ms look.
+    /// Rung when a send is parked with a deadline earlier than the pool's timer will look
+    /// (``timerWakesAt``), so that the timer fails it on time. With the usual acquire
+    /// timeouts (longer than the timer's 200 ms period) that never happens: waking the timer
+    /// for every send would cost the hot path a task switch each.
     let admitted = Doorbell()
+    /// When the pool's timer will next look at the room (monotonic nanoseconds); 0 while it
+    /// is looking or about to.
+    let timerWakesAt = Atomic<UInt64>(0)
 
     init(wakeups: [Wakeup], expired: @escaping @Sendable (PendingSend) -> Void,
          refused: @escaping @Sendable (PendingSend) -> Void) {
@@ -33,23 +36,23 @@ final class WaitingRoom: Sendable {
     /// Cheap check for owner threads.
     var isEmpty: Bool { waitingCount.load(ordering: .relaxed) == 0 }
 
-    /// Parks sends and wakes every owner thread (and the pool's timer when the room was
-    /// empty); once the room is closed, refuses them.
+    /// Parks sends and wakes every owner thread (and the pool's timer when it would look
+    /// too late for one of them); once the room is closed, refuses them.
     func admit(_ sends: some Collection<PendingSend>) {
         guard !sends.isEmpty else { return }
-        let outcome = items.withLock { room -> (admitted: Bool, wasEmpty: Bool) in
-            guard !room.closed else { return (false, false) }
-            let wasEmpty = room.sends.isEmpty
+        let admitted = items.withLock { room -> Bool in
+            guard !room.closed else { return false }
             room.sends.append(contentsOf: sends)
-            return (true, wasEmpty)
+            return true
         }
-        guard outcome.admitted else {
+        guard admitted else {
             sends.forEach(refused)
             return
         }
         waitingCount.add(sends.count, ordering: .relaxed)
         wakeups.forEach { $0.signal() }
-        if outcome.wasEmpty { admitted.ring() }
+        let earliest = sends.lazy.map(\.acquireDeadline).min() ?? .max
+        if earliest < timerWakesAt.load(ordering: .acquiring) { self.admitted.ring() }
     }
 
     /// Fails the sends whose acquire deadline is past; returns the earliest deadline still

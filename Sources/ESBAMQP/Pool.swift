@@ -59,14 +59,11 @@ public final class Pool: Sendable {
                 workers.forEach { $0.checkStalled(now: now) }
                 nextCheck = now + period
             }
-            let earliest = room.expire(now: now)
-            let until = min(nextCheck, earliest ?? nextCheck)
-            // Announced before the room is looked at again: a send parked from here on with
-            // an earlier deadline rings (the ring is kept if it comes before the wait).
-            room.timerWakesAt.store(until, ordering: .releasing)
+            // A send parked after this look with an earlier deadline than `until` rings (the
+            // ring is kept if it comes before the wait).
+            let until = room.expire(now: now, nextLook: nextCheck)
             now = monotonicNanoseconds()
             if until > now { await room.admitted.wait(upTo: .nanoseconds(Int64(clamping: until - now))) }
-            room.timerWakesAt.store(0, ordering: .releasing)
         }
     }
 

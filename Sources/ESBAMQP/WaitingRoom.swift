@@ -10,6 +10,9 @@ final class WaitingRoom: Sendable {
         /// Set by the pool's shutdown: a send arriving later fails with `closed` at once (its
         /// caller tries the pool that replaced this one), so nothing waits where no timer looks.
         var closed = false
+        /// When the pool's timer looks next (monotonic nanoseconds), as its last look set it
+        /// under this lock; 0 before its first.
+        var timerLooksAt: UInt64 = 0
     }
 
     private let items = Mutex(Room())
@@ -17,14 +20,11 @@ final class WaitingRoom: Sendable {
     private let wakeups: [Wakeup]
     private let expired: @Sendable (PendingSend) -> Void
     private let refused: @Sendable (PendingSend) -> Void
-    /// Rung when a send is parked with a deadline earlier than the pool's timer will look
-    /// (``timerWakesAt``), so that the timer fails it on time. With the usual acquire
-    /// timeouts (longer than the timer's 200 ms period) that never happens: waking the timer
-    /// for every send would cost the hot path a task switch each.
+    /// Rung when a send is parked with a deadline earlier than the pool's timer will look,
+    /// so that the timer fails it on time. With the usual acquire timeouts (longer than the
+    /// timer's 200 ms period) that never happens: waking the timer for every send would cost
+    /// the hot path a task switch each.
     let admitted = Doorbell()
-    /// When the pool's timer will next look at the room (monotonic nanoseconds); 0 while it
-    /// is looking or about to.
-    let timerWakesAt = Atomic<UInt64>(0)
 
     init(wakeups: [Wakeup], expired: @escaping @Sendable (PendingSend) -> Void,
          refused: @escaping @Sendable (PendingSend) -> Void) {
@@ -40,33 +40,34 @@ final class WaitingRoom: Sendable {
     /// too late for one of them); once the room is closed, refuses them.
     func admit(_ sends: some Collection<PendingSend>) {
         guard !sends.isEmpty else { return }
-        let admitted = items.withLock { room -> Bool in
-            guard !room.closed else { return false }
+        let earliest = sends.lazy.map(\.acquireDeadline).min() ?? .max
+        let outcome = items.withLock { room -> (admitted: Bool, ringTimer: Bool) in
+            guard !room.closed else { return (false, false) }
             room.sends.append(contentsOf: sends)
-            return true
+            return (true, earliest < room.timerLooksAt)
         }
-        guard admitted else {
+        guard outcome.admitted else {
             sends.forEach(refused)
             return
         }
         waitingCount.add(sends.count, ordering: .relaxed)
         wakeups.forEach { $0.signal() }
-        let earliest = sends.lazy.map(\.acquireDeadline).min() ?? .max
-        if earliest < timerWakesAt.load(ordering: .acquiring) { self.admitted.ring() }
+        if outcome.ringTimer { admitted.ring() }
     }
 
-    /// Fails the sends whose acquire deadline is past; returns the earliest deadline still
-    /// waiting, if any.
-    func expire(now: UInt64) -> UInt64? {
-        guard !isEmpty else { return nil }
-        let (late, earliest) = items.withLock { room -> ([PendingSend], UInt64?) in
+    /// Fails the sends whose acquire deadline is past; returns when the timer must look
+    /// again: the earliest deadline still waiting, or `nextLook` if that is sooner. Parks
+    /// that come later ring the timer when their deadline is before it.
+    func expire(now: UInt64, nextLook: UInt64) -> UInt64 {
+        let (late, looksAt) = items.withLock { room -> ([PendingSend], UInt64) in
             let late = room.sends.filter { $0.acquireDeadline <= now }
             if !late.isEmpty { room.sends.removeAll { $0.acquireDeadline <= now } }
-            return (late, room.sends.map(\.acquireDeadline).min())
+            room.timerLooksAt = min(nextLook, room.sends.map(\.acquireDeadline).min() ?? nextLook)
+            return (late, room.timerLooksAt)
         }
         if !late.isEmpty { waitingCount.subtract(late.count, ordering: .relaxed) }
         late.forEach(expired)
-        return earliest
+        return looksAt
     }
 
     /// Up to `limit` sends, oldest first (settled ones are dropped).

@@ -38,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         // SwiftParser finds the Service types in a dropped file; no macros, parser only.
         .package(url: "https://github.com/swiftlang/swift-syntax.git", from: "603.0.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // C shims: module maps and static inline wrappers, no logic.
@@ -68,7 +69,13 @@ let package = Package(
         // The ODB: an engine-neutral store that names no feature; migrations are handed in.
         .target(
             name: "ESBStore",
-            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
 
@@ -80,6 +87,7 @@ let package = Package(
                 "ESBConcurrency", "ESBStore",
                 .product(name: "ESBService", package: "SDK"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -97,6 +105,7 @@ let package = Package(
                 "ESBConcurrency", "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBAMQP", "ESBRedis",
                 .product(name: "ESBService", package: "SDK"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -161,7 +170,8 @@ let package = Package(
         .testTarget(name: "ESBAMQPTests", dependencies: ["ESBAMQP"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ESBCoreTests",
-            dependencies: ["ESBConcurrency", "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBAMQP", "ESBRedis", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["ESBConcurrency", "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBAMQP", "ESBRedis", .product(name: "GRDB", package: "GRDB.swift"),
+                           .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

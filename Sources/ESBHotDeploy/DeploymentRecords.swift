@@ -1,8 +1,9 @@
+import ESBStore
 import Foundation
 
 /// What ``DeploymentStore`` needs from the ODB, whatever the engine: the `deployment_unit`
 /// and `deployment_version` tables and the run marker. Each engine implements it once
-/// (``SQLiteDeploymentRecords``); each method is one transaction.
+/// (``SQLiteDeploymentRecords``, ``PostgresDeploymentRecords``); each method is one transaction.
 protocol DeploymentRecords: Sendable {
     /// Marks a run as started. When the previous run was still marked as running, every unit
     /// of `inFlight` that has a serving version and is not quarantined counts one more crash,
@@ -36,4 +37,15 @@ struct StoredUnit: Sendable {
     var error: String?
     var createdAt: Date
     var updatedAt: Date
+
+    /// A stored JSON list of strings (services, imports); one the server cannot read is
+    /// named, not taken for an empty one.
+    static func list(_ text: String?, _ column: String, _ unit: String) throws -> [String] {
+        guard let text else { return [] }
+        do {
+            return try JSONDecoder().decode([String].self, from: Data(text.utf8))
+        } catch {
+            throw StoreError("ODB: deployment unit '\(unit)': \(column) is not a JSON list of strings")
+        }
+    }
 }

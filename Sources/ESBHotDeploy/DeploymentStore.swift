@@ -24,6 +24,7 @@ public struct DeploymentStore: Sendable {
     public init(odb: ODB) {
         switch odb.connection {
         case .sqlite(let pool): records = SQLiteDeploymentRecords(pool: pool)
+        case .postgresql(let postgres): records = PostgresDeploymentRecords(odb: postgres)
         }
     }
 
@@ -48,16 +49,19 @@ public struct DeploymentStore: Sendable {
     }
 
     /// The registry's tables.
-    public static let tables = ODBMigration("v2-deployments", sqlite: SQLiteDeploymentRecords.createTables)
+    public static let tables = ODBMigration(
+        "v2-deployments", sqlite: SQLiteDeploymentRecords.createTables, postgresql: PostgresDeploymentRecords.createTables)
 
     /// What each version imports.
-    public static let importsColumn = ODBMigration("v6-library-imports", sqlite: SQLiteDeploymentRecords.addImportsColumn)
+    public static let importsColumn = ODBMigration(
+        "v6-library-imports", sqlite: SQLiteDeploymentRecords.addImportsColumn, postgresql: PostgresDeploymentRecords.addImportsColumn)
 
     /// How many crashes in a row quarantine a unit.
     public static let quarantineAfterCrashes = 3
 
     /// Crashes in a row per unit.
-    public static let crashCountColumn = ODBMigration("v4-crash-tracking", sqlite: SQLiteDeploymentRecords.addCrashCountColumn)
+    public static let crashCountColumn = ODBMigration(
+        "v4-crash-tracking", sqlite: SQLiteDeploymentRecords.addCrashCountColumn, postgresql: PostgresDeploymentRecords.addCrashCountColumn)
 
     /// Marks a run as started. When the previous run never reached ``endRun()`` it crashed:
     /// every unit that had a call in flight at that moment (`inFlight`, from the

@@ -116,16 +116,7 @@ struct SQLiteDeploymentRecords: DeploymentRecords {
 
     func units() async throws -> [StoredUnit] {
         try await pool.read { db in
-            // A list the server cannot read is named, not taken for an empty one.
-            func list(_ text: String?, _ column: String, _ unit: String) throws -> [String] {
-                guard let text else { return [] }
-                do {
-                    return try JSONDecoder().decode([String].self, from: Data(text.utf8))
-                } catch {
-                    throw StoreError("ODB: deployment unit '\(unit)': \(column) is not a JSON list of strings")
-                }
-            }
-            return try Row.fetchAll(db, sql: """
+            try Row.fetchAll(db, sql: """
                 SELECT u.name, u.kind, u.status, u.serving_version, u.error, u.created_at, u.updated_at,
                        v.hash, v.services, v.imports
                 FROM deployment_unit u
@@ -134,7 +125,8 @@ struct SQLiteDeploymentRecords: DeploymentRecords {
                 """).map { row in
                 let name: String = row["name"]
                 return StoredUnit(name: name, kind: row["kind"], status: row["status"], hash: row["hash"], version: row["serving_version"],
-                           services: try list(row["services"], "services", name), imports: try list(row["imports"], "imports", name),
+                           services: try StoredUnit.list(row["services"], "services", name),
+                           imports: try StoredUnit.list(row["imports"], "imports", name),
                            error: row["error"], createdAt: row["created_at"], updatedAt: row["updated_at"])
             }
         }

@@ -1,53 +1,54 @@
 import Foundation
 import GRDB
+import Logging
+import PostgresNIO
 
-/// The operational database, whatever engine holds it. Today the engine is SQLite: one
-/// file in WAL mode, through GRDB on the system libsqlite3.
+/// The operational database, whatever engine holds it: an embedded SQLite file (one
+/// server) or PostgreSQL (a cluster of servers sharing it).
 ///
 /// The store names no feature. Features own their tables and hand their migrations up;
 /// whoever opens the ODB assembles them in their shipped order (``ODBMigration``). Each
 /// feature store states what it needs from the ODB as a protocol of its own (its records)
 /// and implements that protocol once per engine, choosing by ``connection``; the logic
-/// above the records (validation, crash counting, scheduling) is written once. A second
-/// engine adds a case to ``Connection``, a body to each migration and an implementation
-/// of each records protocol.
+/// above the records (validation, crash counting, scheduling) is written once.
 ///
-/// GRDB runs every statement on its own dispatch queues (one writer, a reader pool), so
-/// blocking sqlite calls never occupy Swift's cooperative pool.
+/// Blocking calls never occupy Swift's cooperative pool: GRDB runs every SQLite statement on
+/// its own dispatch queues (one writer, a reader pool); PostgresNIO is non-blocking.
 public final class ODB: Sendable {
     /// The engines an ODB can live in.
     public enum Engine: String, Sendable, CaseIterable {
         case sqlite
+        case postgresql
     }
 
     /// An open connection to the engine, for the feature stores' engine implementations.
     public enum Connection: Sendable {
         /// A GRDB pool on a SQLite file in WAL mode: one writer, concurrent readers.
         case sqlite(DatabasePool)
+        /// A pool of PostgreSQL connections (``PostgresODB``).
+        case postgresql(PostgresODB)
     }
 
     /// The engine holding this ODB.
     public var engine: Engine {
         switch connection {
         case .sqlite: .sqlite
+        case .postgresql: .postgresql
         }
     }
-    /// Where the ODB is, for messages and health: the database file.
-    public let path: String
+    /// Where the ODB is, for messages and health: the SQLite file, or
+    /// `postgresql://user@host:port/database` (never a password).
+    public let location: String
     /// The engine connection the feature stores run their queries on.
     public let connection: Connection
-    private let migrator: DatabaseMigrator
-    private var pool: DatabasePool {
-        switch connection {
-        case .sqlite(let pool): pool
-        }
-    }
+    private let migrator: DatabaseMigrator?
 
-    /// Opens (creating if needed) the database at `path` and runs the pending migrations of
-    /// `schema`, after the store's own (`v1-meta`).
-    /// - Throws: ``StoreError`` naming the file and the cause.
+    /// Opens (creating if needed) the SQLite database at `path` and runs the pending
+    /// migrations of `schema`, after the store's own (`v1-meta`).
+    /// - Throws: ``StoreError`` naming the file and the cause; ``StoreError/Cause/refused``
+    ///   when the file holds a schema newer than `schema`.
     public init(path: String, schema: [ODBMigration]) throws(StoreError) {
-        self.path = path
+        location = path
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in
@@ -55,59 +56,140 @@ public final class ODB: Sendable {
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         var migrator = DatabaseMigrator()
-        for migration in [Self.meta] + schema {
+        let migrations = [Self.meta] + schema
+        for migration in migrations {
             migrator.registerMigration(migration.identifier, migrate: migration.sqlite)
         }
         self.migrator = migrator
+        let pool: DatabasePool
+        let applied: Set<String>
         do {
             try FileManager.default.createDirectory(
                 atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            let pool = try DatabasePool(path: path, configuration: configuration)
-            try migrator.migrate(pool)
-            connection = .sqlite(pool)
+            pool = try DatabasePool(path: path, configuration: configuration)
+            applied = try pool.read { db in try migrator.appliedIdentifiers(db) }
         } catch {
             throw StoreError("ODB '\(path)' cannot be opened: \(error)")
+        }
+        if let newer = Self.newerSchemaError(applied: applied, known: migrations, location: path) { throw newer }
+        do {
+            try migrator.migrate(pool)
+        } catch {
+            throw StoreError("ODB '\(path)' cannot be migrated: \(error)")
+        }
+        connection = .sqlite(pool)
+    }
+
+    /// An ODB on PostgreSQL, already reached and migrated (``open(_:schema:logger:attempt:)``).
+    init(postgres: PostgresODB) {
+        location = postgres.settings.description
+        connection = .postgresql(postgres)
+        migrator = nil
+    }
+
+    /// Opens the ODB at `location` with `schema` migrated.
+    ///
+    /// PostgreSQL is reached with retries and backoff for up to its ``PostgresODBSettings/connectTimeout``
+    /// (`attempt` hears of each failed try, for logs and systemd); wrong credentials, a missing
+    /// database or a schema newer than `schema` fail at once with ``StoreError/Cause/refused``.
+    /// Concurrent starts on one PostgreSQL migrate one after another (an advisory lock).
+    public static func open(
+        _ location: ODBLocation, schema: [ODBMigration], logger: Logger,
+        attempt: @Sendable (_ number: Int, _ error: StoreError) -> Void = { _, _ in }
+    ) async throws(StoreError) -> ODB {
+        switch location {
+        case .sqlite(let path):
+            return try ODB(path: path, schema: schema)
+        case .postgresql(let settings):
+            let postgres = try await PostgresODB.open(settings, migrations: [Self.meta] + schema, logger: logger, attempt: attempt)
+            return ODB(postgres: postgres)
         }
     }
 
     /// The store's own table: when the ODB was created, and the health check's last write.
-    static let meta = ODBMigration("v1-meta") { db in
+    static let meta = ODBMigration("v1-meta", sqlite: { db in
         try db.create(table: "esb_meta") { table in
             table.primaryKey("key", .text)
             table.column("value", .text).notNull()
         }
         try db.execute(sql: "INSERT INTO esb_meta(key, value) VALUES ('created_at', ?)",
                        arguments: [Date().ISO8601Format()])
+    }, postgresql: [
+        "CREATE TABLE esb_meta (key text PRIMARY KEY, value text NOT NULL)",
+        "INSERT INTO esb_meta(key, value) VALUES ('created_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))",
+    ])
+
+    /// `applied` holds identifiers this server's schema does not know: a newer server
+    /// migrated the ODB, and this one would misread it.
+    static func newerSchemaError(applied: Set<String>, known: [ODBMigration], location: String) -> StoreError? {
+        let unknown = applied.subtracting(known.map(\.identifier))
+        guard !unknown.isEmpty else { return nil }
+        return StoreError(.refused, "ODB '\(location)' has a newer schema than this server: it has "
+            + "\(unknown.sorted().joined(separator: ", ")); this server knows up to \(known.last?.identifier ?? "nothing"). Upgrade this server")
     }
 
-    /// The applied migration identifiers, oldest first.
+    /// The applied migration identifiers, sorted.
     public func appliedMigrations() async throws -> [String] {
-        try await pool.read { [migrator] db in try migrator.appliedIdentifiers(db).sorted() }
+        switch connection {
+        case .sqlite(let pool):
+            let migrator = migrator!
+            return try await pool.read { db in try migrator.appliedIdentifiers(db).sorted() }
+        case .postgresql(let postgres):
+            return try await postgres.appliedMigrations().sorted()
+        }
     }
 
-    /// The SQLite journal mode in force (`wal` when healthy).
-    public func journalMode() async throws -> String {
-        try await pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }
+    /// The SQLite journal mode in force (`wal` when healthy); nil on other engines.
+    public func journalMode() async throws -> String? {
+        guard case .sqlite(let pool) = connection else { return nil }
+        return try await pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }
     }
 
     /// The store's own key-value table (`esb_meta`): `created_at`, the health check's last
     /// write, and the run marker crash counting reads.
     public func meta(_ key: String) async throws -> String? {
-        try await pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM esb_meta WHERE key = ?", arguments: [key]) }
+        switch connection {
+        case .sqlite(let pool):
+            try await pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM esb_meta WHERE key = ?", arguments: [key]) }
+        case .postgresql(let postgres):
+            try await postgres.meta(key)
+        }
     }
 
     /// Checks that the database answers a read and a write; returns the error when not.
     public func check() async -> StoreError? {
+        let now = Date().ISO8601Format()
         do {
-            try await pool.write { db in
-                try db.execute(sql: "INSERT INTO esb_meta(key, value) VALUES ('last_health_check', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                               arguments: [Date().ISO8601Format()])
+            switch connection {
+            case .sqlite(let pool):
+                try await pool.write { db in
+                    try db.execute(sql: "INSERT INTO esb_meta(key, value) VALUES ('last_health_check', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                                   arguments: [now])
+                }
+            case .postgresql(let postgres):
+                try await postgres.setMeta("last_health_check", now)
             }
             return nil
         } catch {
-            return StoreError("ODB '\(path)': \(error)")
+            return StoreError(.unavailable, "ODB '\(location)': \(StoreError.describe(error))")
         }
     }
+
+    /// Stops the engine's connections; later calls fail.
+    public func close() async {
+        switch connection {
+        case .sqlite(let pool): try? pool.close()
+        case .postgresql(let postgres): await postgres.close()
+        }
+    }
+}
+
+/// Where an ODB lives, as `[odb]` says.
+public enum ODBLocation: Sendable {
+    /// The embedded engine: a SQLite file.
+    case sqlite(path: String)
+    /// A PostgreSQL database shared by the servers of a cluster.
+    case postgresql(PostgresODBSettings)
 }
 
 /// One step of the schema, identified for good: a shipped migration is never edited, a
@@ -117,17 +199,43 @@ public struct ODBMigration: Sendable {
     public let identifier: String
     /// The step on SQLite, inside the migration's transaction.
     public let sqlite: @Sendable (Database) throws -> Void
+    /// The step on PostgreSQL: statements run in order, in the migration's transaction.
+    public let postgresql: [String]
 
-    /// A step called `identifier` with its SQLite body.
-    public init(_ identifier: String, sqlite: @escaping @Sendable (Database) throws -> Void) {
+    /// A step called `identifier` with its body on each engine.
+    public init(_ identifier: String, sqlite: @escaping @Sendable (Database) throws -> Void, postgresql: [String]) {
         self.identifier = identifier
         self.sqlite = sqlite
+        self.postgresql = postgresql
     }
 }
 
 /// The ODB could not be opened, read or written.
 public struct StoreError: Error, Sendable, CustomStringConvertible {
+    /// What the operator should do about it.
+    public enum Cause: Sendable, Equatable {
+        /// Anything else (a broken file, a failed statement).
+        case failed
+        /// The database cannot be reached now; retrying later may work.
+        case unavailable
+        /// The database answered no: wrong credentials, a missing database, a newer
+        /// schema, a name in use. Retrying will not help; the configuration must change.
+        case refused
+    }
+
+    public var cause: Cause
     public var message: String
-    public init(_ message: String) { self.message = message }
+    public init(_ message: String) { self.init(.failed, message) }
+    public init(_ cause: Cause, _ message: String) {
+        self.cause = cause
+        self.message = message
+    }
     public var description: String { message }
+
+    /// An engine's error in one line, without the query text or internal detail.
+    public static func describe(_ error: any Error) -> String {
+        if let error = error as? StoreError { return error.message }
+        if let error = error as? PSQLError { return PostgresODB.describe(error) }
+        return "\(error)"
+    }
 }

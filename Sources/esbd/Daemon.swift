@@ -47,17 +47,29 @@ enum Daemon {
             return configErrorStatus
         }
 
+        let notifier = SystemdNotifier()
+        let opened = await notifier.extendingStartTimeout { [logger] () async -> Result<ODB, StoreError> in
+            do throws(StoreError) {
+                return .success(try await ODB.open(config: config.odb, logger: logger) { number, error in
+                    logger.warning("ODB not reachable (attempt \(number)), retrying: \(error)")
+                })
+            } catch {
+                return .failure(error)
+            }
+        }
         let odb: ODB
-        do {
-            odb = try ODB(path: config.odb.path)
-        } catch {
+        switch opened {
+        case .success(let opened):
+            odb = opened
+        case .failure(let error):
             logger.critical("\(error)")
-            return 1
+            // A refusal (credentials, missing database, newer schema) needs the operator;
+            // an unreachable server is worth systemd's restart.
+            return error.cause == .refused ? configErrorStatus : 1
         }
 
         let state = ServerState(config: config, credentials: credentials, odb: odb, secrets: secrets,
                                 logSettings: logSettings)
-        let notifier = SystemdNotifier()
         let metrics = MetricsExporter(server: config.main.name)
         let runtime: ServiceRuntime
         do {
@@ -127,6 +139,7 @@ enum Daemon {
         } catch {
             logger.error("cannot record the clean stop: \(error)")
         }
+        await odb.close()
         logger.notice("stopped")
         return 0
     }

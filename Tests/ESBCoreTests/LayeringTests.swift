@@ -62,19 +62,21 @@ import Testing
         }
     }
 
-    /// The store API is engine-neutral: GRDB appears in the store target and in each
-    /// feature's SQLite implementation (`SQLite*.swift`), nowhere else.
-    @Test func onlyTheSQLiteEngineFilesImportGRDB() throws {
+    /// The store API is engine-neutral: each engine's client library appears in the store
+    /// target and in each feature's implementation for that engine (GRDB in `SQLite*.swift`,
+    /// PostgresNIO in `Postgres*.swift`), nowhere else.
+    @Test(arguments: [("GRDB", "SQLite"), ("PostgresNIO", "Postgres")])
+    func onlyAnEnginesFilesImportItsLibrary(library: String, prefix: String) throws {
         let sources = Self.root.appendingPathComponent("Sources")
         var violations: [String] = []
         for target in try FileManager.default.contentsOfDirectory(atPath: sources.path) where target != "ESBStore" {
             for (path, text) in Self.sources(sources.appendingPathComponent(target))
-            where text.range(of: #"(?m)^\s*(@\w+\s+)*(\w+\s+)?import\s+((struct|class|enum|protocol|func|var|typealias)\s+)?GRDB\b"#,
+            where text.range(of: #"(?m)^\s*(@\w+\s+)*(\w+\s+)?import\s+((struct|class|enum|protocol|func|var|typealias)\s+)?"# + library + #"\b"#,
                              options: .regularExpression) != nil
-                && !(path as NSString).lastPathComponent.hasPrefix("SQLite") {
+                && !(path as NSString).lastPathComponent.hasPrefix(prefix) {
                 violations.append(path)
             }
         }
-        #expect(violations.isEmpty, "GRDB outside the SQLite engine files: \(violations)")
+        #expect(violations.isEmpty, "\(library) outside the \(prefix) engine files: \(violations)")
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import GRDB
 import Testing
 import ESBStore
@@ -16,7 +17,7 @@ import ESBStore
         #expect(try await odb.journalMode() == "wal")
         #expect(try await odb.appliedMigrations() == ["v1-meta", "v2-deployments", "v3-config-objects", "v4-crash-tracking", "v5-async", "v6-library-imports"])
         #expect(await odb.check() == nil)
-        #expect(FileManager.default.fileExists(atPath: odb.path + "-wal"))
+        #expect(FileManager.default.fileExists(atPath: odb.location + "-wal"))
     }
 
     @Test func reopeningKeepsDataAndDoesNotRerunMigrations() async throws {
@@ -40,7 +41,7 @@ import ESBStore
         try await odb.sqlite.write { db in
             try db.execute(sql: "UPDATE esb_meta SET value = 'uncommitted' WHERE key = 'k'")
             // Another connection, in WAL mode, is not blocked and sees the committed value.
-            let seen = try DatabaseQueue(path: odb.path).read { db in
+            let seen = try DatabaseQueue(path: odb.location).read { db in
                 try String.fetchOne(db, sql: "SELECT value FROM esb_meta WHERE key = 'k'")
             }
             #expect(seen == "committed")
@@ -60,8 +61,126 @@ import ESBStore
 extension ODB {
     /// The SQLite engine's pool, for tests that look at the rows themselves.
     var sqlite: DatabasePool {
-        switch connection {
-        case .sqlite(let pool): pool
+        guard case .sqlite(let pool) = connection else { preconditionFailure("not a SQLite ODB: \(location)") }
+        return pool
+    }
+}
+
+/// The PostgreSQL engine against the server `scripts/services` runs: schema versions,
+/// concurrent starts, and what a start does with each kind of failure.
+@Suite struct PostgresODBTests {
+    @Test func migratesTheWholeSchemaAndAnswersChecks() async throws {
+        let odb = try await TestODB.make(.postgresql)
+        #expect(odb.engine == .postgresql)
+        #expect(try await odb.appliedMigrations() == ["v1-meta", "v2-deployments", "v3-config-objects", "v4-crash-tracking", "v5-async", "v6-library-imports"])
+        #expect(try await odb.meta("created_at") != nil)
+        #expect(await odb.check() == nil)
+        #expect(try await odb.meta("last_health_check") != nil)
+        #expect(try await odb.journalMode() == nil)
+        #expect(!odb.location.contains("esb:esb"), "the location never carries the password")
+    }
+
+    /// Servers started together on an empty database migrate it once, one after another.
+    @Test func concurrentStartsOnOneDatabaseMigrateItOnce() async throws {
+        let settings = try await TestODB.createPostgresDatabase()
+        let opened = try await withThrowingTaskGroup(of: [String].self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    let odb = try await ODB.open(.postgresql(settings), schema: ODBSchema.migrations, logger: TestODB.logger)
+                    return try await odb.appliedMigrations()
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(opened.count == 4)
+        #expect(Set(opened).count == 1)
+        #expect(opened.first?.count == ODBSchema.migrations.count + 1)
+    }
+
+    @Test func aSchemaNewerThanTheServerIsRefusedNamingBothVersions() async throws {
+        let odb = try await TestODB.make(.postgresql)
+        guard case .postgresql(let postgres) = odb.connection else { return }
+        try await postgres.client.query("INSERT INTO esb_migration(identifier) VALUES ('v99-from-the-future')")
+        do {
+            _ = try await TestODB.again(odb)
+            Issue.record("expected a refusal")
+        } catch let error as StoreError {
+            #expect(error.cause == .refused)
+            #expect(error.message.contains("v99-from-the-future"))
+            #expect(error.message.contains(ODBSchema.migrations.last!.identifier))
+        }
+    }
+
+    @Test func aWrongPasswordIsRefusedAtOnce() async throws {
+        let settings = try await TestODB.createPostgresDatabase()
+        var wrong = settings
+        wrong.password = "not-the-password"
+        let error = await #expect(throws: StoreError.self) {
+            _ = try await ODB.open(.postgresql(wrong), schema: ODBSchema.migrations, logger: TestODB.logger)
+        }
+        #expect(error?.cause == .refused)
+        #expect(error?.message.contains("[odb]") == true)
+        #expect(error?.message.contains("password authentication failed") == true)
+        #expect(error?.message.contains("not-the-password") == false)
+    }
+
+    @Test func aMissingDatabaseIsRefusedNamingIt() async throws {
+        let settings = TestODB.postgresSettings(database: "esb_missing_\(UUID().uuidString.prefix(8).lowercased())")
+        let error = await #expect(throws: StoreError.self) {
+            _ = try await ODB.open(.postgresql(settings), schema: ODBSchema.migrations, logger: TestODB.logger)
+        }
+        #expect(error?.cause == .refused)
+        #expect(error?.message.contains(settings.database) == true)
+    }
+
+    /// Nothing listens: each failed attempt is reported, then the start gives up as
+    /// unavailable (worth a restart by systemd), not refused.
+    @Test func anUnreachableServerIsRetriedUntilTheConnectTimeout() async throws {
+        var settings = TestODB.postgresSettings(database: "esb")
+        settings.port = Self.closedPort()
+        settings.connectTimeout = .seconds(2)
+        let attempts = Mutex(0)
+        let error = await #expect(throws: StoreError.self) {
+            _ = try await ODB.open(.postgresql(settings), schema: ODBSchema.migrations, logger: TestODB.logger) { _, _ in
+                attempts.withLock { $0 += 1 }
+            }
+        }
+        #expect(error?.cause == .unavailable)
+        #expect(error?.message.contains("cannot be reached") == true)
+        #expect(attempts.withLock { $0 } >= 2)
+    }
+
+    /// A loopback port nothing listens on.
+    static func closedPort() -> Int {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) }
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+@Suite struct SQLiteSchemaVersionTests {
+    @Test func aSchemaNewerThanTheServerIsRefusedNamingBothVersions() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("esb-odb-\(UUID().uuidString)/esb.db").path
+        let odb = try ODB(path: path)
+        try await odb.sqlite.write { db in
+            try db.execute(sql: "INSERT INTO grdb_migrations(identifier) VALUES ('v99-from-the-future')")
+        }
+        do {
+            _ = try ODB(path: path)
+            Issue.record("expected a refusal")
+        } catch {
+            #expect(error.cause == .refused)
+            #expect(error.message.contains("v99-from-the-future") && error.message.contains("v6-library-imports"))
         }
     }
 }

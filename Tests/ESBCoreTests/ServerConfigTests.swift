@@ -31,7 +31,7 @@ import Testing
         #expect(config.crypto.secretKeyPath == "/etc/esb/secret.key")
         #expect(config.admin.username == "admin")
         #expect(config.admin.passwordFile == "/etc/esb/admin.password")
-        #expect(config.odb.engine == "sqlite")
+        #expect(config.odb.engine == .sqlite)
         #expect(config.odb.path == "/etc/esb/esb.db")
         #expect(config.kvdb == nil)
         #expect(config.hotDeploy.pickupDir == "/etc/esb/pickup")
@@ -53,6 +53,42 @@ import Testing
         #expect(kvdb.unixSocketPath == nil)
         #expect(kvdb.timeoutMilliseconds == 2000)
         #expect(kvdb.poolSize == 4)
+    }
+
+    @Test func postgresqlODBAndClusterSectionsAreRead() throws {
+        var config = try load("""
+            [odb]
+            engine = postgresql
+            host = db.example
+            port = 6543
+            database = esbprod
+            username = esbuser
+            password_file = ./odb.password
+            pool_size = 16
+            tls = true
+            tls_ca_path = ./ca.pem
+            connect_timeout_seconds = 30
+            [cluster]
+            name = prod
+            lease_seconds = 45
+            """).config
+        #expect(config.odb.engine == .postgresql)
+        #expect((config.odb.host, config.odb.port, config.odb.database, config.odb.username) == ("db.example", 6543, "esbprod", "esbuser"))
+        #expect(config.odb.passwordFile == "/etc/esb/odb.password")
+        #expect((config.odb.poolSize, config.odb.tls, config.odb.tlsCAPath, config.odb.connectTimeoutSeconds) == (16, true, "/etc/esb/ca.pem", 30))
+        #expect((config.cluster.name, config.cluster.leaseSeconds) == ("prod", 45))
+        let defaults = try load("[odb]\nengine = postgresql\n").config
+        #expect((defaults.odb.host, defaults.odb.port, defaults.odb.database, defaults.odb.username) == ("127.0.0.1", 5432, "esb", "esb"))
+        #expect((defaults.odb.poolSize, defaults.odb.tls, defaults.odb.connectTimeoutSeconds) == (8, false, 120))
+        #expect((defaults.cluster.name, defaults.cluster.leaseSeconds) == ("default", 30))
+        // The password is read from its file (the first line) only for PostgreSQL.
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("esb-odbpw-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "s3cret\n".write(toFile: directory + "/odb.password", atomically: true, encoding: .utf8)
+        config.odb.passwordFile = directory + "/odb.password"
+        try config.readSecretFiles()
+        #expect(config.odb.password?.value == "s3cret")
+        #expect("\(config.odb.password!)" == "********")
     }
 
     @Test func valuesAreReadAndPathsResolvedAgainstTheConfigDirectory() throws {
@@ -121,8 +157,14 @@ import Testing
         #expect(errors("\n[main]\ngraceful_shutdown_seconds = ten\n") == [
             "/etc/esb/server.conf:3: error: [main] graceful_shutdown_seconds = 'ten' is not valid; allowed: a whole number from 0 to 3600",
         ])
-        #expect(errors("[odb]\nengine = postgresql\n") == [
-            "/etc/esb/server.conf:2: error: [odb] engine = 'postgresql' is not valid; allowed: sqlite",
+        #expect(errors("[odb]\nengine = mysql\n") == [
+            "/etc/esb/server.conf:2: error: [odb] engine = 'mysql' is not valid; allowed: sqlite|postgresql",
+        ])
+        #expect(errors("[odb]\nengine = postgresql\ntls_ca_path = /etc/ca.pem\n") == [
+            "/etc/esb/server.conf:3: error: [odb] tls_ca_path is set but tls is false; set tls = true to use it",
+        ])
+        #expect(errors("[cluster]\nlease_seconds = 1\n") == [
+            "/etc/esb/server.conf:2: error: [cluster] lease_seconds = '1' is not valid; allowed: a whole number from 5 to 3600",
         ])
         #expect(errors("[hot_deploy]\ndelete_after_pickup = maybe\n") == [
             "/etc/esb/server.conf:2: error: [hot_deploy] delete_after_pickup = 'maybe' is not valid; allowed: true|false (also yes|no, on|off, 1|0)",

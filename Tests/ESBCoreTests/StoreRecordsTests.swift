@@ -8,18 +8,11 @@ import Testing
 /// The feature stores' records on every engine the ODB has: the conditions each write
 /// carries, evaluated in its transaction. A new engine runs this suite unchanged.
 @Suite struct StoreRecordsTests {
-    static func odb(_ engine: ODB.Engine) throws -> ODB {
-        switch engine {
-        case .sqlite:
-            try ODB(path: FileManager.default.temporaryDirectory.appendingPathComponent("esb-records-\(UUID().uuidString)/esb.db").path)
-        }
-    }
-
-    static func objects(_ engine: ODB.Engine) throws -> ObjectStore {
+    static func objects(_ engine: ODB.Engine) async throws -> ObjectStore {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("esb-records-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try SecretBox.createKeyFile(at: directory + "/secret.key")
-        return ObjectStore(odb: try odb(engine), secrets: try SecretBox(keyFile: directory + "/secret.key"), kinds: ObjectKinds.all)
+        return ObjectStore(odb: try await TestODB.make(engine), secrets: try SecretBox(keyFile: directory + "/secret.key"), kinds: ObjectKinds.all)
     }
 
     static func insert(_ kind: String, _ name: String, _ body: String = "{}", references: [ObjectReference] = []) -> ObjectWrite {
@@ -28,7 +21,7 @@ import Testing
 
     @Test(arguments: ODB.Engine.allCases)
     func aBatchWithAFailedConditionWritesNothingAndNamesEveryFailure(engine: ODB.Engine) async throws {
-        let records = try Self.objects(engine).records
+        let records = try await Self.objects(engine).records
         #expect(try await records.apply([Self.insert("def_amqp", "taken")]).isEmpty)
         let failures = try await records.apply([
             Self.insert("def_amqp", "fresh"),
@@ -47,7 +40,7 @@ import Testing
 
     @Test(arguments: ODB.Engine.allCases)
     func aReferenceToAnObjectTheBatchInsertsHoldsWhateverItsPlace(engine: ODB.Engine) async throws {
-        let records = try Self.objects(engine).records
+        let records = try await Self.objects(engine).records
         let failures = try await records.apply([
             Self.insert("outconn_amqp", "out", #"{"def":"broker"}"#, references: [.init(field: "def", kind: "def_amqp", name: "broker")]),
             Self.insert("def_amqp", "broker"),
@@ -58,7 +51,7 @@ import Testing
 
     @Test(arguments: ODB.Engine.allCases)
     func aTransactionsPlanSeesWhatItReadAndItsThrowWritesNothing(engine: ODB.Engine) async throws {
-        let records = try Self.objects(engine).records
+        let records = try await Self.objects(engine).records
         #expect(try await records.apply([Self.insert("def_amqp", "b", #"{"v":1}"#)]).isEmpty)
         let b = ObjectKey(kind: "def_amqp", name: "b"), c = ObjectKey(kind: "def_amqp", name: "c")
         let seen = try await records.transact(reading: [b, c]) { objects in
@@ -82,14 +75,14 @@ import Testing
 
     @Test(arguments: ODB.Engine.allCases)
     func anObjectCannotSatisfyItsOwnReference(engine: ODB.Engine) async throws {
-        let records = try Self.objects(engine).records
+        let records = try await Self.objects(engine).records
         let selfish = Self.insert("def_amqp", "loop", references: [.init(field: "def", kind: "def_amqp", name: "loop")])
         #expect(try await records.apply([selfish]) == [.init(index: 0, reason: .missingReference(.init(field: "def", kind: "def_amqp", name: "loop")))])
     }
 
     @Test(arguments: ODB.Engine.allCases)
     func aDeleteIsRefusedNamingEveryObjectThatRefersToIt(engine: ODB.Engine) async throws {
-        let records = try Self.objects(engine).records
+        let records = try await Self.objects(engine).records
         #expect(try await records.apply([
             Self.insert("def_amqp", "broker"),
             Self.insert("outconn_amqp", "z", #"{"def":"broker"}"#), Self.insert("outconn_amqp", "a", #"{"def":"broker"}"#),
@@ -108,13 +101,13 @@ import Testing
     /// before it was written.
     @Test(arguments: ODB.Engine.allCases)
     func concurrentEditsOfOneObjectLoseNoChange(engine: ODB.Engine) async throws {
-        let odb = try Self.odb(engine)
+        let odb = try await TestODB.make(engine)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("esb-records-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try SecretBox.createKeyFile(at: directory + "/secret.key")
         let secrets = try SecretBox(keyFile: directory + "/secret.key")
         let stores = [ObjectStore(odb: odb, secrets: secrets, kinds: ObjectKinds.all),
-                      ObjectStore(odb: try ODB(path: odb.path), secrets: secrets, kinds: ObjectKinds.all)]
+                      ObjectStore(odb: try await TestODB.again(odb), secrets: secrets, kinds: ObjectKinds.all)]
         let kind = ObjectKinds.amqpDefinition
         _ = try await stores[0].create(kind, ["name": .string("broker"), "host": .string("h0"), "username": .string("u0")])
         let changes: ObjectFields = ["host": .string("h1"), "port": .int(1), "vhost": .string("/v1"), "username": .string("u1"),
@@ -132,7 +125,7 @@ import Testing
 
     @Test(arguments: ODB.Engine.allCases)
     func deploymentRecordsKeepTheServingVersionAndCountCrashes(engine: ODB.Engine) async throws {
-        let store = DeploymentStore(odb: try Self.odb(engine))
+        let store = DeploymentStore(odb: try await TestODB.make(engine))
         try await store.recordDeployed(unit: "a.swift", kind: .service, hash: "h1", source: Data("1".utf8), services: ["a"],
                                        imports: ["Zed", "Alpha"], keep: 1)
         try await store.recordFailed(unit: "a.swift", kind: .service, hash: "h2", source: Data("2".utf8), error: "boom")
@@ -147,6 +140,46 @@ import Testing
         #expect(try await store.beginRun(inFlight: ["a.swift"]) == ["a.swift"])
         unit = try #require(try await store.units().first)
         #expect(unit.status == .quarantined && unit.error?.contains("crashes in a row") == true)
+    }
+
+    /// Async records round-trip every field, and two servers claiming due work at the same
+    /// time never claim one record twice.
+    @Test(arguments: ODB.Engine.allCases)
+    func asyncRecordsRoundTripAndAreClaimedOnce(engine: ODB.Engine) async throws {
+        let odb = try await TestODB.make(engine)
+        let stores = [AsyncStore(odb: odb), AsyncStore(odb: try await TestODB.again(odb))]
+        var sample = AsyncRecord(kind: .invokeRetry, target: "t.svc", payload: Data([0, 1, 2, 255]), source: "s.svc",
+                                 origCID: "orig", callback: "cb.svc", context: "ctx", repeats: 3, interval: .milliseconds(250),
+                                 backoff: 2, maxInterval: .seconds(9), now: 1_000)
+        sample.errors = ["first", "second \"quoted\""]
+        sample.response = Data("resp".utf8)
+        try await stores[0].records.insert(sample)
+        #expect(try await stores[1].records.record(cid: sample.cid) == sample)
+
+        for index in 0..<200 {
+            try await stores[index % 2].records.insert(
+                AsyncRecord(kind: .invokeAsync, target: "t.svc", payload: Data(), source: nil, origCID: nil, callback: nil, now: 1_000))
+        }
+        let claimed = try await withThrowingTaskGroup(of: [String].self) { group in
+            for claimer in 0..<4 {
+                group.addTask {
+                    var cids: [String] = []
+                    while true {
+                        let batch = try await stores[claimer % 2].records.claimDue(now: 2_000, limit: 7)
+                        if batch.isEmpty { return cids }
+                        cids += batch.map(\.cid)
+                    }
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(claimed.count == 201)
+        #expect(Set(claimed).count == 201)
+        #expect(try await stores[0].records.counts()[.running] == 201)
+        let recovered = try await stores[1].records.recover(now: 3_000)
+        #expect(recovered.attempts == 201)
+        #expect(try await stores[0].records.record(cid: sample.cid)?.interruptions == 1)
+        #expect(try await stores[0].records.nextDue() == 3_000)
     }
 }
 

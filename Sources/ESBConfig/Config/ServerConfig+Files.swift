@@ -5,18 +5,29 @@ extension ServerConfig {
     /// at start and on every reload.
     /// - Throws: ``ConfigError`` naming the key and the file that cannot be read or is empty.
     public mutating func readSecretFiles() throws(ConfigError) {
-        guard let file = kvdb?.passwordFile else { return }
+        if let file = kvdb?.passwordFile {
+            let password = try readPassword(file, key: "[kvdb] password_file", of: "Redis")
+            kvdb?.password = password
+        }
+        if odb.engine == .postgresql, let file = odb.passwordFile {
+            let password = try readPassword(file, key: "[odb] password_file", of: "PostgreSQL")
+            odb.password = password
+        }
+    }
+
+    /// The first line of a password file, which must not be empty.
+    private func readPassword(_ file: String, key: String, of server: String) throws(ConfigError) -> Secret {
         let text: String
         do {
             text = try String(contentsOfFile: file, encoding: .utf8)
         } catch {
-            throw ConfigError(file: path, "[kvdb] password_file '\(file)' cannot be read (\(Self.reason(error)))")
+            throw ConfigError(file: path, "\(key) '\(file)' cannot be read (\(Self.reason(error)))")
         }
         let password = text.trimmingCharacters(in: .newlines)
         guard !password.isEmpty else {
-            throw ConfigError(file: path, "[kvdb] password_file '\(file)' is empty; write the Redis password into it")
+            throw ConfigError(file: path, "\(key) '\(file)' is empty; write the \(server) password into it")
         }
-        kvdb?.password = Secret(password)
+        return Secret(password)
     }
 
     /// Files and directories whose modes would let another local user take over the server
@@ -40,6 +51,7 @@ extension ServerConfig {
         var secrets = [("[crypto] secret_key_path", crypto.secretKeyPath), ("[admin] password_file", admin.passwordFile)]
         if let key = main.tlsKeyPath { secrets.append(("[main] tls_key_path", key)) }
         if let file = kvdb?.passwordFile { secrets.append(("[kvdb] password_file", file)) }
+        if let file = odb.passwordFile { secrets.append(("[odb] password_file", file)) }
         for (key, file) in secrets {
             guard let mode = Self.mode(of: file) else { continue }
             var faults: [String] = []

@@ -13,7 +13,9 @@ extension ServerConfig {
                  "max_body_bytes", "idle_timeout_seconds", "trusted_proxies"],
         "crypto": ["secret_key_path"],
         "admin": ["username", "password_file"],
-        "odb": ["engine", "path"],
+        "odb": ["engine", "path", "host", "port", "database", "username", "password_file", "pool_size", "tls",
+                "tls_ca_path", "connect_timeout_seconds"],
+        "cluster": ["name", "lease_seconds"],
         "kvdb": ["host", "port", "db", "password", "password_file", "unix_socket_path",
                  "timeout_ms", "pool_size"],
         "hot_deploy": ["pickup_dir", "backup_history", "delete_after_pickup", "swiftc",
@@ -80,7 +82,25 @@ extension ServerConfig {
 
         let odbSection = document.section("odb")
         var odb = ODB(path: reader.path(odbSection, "path", default: "./esb.db"))
-        odb.engine = reader.string(odbSection, "engine", default: odb.engine, allowed: ["sqlite"])
+        odb.engine = ODB.Engine(rawValue: reader.string(odbSection, "engine", default: odb.engine.rawValue,
+                                                        allowed: ODB.Engine.allCases.map(\.rawValue))) ?? .sqlite
+        odb.host = reader.string(odbSection, "host", default: odb.host, nonEmpty: true)
+        odb.port = reader.int(odbSection, "port", default: odb.port, in: 1...65535)
+        odb.database = reader.string(odbSection, "database", default: odb.database, nonEmpty: true)
+        odb.username = reader.string(odbSection, "username", default: odb.username, nonEmpty: true)
+        odb.passwordFile = reader.optionalPath(odbSection, "password_file")
+        odb.poolSize = reader.int(odbSection, "pool_size", default: odb.poolSize, in: 1...1024)
+        odb.tls = reader.bool(odbSection, "tls", default: odb.tls)
+        odb.tlsCAPath = reader.optionalPath(odbSection, "tls_ca_path")
+        odb.connectTimeoutSeconds = reader.int(odbSection, "connect_timeout_seconds", default: odb.connectTimeoutSeconds, in: 1...86_400)
+        if odb.tlsCAPath != nil, !odb.tls, let entry = odbSection?.entry("tls_ca_path") {
+            reader.error(line: entry.line, "[odb] tls_ca_path is set but tls is false; set tls = true to use it")
+        }
+
+        let clusterSection = document.section("cluster")
+        var cluster = Cluster()
+        cluster.name = reader.string(clusterSection, "name", default: cluster.name, nonEmpty: true)
+        cluster.leaseSeconds = reader.int(clusterSection, "lease_seconds", default: cluster.leaseSeconds, in: 5...3600)
 
         var kvdb: KVDB?
         if let section = document.section("kvdb") {
@@ -135,7 +155,7 @@ extension ServerConfig {
         }
 
         if !reader.errors.isEmpty { throw ConfigError(reader.errors + reader.warnings) }
-        let config = ServerConfig(path: path, main: main, crypto: crypto, admin: admin, odb: odb, kvdb: kvdb,
+        let config = ServerConfig(path: path, main: main, crypto: crypto, admin: admin, odb: odb, cluster: cluster, kvdb: kvdb,
                                   hotDeploy: hotDeploy, async: async, startupServices: startupServices)
         return Loaded(config: config, warnings: reader.warnings)
     }

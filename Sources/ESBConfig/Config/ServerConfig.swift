@@ -9,6 +9,7 @@ public struct ServerConfig: Sendable, Equatable {
     public var crypto: Crypto
     public var admin: Admin
     public var odb: ODB
+    public var cluster: Cluster
     /// `nil` when server.conf has no `[kvdb]` section: kvdb calls then fail with a named error.
     public var kvdb: KVDB?
     public var hotDeploy: HotDeploy
@@ -64,10 +65,46 @@ public struct ServerConfig: Sendable, Equatable {
 
     /// `[odb]`.
     public struct ODB: Sendable, Equatable {
-        /// `engine`, default and only value `sqlite`.
-        public var engine = "sqlite"
-        /// `path`, default `./esb.db`.
+        public enum Engine: String, Sendable, Equatable, CaseIterable {
+            /// Embedded, one server: a file at `path`.
+            case sqlite
+            /// A cluster's shared database (`host` … `tls_ca_path`).
+            case postgresql
+        }
+
+        /// `engine`, default `sqlite`.
+        public var engine = Engine.sqlite
+        /// `path`, default `./esb.db` (SQLite).
         public var path: String
+        /// `host`, default `127.0.0.1` (PostgreSQL, as the keys below).
+        public var host = "127.0.0.1"
+        /// `port`, default 5432.
+        public var port = 5432
+        /// `database`, default `esb`.
+        public var database = "esb"
+        /// `username`, default `esb`.
+        public var username = "esb"
+        /// `password_file`: the password is the file's first line; none connects without one.
+        public var passwordFile: String?
+        /// The password read from `password_file` (``ServerConfig/readSecretFiles()``).
+        public var password: Secret?
+        /// `pool_size`, default 8: the most connections the server opens for its work.
+        public var poolSize = 8
+        /// `tls`, default false: true requires TLS, verifying the certificate and host name.
+        public var tls = false
+        /// `tls_ca_path`: the CA bundle to verify against instead of the system's CAs.
+        public var tlsCAPath: String?
+        /// `connect_timeout_seconds`, default 120: how long a start waits for an unreachable server.
+        public var connectTimeoutSeconds = 120
+    }
+
+    /// `[cluster]`: servers with one ODB and one cluster name form a cluster.
+    public struct Cluster: Sendable, Equatable {
+        /// `name`, default `default`.
+        public var name = "default"
+        /// `lease_seconds`, default 30: how long a silent server's claimed work stays its own.
+        public var leaseSeconds = 30
+        public init() {}
     }
 
     /// `[kvdb]`: Redis.

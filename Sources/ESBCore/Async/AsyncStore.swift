@@ -15,11 +15,13 @@ public final class AsyncStore: Sendable {
     public init(odb: ODB) {
         switch odb.connection {
         case .sqlite(let pool): records = SQLiteAsyncRecords(pool: pool)
+        case .postgresql(let postgres): records = PostgresAsyncRecords(odb: postgres)
         }
     }
 
     /// The invocations' table.
-    public static let table = ODBMigration("v5-async", sqlite: SQLiteAsyncRecords.createTable)
+    public static let table = ODBMigration(
+        "v5-async", sqlite: SQLiteAsyncRecords.createTable, postgresql: PostgresAsyncRecords.createTable)
 
     /// Stores a new record; returns once it is committed, then wakes the scheduler.
     func accept(_ record: AsyncRecord) async throws {

@@ -1,6 +1,6 @@
 /// What ``ObjectStore`` needs from the ODB, whatever the engine: the `config_object` rows and
 /// one transaction that reads some objects, decides, and writes. Each engine implements it
-/// once (``SQLiteObjectRecords``); validation, secrets and observers stay in the store above,
+/// once (``SQLiteObjectRecords``, ``PostgresObjectRecords``); validation, secrets and observers stay in the store above,
 /// written once, as the pure `plan` a transaction runs.
 ///
 /// A check against other rows is made inside the transaction that writes: on the objects the

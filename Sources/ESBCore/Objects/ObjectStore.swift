@@ -20,13 +20,15 @@ public final class ObjectStore: Sendable {
     public init(odb: ODB, secrets: SecretBox, kinds: [ObjectKind]) {
         switch odb.connection {
         case .sqlite(let pool): records = SQLiteObjectRecords(pool: pool)
+        case .postgresql(let postgres): records = PostgresObjectRecords(odb: postgres)
         }
         self.secrets = secrets
         self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.name, $0) })
     }
 
     /// The objects' table.
-    public static let table = ODBMigration("v3-config-objects", sqlite: SQLiteObjectRecords.createTable)
+    public static let table = ODBMigration(
+        "v3-config-objects", sqlite: SQLiteObjectRecords.createTable, postgresql: PostgresObjectRecords.createTable)
 
     /// Calls `observer` with the kind's name after each committed change; the change's caller
     /// waits for it, so whoever made a change sees it live when the call returns.

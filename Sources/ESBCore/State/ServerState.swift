@@ -49,6 +49,7 @@ public final class ServerState: Sendable {
             applied.main.tlsKeyPath = state.config.main.tlsKeyPath
             applied.main.idleTimeoutSeconds = state.config.main.idleTimeoutSeconds
             applied.odb = state.config.odb
+            applied.cluster = state.config.cluster
             applied.crypto = state.config.crypto
             defer { state = Live(config: applied, credentials: credentials) }
             return state.config
@@ -74,7 +75,7 @@ public final class ServerState: Sendable {
         if let problem = await odb.check() {
             components["odb"] = .init(status: .degraded, detail: problem.message, critical: true)
         } else {
-            components["odb"] = .init(status: .ok, detail: "\(odb.engine.rawValue) \(odb.path)", critical: true)
+            components["odb"] = .init(status: .ok, detail: "\(odb.engine.rawValue) \(odb.location)", critical: true)
         }
         for source in healthSources.withLock({ $0 }) {
             components.merge(await source()) { $1 }
@@ -100,6 +101,7 @@ public final class ServerState: Sendable {
             notes.append("[main] idle_timeout_seconds changed from \(old.main.idleTimeoutSeconds) to \(new.main.idleTimeoutSeconds)")
         }
         if old.odb != new.odb { notes.append("[odb] changed") }
+        if old.cluster != new.cluster { notes.append("[cluster] changed") }
         if old.crypto != new.crypto { notes.append("[crypto] changed") }
         return notes
     }

@@ -27,7 +27,7 @@ public struct SystemdNotifier: Sendable {
     public func extendTimeout(microseconds: UInt64) { send("EXTEND_TIMEOUT_USEC=\(microseconds)") }
 
     /// Runs `work`, asking systemd for 30 s more start time every 10 s while it runs.
-    public func extendingStartTimeout(_ work: @escaping @Sendable () async -> Void) async {
+    public func extendingStartTimeout<T: Sendable>(_ work: @escaping @Sendable () async -> T) async -> T {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 while !Task.isCancelled {
@@ -35,8 +35,9 @@ public struct SystemdNotifier: Sendable {
                     try? await Task.sleep(for: .seconds(10))
                 }
             }
-            await work()
+            let value = await work()
             group.cancelAll()
+            return value
         }
     }
     /// Sends a free-form `STATUS=…` line.

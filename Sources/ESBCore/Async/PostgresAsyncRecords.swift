@@ -1,0 +1,181 @@
+import ESBStore
+import Foundation
+import PostgresNIO
+
+/// ``AsyncRecords`` on PostgreSQL: the `async_invocation` table. Each write is its own
+/// transaction on a pooled connection; due records are claimed with `FOR UPDATE SKIP
+/// LOCKED`, so two servers never claim one record.
+struct PostgresAsyncRecords: AsyncRecords {
+    let odb: PostgresODB
+
+    /// Migration `v5-async`.
+    static let createTable = [
+        """
+        CREATE TABLE async_invocation (
+          cid text PRIMARY KEY, kind text NOT NULL, source text, orig_cid text, target text NOT NULL, payload bytea NOT NULL,
+          callback text, callback_id text NOT NULL, context text, repeats bigint NOT NULL, interval_ms bigint NOT NULL,
+          backoff double precision NOT NULL, max_interval_ms bigint, attempts bigint NOT NULL, status text NOT NULL,
+          errors text NOT NULL, response bytea, next_run_at bigint, callback_status text NOT NULL,
+          callback_deliveries bigint NOT NULL, callback_deferrals bigint NOT NULL, callback_error text,
+          interruptions bigint NOT NULL, created_at bigint NOT NULL, updated_at bigint NOT NULL, finished_at bigint)
+        """,
+        "CREATE INDEX async_invocation_due ON async_invocation(next_run_at) WHERE next_run_at IS NOT NULL",
+        "CREATE INDEX async_invocation_status ON async_invocation(status)",
+        "CREATE INDEX async_invocation_finished ON async_invocation(finished_at) WHERE finished_at IS NOT NULL",
+    ]
+
+    private static let columns = """
+        cid, kind, source, orig_cid, target, payload, callback, callback_id, context, repeats, interval_ms, backoff,
+        max_interval_ms, attempts, status, errors, response, next_run_at, callback_status, callback_deliveries,
+        callback_deferrals, callback_error, interruptions, created_at, updated_at, finished_at
+        """
+
+    func insert(_ record: AsyncRecord) async throws {
+        let r = record
+        let errors = try Self.errorsJSON(r)
+        try await odb.client.query("""
+            INSERT INTO async_invocation(\(unescaped: Self.columns)) VALUES (
+              \(r.cid), \(r.kind.rawValue), \(r.source), \(r.origCID), \(r.target), \(r.payload), \(r.callback), \(r.callbackID),
+              \(r.context), \(Int64(r.repeats)), \(r.intervalMS), \(r.backoff), \(r.maxIntervalMS), \(Int64(r.attempts)),
+              \(r.status.rawValue), \(errors), \(r.response), \(r.nextRunAt), \(r.callbackStatus.rawValue),
+              \(Int64(r.callbackDeliveries)), \(Int64(r.callbackDeferrals)), \(r.callbackError), \(Int64(r.interruptions)),
+              \(r.createdAt), \(r.updatedAt), \(r.finishedAt))
+            """, logger: odb.logger)
+    }
+
+    func update(_ record: AsyncRecord) async throws {
+        try await Self.update(record, on: { query in try await odb.client.query(query, logger: odb.logger) })
+    }
+
+    private static func update(_ r: AsyncRecord, on run: (PostgresQuery) async throws -> PostgresRowSequence) async throws {
+        let errors = try errorsJSON(r)
+        _ = try await run("""
+            UPDATE async_invocation SET kind = \(r.kind.rawValue), source = \(r.source), orig_cid = \(r.origCID),
+              target = \(r.target), payload = \(r.payload), callback = \(r.callback), callback_id = \(r.callbackID),
+              context = \(r.context), repeats = \(Int64(r.repeats)), interval_ms = \(r.intervalMS), backoff = \(r.backoff),
+              max_interval_ms = \(r.maxIntervalMS), attempts = \(Int64(r.attempts)), status = \(r.status.rawValue),
+              errors = \(errors), response = \(r.response), next_run_at = \(r.nextRunAt),
+              callback_status = \(r.callbackStatus.rawValue), callback_deliveries = \(Int64(r.callbackDeliveries)),
+              callback_deferrals = \(Int64(r.callbackDeferrals)), callback_error = \(r.callbackError),
+              interruptions = \(Int64(r.interruptions)), created_at = \(r.createdAt), updated_at = \(r.updatedAt),
+              finished_at = \(r.finishedAt)
+            WHERE cid = \(r.cid)
+            """)
+    }
+
+    func claimDue(now: Int64, limit: Int) async throws -> [AsyncRecord] {
+        try await odb.transaction { connection in
+            var due = try await Self.records(try await connection.query("""
+                SELECT \(unescaped: Self.columns) FROM async_invocation WHERE next_run_at <= \(now)
+                ORDER BY next_run_at LIMIT \(Int64(limit)) FOR UPDATE SKIP LOCKED
+                """, logger: odb.logger))
+            for index in due.indices {
+                due[index].claim(now: now)
+                try await Self.update(due[index], on: { query in try await connection.query(query, logger: odb.logger) })
+            }
+            return due
+        }
+    }
+
+    func nextDue() async throws -> Int64? {
+        for try await next in try await odb.client.query(
+            "SELECT min(next_run_at) FROM async_invocation WHERE next_run_at IS NOT NULL", logger: odb.logger).decode(Int64?.self) {
+            return next
+        }
+        return nil
+    }
+
+    func recover(now: Int64) async throws -> (attempts: Int, callbacks: Int) {
+        try await odb.transaction { connection in
+            let pending = AsyncRecord.Status.pending.rawValue, running = AsyncRecord.Status.running.rawValue
+            let attempts = try await Self.count(try await connection.query("""
+                UPDATE async_invocation SET status = \(pending), next_run_at = \(now), interruptions = interruptions + 1,
+                  updated_at = \(now) WHERE status = \(running) RETURNING cid
+                """, logger: odb.logger))
+            let callbackPending = AsyncRecord.CallbackStatus.pending.rawValue
+            let callbackRunning = AsyncRecord.CallbackStatus.running.rawValue
+            let callbacks = try await Self.count(try await connection.query("""
+                UPDATE async_invocation SET callback_status = \(callbackPending), next_run_at = \(now),
+                  interruptions = interruptions + 1, updated_at = \(now) WHERE callback_status = \(callbackRunning) RETURNING cid
+                """, logger: odb.logger))
+            return (attempts, callbacks)
+        }
+    }
+
+    func prune(finishedBefore cutoff: Int64) async throws -> Int {
+        try await Self.count(try await odb.client.query("""
+            DELETE FROM async_invocation
+            WHERE finished_at < \(cutoff) AND status IN (\(AsyncRecord.Status.done.rawValue), \(AsyncRecord.Status.failed.rawValue))
+              AND callback_status IN (\(AsyncRecord.CallbackStatus.none.rawValue), \(AsyncRecord.CallbackStatus.delivered.rawValue))
+            RETURNING cid
+            """, logger: odb.logger))
+    }
+
+    func record(cid: String) async throws -> AsyncRecord? {
+        try await Self.records(try await odb.client.query(
+            "SELECT \(unescaped: Self.columns) FROM async_invocation WHERE cid = \(cid)", logger: odb.logger)).first
+    }
+
+    func counts() async throws -> [AsyncRecord.Status: Int] {
+        var counts = Dictionary(uniqueKeysWithValues: AsyncRecord.Status.allCases.map { ($0, 0) })
+        for try await (status, count) in try await odb.client.query(
+            "SELECT status, count(*) FROM async_invocation GROUP BY status", logger: odb.logger).decode((String, Int64).self) {
+            if let status = AsyncRecord.Status(rawValue: status) { counts[status] = Int(count) }
+        }
+        return counts
+    }
+
+    private static func errorsJSON(_ record: AsyncRecord) throws -> String {
+        String(decoding: try JSONEncoder().encode(record.errors), as: UTF8.self)
+    }
+
+    private static func count(_ rows: PostgresRowSequence) async throws -> Int {
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count
+    }
+
+    /// Rows of ``columns`` as records; a value the server cannot read is named with its cid.
+    private static func records(_ rows: PostgresRowSequence) async throws -> [AsyncRecord] {
+        var records: [AsyncRecord] = []
+        for try await row in rows {
+            let row = row.makeRandomAccess()
+            let cid = try row[0].decode(String.self)
+            func value<T>(_ column: String, _ raw: String, _ make: (String) -> T?) throws -> T {
+                guard let value = make(raw) else { throw StoreError("ODB: async invocation '\(cid)': unknown \(column) '\(raw)'") }
+                return value
+            }
+            let errorsText = try row[15].decode(String.self)
+            guard let errors = try? JSONDecoder().decode([String].self, from: Data(errorsText.utf8)) else {
+                throw StoreError("ODB: async invocation '\(cid)': errors is not a JSON list of strings")
+            }
+            var record = AsyncRecord(
+                kind: try value("kind", try row[1].decode(String.self), AsyncRecord.Kind.init(rawValue:)),
+                target: try row[4].decode(String.self), payload: try row[5].decode(Data.self),
+                source: try row[2].decode(String?.self), origCID: try row[3].decode(String?.self),
+                callback: try row[6].decode(String?.self), now: 0)
+            record.cid = cid
+            record.callbackID = try row[7].decode(String.self)
+            record.context = try row[8].decode(String?.self)
+            record.repeats = Int(try row[9].decode(Int64.self))
+            record.intervalMS = try row[10].decode(Int64.self)
+            record.backoff = try row[11].decode(Double.self)
+            record.maxIntervalMS = try row[12].decode(Int64?.self)
+            record.attempts = Int(try row[13].decode(Int64.self))
+            record.status = try value("status", try row[14].decode(String.self), AsyncRecord.Status.init(rawValue:))
+            record.errors = errors
+            record.response = try row[16].decode(Data?.self)
+            record.nextRunAt = try row[17].decode(Int64?.self)
+            record.callbackStatus = try value("callback_status", try row[18].decode(String.self), AsyncRecord.CallbackStatus.init(rawValue:))
+            record.callbackDeliveries = Int(try row[19].decode(Int64.self))
+            record.callbackDeferrals = Int(try row[20].decode(Int64.self))
+            record.callbackError = try row[21].decode(String?.self)
+            record.interruptions = Int(try row[22].decode(Int64.self))
+            record.createdAt = try row[23].decode(Int64.self)
+            record.updatedAt = try row[24].decode(Int64.self)
+            record.finishedAt = try row[25].decode(Int64?.self)
+            records.append(record)
+        }
+        return records
+    }
+}

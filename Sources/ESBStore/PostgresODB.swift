@@ -1,0 +1,242 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOSSL
+import PostgresNIO
+
+/// How to reach a PostgreSQL ODB (`[odb] engine = postgresql`).
+public struct PostgresODBSettings: Sendable, CustomStringConvertible {
+    /// Transport security toward the server.
+    public enum TLS: Sendable, Equatable {
+        case disabled
+        /// Required, with the certificate verified against the system's CAs, or the CA
+        /// bundle at `caPath`, and its name against the host (libpq's `verify-full`).
+        case verifyFull(caPath: String?)
+    }
+
+    public var host: String
+    public var port: Int
+    public var database: String
+    public var username: String
+    public var password: String?
+    /// The most connections this server opens (the pool; one more holds its name).
+    public var poolSize: Int
+    public var tls: TLS
+    /// How long a start keeps trying an unreachable server before it gives up.
+    public var connectTimeout: Duration
+
+    public init(host: String, port: Int, database: String, username: String, password: String?,
+                poolSize: Int = 8, tls: TLS = .disabled, connectTimeout: Duration = .seconds(120)) {
+        self.host = host
+        self.port = port
+        self.database = database
+        self.username = username
+        self.password = password
+        self.poolSize = poolSize
+        self.tls = tls
+        self.connectTimeout = connectTimeout
+    }
+
+    /// `postgresql://user@host:port/database`, never the password.
+    public var description: String { "postgresql://\(username)@\(host):\(port)/\(database)" }
+}
+
+/// An ODB on PostgreSQL: a pool of connections (PostgresNIO's ``PostgresClient``, run for as
+/// long as this object lives), and the engine-level work the feature stores share: the
+/// schema's migrations, `esb_meta`, one transaction on one leased connection.
+public final class PostgresODB: Sendable {
+    public let settings: PostgresODBSettings
+    /// The pool the feature stores' PostgreSQL records query through.
+    public let client: PostgresClient
+    public let logger: Logger
+    private let running: Task<Void, Never>
+
+    private init(settings: PostgresODBSettings, client: PostgresClient, logger: Logger) {
+        self.settings = settings
+        self.client = client
+        self.logger = logger
+        running = Task { await client.run() }
+    }
+
+    deinit { running.cancel() }
+
+    /// Stops the pool: running queries finish, later ones fail.
+    func close() async {
+        running.cancel()
+        await running.value
+    }
+
+    /// The advisory lock every start takes while it migrates, so concurrent starts run
+    /// their migrations one after another ("ESB!" as a number).
+    static let migrationLock: Int64 = 0x4553_4221
+
+    /// Reaches the server (retrying an unreachable one until the settings' connect timeout),
+    /// migrates the schema in one transaction under ``migrationLock``, and opens the pool.
+    static func open(
+        _ settings: PostgresODBSettings, migrations: [ODBMigration], logger: Logger,
+        attempt: @Sendable (Int, StoreError) -> Void
+    ) async throws(StoreError) -> PostgresODB {
+        let tls = try tlsConfiguration(settings)
+        let start = ContinuousClock.now
+        var backoff = Duration.milliseconds(250)
+        var number = 0
+        while true {
+            number += 1
+            do {
+                let connection = try await connect(settings, tls: tls, logger: logger)
+                do {
+                    try await migrate(connection, migrations: migrations, settings: settings, logger: logger)
+                    try? await connection.close()
+                } catch {
+                    try? await connection.close()
+                    throw error
+                }
+                break
+            } catch {
+                let failure = storeError(error, settings: settings)
+                guard failure.cause == .unavailable else { throw failure }
+                let elapsed = ContinuousClock.now - start
+                guard elapsed + backoff < settings.connectTimeout else {
+                    throw StoreError(.unavailable, "[odb] \(settings) cannot be reached after \(number) attempts in "
+                        + "\(elapsed.components.seconds) s (connect_timeout_seconds): \(failure.message)")
+                }
+                attempt(number, failure)
+                try? await Task.sleep(for: backoff)
+                if Task.isCancelled { throw StoreError(.unavailable, "[odb] \(settings): start cancelled while waiting for the server") }
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+        var configuration = PostgresClient.Configuration(
+            host: settings.host, port: settings.port, username: settings.username, password: settings.password,
+            database: settings.database, tls: tls.client)
+        configuration.options.maximumConnections = settings.poolSize
+        configuration.options.connectTimeout = .seconds(10)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        return PostgresODB(settings: settings, client: client, logger: logger)
+    }
+
+    /// The TLS to use, for the pool and for the first connection (PostgresNIO takes one as a
+    /// configuration, the other as a context built from it).
+    private struct TLSChoice: Sendable {
+        var client: PostgresClient.Configuration.TLS
+        var connection: PostgresConnection.Configuration.TLS
+    }
+
+    private static func tlsConfiguration(_ settings: PostgresODBSettings) throws(StoreError) -> TLSChoice {
+        guard case .verifyFull(let caPath) = settings.tls else { return TLSChoice(client: .disable, connection: .disable) }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .fullVerification
+        if let caPath { configuration.trustRoots = .file(caPath) }
+        do {
+            return TLSChoice(client: .require(configuration), connection: .require(try NIOSSLContext(configuration: configuration)))
+        } catch {
+            throw StoreError(.refused, "[odb] tls_ca_path '\(caPath ?? "system CAs")' cannot be used: \(error)")
+        }
+    }
+
+    private static func connect(_ settings: PostgresODBSettings, tls: TLSChoice,
+                                logger: Logger) async throws -> PostgresConnection {
+        var configuration = PostgresConnection.Configuration(
+            host: settings.host, port: settings.port, username: settings.username, password: settings.password,
+            database: settings.database, tls: tls.connection)
+        configuration.options.connectTimeout = .seconds(10)
+        return try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+    }
+
+    private static func migrate(_ connection: PostgresConnection, migrations: [ODBMigration],
+                                settings: PostgresODBSettings, logger: Logger) async throws {
+        try await connection.query("BEGIN", logger: logger)
+        do {
+            try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: logger)
+            try await connection.query("""
+                CREATE TABLE IF NOT EXISTS esb_migration (identifier text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())
+                """, logger: logger)
+            var applied = Set<String>()
+            for try await identifier in try await connection.query("SELECT identifier FROM esb_migration", logger: logger).decode(String.self) {
+                applied.insert(identifier)
+            }
+            if let newer = ODB.newerSchemaError(applied: applied, known: migrations, location: settings.description) { throw newer }
+            for migration in migrations where !applied.contains(migration.identifier) {
+                for statement in migration.postgresql {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query("INSERT INTO esb_migration(identifier) VALUES (\(migration.identifier))", logger: logger)
+                logger.info("ODB migrated", metadata: ["esb.odb": "\(settings)", "esb.migration": "\(migration.identifier)"])
+            }
+            try await connection.query("COMMIT", logger: logger)
+        } catch {
+            try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+
+    /// Runs `body` in one transaction on one leased connection: committed when it returns,
+    /// rolled back when it throws (the error is rethrown as it was).
+    public func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await client.withConnection { connection in
+            try await connection.query("BEGIN", logger: logger)
+            do {
+                let value = try await body(connection)
+                try await connection.query("COMMIT", logger: logger)
+                return value
+            } catch {
+                try? await connection.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    func appliedMigrations() async throws -> [String] {
+        var identifiers: [String] = []
+        for try await identifier in try await client.query("SELECT identifier FROM esb_migration", logger: logger).decode(String.self) {
+            identifiers.append(identifier)
+        }
+        return identifiers
+    }
+
+    func meta(_ key: String) async throws -> String? {
+        for try await value in try await client.query("SELECT value FROM esb_meta WHERE key = \(key)", logger: logger).decode(String.self) {
+            return value
+        }
+        return nil
+    }
+
+    func setMeta(_ key: String, _ value: String) async throws {
+        try await client.query("""
+            INSERT INTO esb_meta(key, value) VALUES (\(key), \(value)) ON CONFLICT (key) DO UPDATE SET value = excluded.value
+            """, logger: logger)
+    }
+
+    /// A PostgreSQL failure as a ``StoreError`` whose cause says whether retrying can help.
+    static func storeError(_ error: any Error, settings: PostgresODBSettings) -> StoreError {
+        if let error = error as? StoreError { return error }
+        guard let error = error as? PSQLError else {
+            return StoreError(.unavailable, "[odb] \(settings): \(error)")
+        }
+        let described = "[odb] \(settings): \(describe(error))"
+        switch error.code {
+        case .server:
+            let state = error.serverInfo?[.sqlState] ?? ""
+            // 28xxx: authentication; 3D000: no such database; 42501: no privilege to connect.
+            if state.hasPrefix("28") || state == "3D000" || state == "42501" { return StoreError(.refused, described) }
+            // 57P03: the server is starting or shutting down; 53xxx: out of resources.
+            if state == "57P03" || state.hasPrefix("53") || state.hasPrefix("08") { return StoreError(.unavailable, described) }
+            return StoreError(.failed, described)
+        case .sslUnsupported, .failedToAddSSLHandler, .unsupportedAuthMechanism, .authMechanismRequiresPassword, .saslError:
+            return StoreError(.refused, described)
+        default:
+            if error.underlying is NIOSSLError { return StoreError(.refused, described) }
+            return StoreError(.unavailable, described)
+        }
+    }
+
+    /// A PostgreSQL error in one line: the server's message and SQLSTATE, or the client's
+    /// reason, without the query text.
+    static func describe(_ error: PSQLError) -> String {
+        if let info = error.serverInfo {
+            return "\(info[.message] ?? "server error") (SQLSTATE \(info[.sqlState] ?? "?"))"
+        }
+        if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+        return "\(error.code)"
+    }
+}

@@ -19,7 +19,7 @@ public struct PostgresODBSettings: Sendable, CustomStringConvertible {
     public var database: String
     public var username: String
     public var password: String?
-    /// The most connections this server opens (the pool; one more holds its name).
+    /// The most connections this server opens (the pool).
     public var poolSize: Int
     public var tls: TLS
     /// How long a start keeps trying an unreachable server before it gives up.
@@ -83,7 +83,9 @@ public final class PostgresODB: Sendable {
         while true {
             number += 1
             do {
-                let connection = try await connect(settings, tls: tls, logger: logger)
+                let remaining = settings.connectTimeout - (ContinuousClock.now - start)
+                let connection = try await connect(settings, tls: tls, logger: logger,
+                                                   timeout: max(.seconds(1), min(.seconds(10), remaining)))
                 do {
                     try await migrate(connection, migrations: migrations, settings: settings, logger: logger)
                     try? await connection.close()
@@ -134,12 +136,12 @@ public final class PostgresODB: Sendable {
         }
     }
 
-    private static func connect(_ settings: PostgresODBSettings, tls: TLSChoice,
-                                logger: Logger) async throws -> PostgresConnection {
+    private static func connect(_ settings: PostgresODBSettings, tls: TLSChoice, logger: Logger,
+                                timeout: Duration) async throws -> PostgresConnection {
         var configuration = PostgresConnection.Configuration(
             host: settings.host, port: settings.port, username: settings.username, password: settings.password,
             database: settings.database, tls: tls.connection)
-        configuration.options.connectTimeout = .seconds(10)
+        configuration.options.connectTimeout = .milliseconds(Int64(timeout.components.seconds * 1000))
         return try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
     }
 
@@ -225,7 +227,8 @@ public final class PostgresODB: Sendable {
         case .sslUnsupported, .failedToAddSSLHandler, .unsupportedAuthMechanism, .authMechanismRequiresPassword, .saslError:
             return StoreError(.refused, described)
         default:
-            if error.underlying is NIOSSLError { return StoreError(.refused, described) }
+            // A certificate or host name that does not verify needs the operator, not a retry.
+            if error.underlying is NIOSSLError || error.underlying is NIOSSLExtraError { return StoreError(.refused, described) }
             return StoreError(.unavailable, described)
         }
     }

@@ -137,7 +137,10 @@ extension ODB {
     /// unavailable (worth a restart by systemd), not refused.
     @Test func anUnreachableServerIsRetriedUntilTheConnectTimeout() async throws {
         var settings = TestODB.postgresSettings(database: "esb")
-        settings.port = Self.closedPort()
+        // Bound but not listening for the whole test: refused, and nobody else can listen there.
+        let (socket, port) = Self.closedPort()
+        defer { close(socket) }
+        settings.port = port
         settings.connectTimeout = .seconds(2)
         let attempts = Mutex(0)
         let error = await #expect(throws: StoreError.self) {
@@ -150,10 +153,9 @@ extension ODB {
         #expect(attempts.withLock { $0 } >= 2)
     }
 
-    /// A loopback port nothing listens on.
-    static func closedPort() -> Int {
+    /// A loopback port bound by the returned socket and not listened on, until it is closed.
+    static func closedPort() -> (socket: Int32, port: Int) {
         let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -164,7 +166,7 @@ extension ODB {
         _ = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
         }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return (socket, Int(UInt16(bigEndian: address.sin_port)))
     }
 }
 

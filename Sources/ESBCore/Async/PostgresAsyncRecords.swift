@@ -4,7 +4,8 @@ import PostgresNIO
 
 /// ``AsyncRecords`` on PostgreSQL: the `async_invocation` table. Each write is its own
 /// transaction on a pooled connection; due records are claimed with `FOR UPDATE SKIP
-/// LOCKED`, so two servers never claim one record.
+/// LOCKED`, so concurrent claimers never take one record twice. `recover` still takes back
+/// every running record: one server per database until leases land.
 struct PostgresAsyncRecords: AsyncRecords {
     let odb: PostgresODB
 

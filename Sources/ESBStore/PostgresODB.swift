@@ -167,7 +167,7 @@ public final class PostgresODB: Sendable {
             }
             try await connection.query("COMMIT", logger: logger)
         } catch {
-            try? await connection.query("ROLLBACK", logger: logger)
+            _ = try? await connection.query("ROLLBACK", logger: logger)
             throw error
         }
     }
@@ -182,7 +182,7 @@ public final class PostgresODB: Sendable {
                 try await connection.query("COMMIT", logger: logger)
                 return value
             } catch {
-                try? await connection.query("ROLLBACK", logger: logger)
+                _ = try? await connection.query("ROLLBACK", logger: logger)
                 throw error
             }
         }

@@ -97,12 +97,12 @@ public final class PostgresODB: Sendable {
             } catch {
                 let failure = storeError(error, settings: settings)
                 guard failure.cause == .unavailable else { throw failure }
+                attempt(number, failure)
                 let elapsed = ContinuousClock.now - start
                 guard elapsed + backoff < settings.connectTimeout else {
                     throw StoreError(.unavailable, "[odb] \(settings) cannot be reached after \(number) attempts in "
                         + "\(elapsed.components.seconds) s (connect_timeout_seconds): \(failure.message)")
                 }
-                attempt(number, failure)
                 try? await Task.sleep(for: backoff)
                 if Task.isCancelled { throw StoreError(.unavailable, "[odb] \(settings): start cancelled while waiting for the server") }
                 backoff = min(backoff * 2, .seconds(5))

@@ -31,7 +31,7 @@ public enum HTTPServer {
         let api = router.group("/esb/api")
             .add(middleware: CrossSiteMiddleware(secure: config.main.usesTLS))
             .add(middleware: AdminAuthMiddleware(state: state, signIns: signIns))
-        AdminRoutes().register(on: api)
+        AdminRoutes(state: state).register(on: api)
         ServiceRoutes(state: state, invoker: runtime.invoker, registry: runtime.registry, deployments: runtime.deployments,
                       deployer: runtime.deployer, startup: runtime.startup).register(on: api)
         for (kind, path) in ObjectRoutes.paths {

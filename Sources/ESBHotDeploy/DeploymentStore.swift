@@ -21,10 +21,12 @@ public enum UnitStatus: String, Sendable, Codable, CaseIterable {
 public struct DeploymentStore: Sendable {
     let records: any DeploymentRecords
 
-    public init(odb: ODB) {
+    /// The registry as server `server` (its `[main] name`) sees it: on a shared ODB, whether
+    /// the last run ended cleanly is recorded per server.
+    public init(odb: ODB, server: String = "") {
         switch odb.connection {
         case .sqlite(let pool): records = SQLiteDeploymentRecords(pool: pool)
-        case .postgresql(let postgres): records = PostgresDeploymentRecords(odb: postgres)
+        case .postgresql(let postgres): records = PostgresDeploymentRecords(odb: postgres, server: server)
         }
     }
 

@@ -7,6 +7,9 @@ import PostgresNIO
 /// versions one after another.
 struct PostgresDeploymentRecords: DeploymentRecords {
     let odb: PostgresODB
+    /// This server's name: each server of a cluster has its own run marker.
+    let server: String
+    private var runKey: String { "running:\(server)" }
 
     /// Migration `v2-deployments`.
     static let createTables = [
@@ -31,7 +34,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
         try await odb.transaction { connection in
             let logger = odb.logger
             var running = false
-            for try await value in try await connection.query("SELECT value FROM esb_meta WHERE key = 'running' FOR UPDATE", logger: logger).decode(String.self) {
+            for try await value in try await connection.query("SELECT value FROM esb_meta WHERE key = \(runKey) FOR UPDATE", logger: logger).decode(String.self) {
                 running = value == "1"
             }
             var quarantined: [String] = []
@@ -53,7 +56,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
                 }
             }
             try await connection.query("""
-                INSERT INTO esb_meta(key, value) VALUES ('running', '1') ON CONFLICT (key) DO UPDATE SET value = '1'
+                INSERT INTO esb_meta(key, value) VALUES (\(runKey), '1') ON CONFLICT (key) DO UPDATE SET value = '1'
                 """, logger: logger)
             return quarantined.sorted()
         }
@@ -61,7 +64,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
 
     func endRun() async throws {
         try await odb.transaction { connection in
-            try await connection.query("UPDATE esb_meta SET value = '0' WHERE key = 'running'", logger: odb.logger)
+            try await connection.query("UPDATE esb_meta SET value = '0' WHERE key = \(runKey)", logger: odb.logger)
             try await connection.query("UPDATE deployment_unit SET crash_count = 0", logger: odb.logger)
         }
     }

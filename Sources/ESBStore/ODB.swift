@@ -232,6 +232,24 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     }
     public var description: String { message }
 
+    /// `error` as a ``StoreError`` when it says the ODB cannot be reached now (a connection
+    /// refused or lost, PostgreSQL shutting down); nil for any other error.
+    public static func unreachable(_ error: any Error) -> StoreError? {
+        if let error = error as? StoreError { return error.cause == .unavailable ? error : nil }
+        guard let error = error as? PSQLError else { return nil }
+        switch error.code {
+        case .server:
+            let state = error.serverInfo?[.sqlState] ?? ""
+            // 57P0x: administrator shutdown, crash, cannot connect now; 08xxx: connection exceptions.
+            guard state.hasPrefix("57P0") || state.hasPrefix("08") else { return nil }
+        case .connectionError, .serverClosedConnection, .uncleanShutdown, .poolClosed, .clientClosedConnection:
+            break
+        default:
+            return nil
+        }
+        return StoreError(.unavailable, PostgresODB.describe(error))
+    }
+
     /// An engine's error in one line, without the query text or internal detail.
     public static func describe(_ error: any Error) -> String {
         if let error = error as? StoreError { return error.message }

@@ -49,11 +49,13 @@ public final class PostgresODB: Sendable {
     /// The pool the feature stores' PostgreSQL records query through.
     public let client: PostgresClient
     public let logger: Logger
+    private let tls: TLSChoice
     private let running: Task<Void, Never>
 
-    private init(settings: PostgresODBSettings, client: PostgresClient, logger: Logger) {
+    private init(settings: PostgresODBSettings, client: PostgresClient, tls: TLSChoice, logger: Logger) {
         self.settings = settings
         self.client = client
+        self.tls = tls
         self.logger = logger
         running = Task { await client.run() }
     }
@@ -114,7 +116,17 @@ public final class PostgresODB: Sendable {
         configuration.options.maximumConnections = settings.poolSize
         configuration.options.connectTimeout = .seconds(10)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        return PostgresODB(settings: settings, client: client, logger: logger)
+        return PostgresODB(settings: settings, client: client, tls: tls, logger: logger)
+    }
+
+    /// A connection of its own, outside the pool, for what lives as long as a session: a
+    /// session advisory lock, LISTEN. The caller closes it.
+    public func connectSession() async throws(StoreError) -> PostgresConnection {
+        do {
+            return try await Self.connect(settings, tls: tls, logger: logger, timeout: .seconds(10))
+        } catch {
+            throw Self.storeError(error, settings: settings)
+        }
     }
 
     /// The TLS to use, for the pool and for the first connection (PostgresNIO takes one as a
@@ -210,7 +222,7 @@ public final class PostgresODB: Sendable {
     }
 
     /// A PostgreSQL failure as a ``StoreError`` whose cause says whether retrying can help.
-    static func storeError(_ error: any Error, settings: PostgresODBSettings) -> StoreError {
+    public static func storeError(_ error: any Error, settings: PostgresODBSettings) -> StoreError {
         if let error = error as? StoreError { return error }
         guard let error = error as? PSQLError else {
             return StoreError(.unavailable, "[odb] \(settings): \(error)")

@@ -68,8 +68,17 @@ enum Daemon {
             return error.cause == .refused ? configErrorStatus : 1
         }
 
+        let cluster: ClusterMembership
+        do {
+            cluster = try await ClusterMembership.join(odb: odb, name: config.main.name, cluster: config.cluster,
+                                                       address: "\(config.main.bind.host):\(config.main.bind.port)", logger: logger)
+        } catch {
+            logger.critical("\(error)")
+            await odb.close()
+            return error.cause == .refused ? configErrorStatus : 1
+        }
         let state = ServerState(config: config, credentials: credentials, odb: odb, secrets: secrets,
-                                logSettings: logSettings)
+                                logSettings: logSettings, cluster: cluster)
         let metrics = MetricsExporter(server: config.main.name)
         let runtime: ServiceRuntime
         do {
@@ -92,6 +101,7 @@ enum Daemon {
             app = try HTTPServer.makeApplication(state: state, runtime: runtime, metrics: metrics, logger: logger) { [logger] port in
                 logger.notice("listening", metadata: ["esb.bind": "\(config.main.bind.host):\(port)",
                                                       "esb.tls": "\(config.main.usesTLS)"])
+                cluster.listening(at: "\(config.main.bind.host):\(port)")
                 // Startup services run once the listener accepts; READY=1 does not wait for them.
                 startupServices.listenerIsUp()
                 notifier.ready()
@@ -104,6 +114,9 @@ enum Daemon {
         // Started in this order, stopped in reverse: what calls Redis, brokers and HTTP peers
         // (requests, startup services, the scheduler) stops before the pools it calls drain.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            // First to start, last to stop: the name is held while anything runs.
+            .init(service: cluster),
+            .init(service: ObjectChangeFeed(store: runtime.objects, logger: logger), successTerminationBehavior: .ignore),
             .init(service: runtime.kvdb),
             .init(service: runtime.amqp),
             .init(service: runtime.http),

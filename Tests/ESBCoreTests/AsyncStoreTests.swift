@@ -7,7 +7,7 @@ import Testing
 /// The durable async store on a real SQLite file: group commits, claims, recovery, pruning.
 @Suite struct AsyncStoreTests {
     func store() throws -> AsyncStore {
-        AsyncStore(odb: try ODB(path: databasePath()))
+        AsyncStore(odb: try ODB(path: databasePath()), server: "test")
     }
 
     func databasePath() -> String {
@@ -20,7 +20,7 @@ import Testing
 
     @Test func concurrentAcceptsAreAllCommittedAndReadableFromAnotherConnection() async throws {
         let path = databasePath()
-        let store = AsyncStore(odb: try ODB(path: path))
+        let store = AsyncStore(odb: try ODB(path: path), server: "test")
         let cids = try await withThrowingTaskGroup(of: String.self) { group in
             for _ in 0..<500 {
                 group.addTask {

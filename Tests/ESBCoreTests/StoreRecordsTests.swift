@@ -147,7 +147,7 @@ import Testing
     @Test(arguments: ODB.Engine.allCases)
     func asyncRecordsRoundTripAndAreClaimedOnce(engine: ODB.Engine) async throws {
         let odb = try await TestODB.make(engine)
-        let stores = [AsyncStore(odb: odb), AsyncStore(odb: try await TestODB.again(odb))]
+        let stores = [AsyncStore(odb: odb, server: "a"), AsyncStore(odb: try await TestODB.again(odb), server: "b")]
         var sample = AsyncRecord(kind: .invokeRetry, target: "t.svc", payload: Data([0, 1, 2, 255]), source: "s.svc",
                                  origCID: "orig", callback: "cb.svc", context: "ctx", repeats: 3, interval: .milliseconds(250),
                                  backoff: 2, maxInterval: .seconds(9), now: 1_000)
@@ -176,8 +176,10 @@ import Testing
         #expect(claimed.count == 201)
         #expect(Set(claimed).count == 201)
         #expect(try await stores[0].records.counts()[.running] == 201)
-        let recovered = try await stores[1].records.recover(now: 3_000)
-        #expect(recovered.attempts == 201)
+        // Each server takes back its own claims at its next start (on SQLite, the one server all).
+        var recovered = try await stores[1].records.recover(now: 3_000).attempts
+        if engine == .postgresql { recovered += try await stores[0].records.recover(now: 3_000).attempts }
+        #expect(recovered == 201)
         #expect(try await stores[0].records.record(cid: sample.cid)?.interruptions == 1)
         #expect(try await stores[0].records.nextDue() == 3_000)
     }

@@ -17,8 +17,9 @@ import Testing
     }
 
     /// A server whose `[odb]` is `database` on the test PostgreSQL, with `password` in ./odb.password.
-    static func server(database: String, password: String = "esb", port: Int = port, extra: String = "") throws -> TestServer {
-        let server = try TestServer(sections: """
+    static func server(database: String, password: String = "esb", port: Int = port, name: String = "test-server",
+                       extra: String = "") throws -> TestServer {
+        let server = try TestServer(name: name, sections: """
             engine = postgresql
             host = 127.0.0.1
             port = \(port)

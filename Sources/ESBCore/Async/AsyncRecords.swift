@@ -1,9 +1,10 @@
 /// What ``AsyncStore`` needs from the ODB, whatever the engine: the `async_invocation`
 /// table. Each engine implements it once (``SQLiteAsyncRecords``).
 ///
-/// It assumes one server per ODB: ``recover(now:)`` takes back every running step. Servers
-/// sharing an ODB need a claim that names its owner and expires (a lease), so that only a
-/// dead server's steps are taken back; that adds to these methods, it does not replace them.
+/// On a shared ODB a claim names its server and lasts as long as that server's heartbeat:
+/// ``recover(now:)`` takes back this server's claims at start, ``takeOver(now:leaseMS:)``
+/// those of servers that stopped or went silent. A SQLite ODB has one server: it recovers
+/// every claim and has no one to take over from.
 protocol AsyncRecords: Sendable {
     /// Stores a new record; returns once it is committed.
     func insert(_ record: AsyncRecord) async throws
@@ -14,8 +15,12 @@ protocol AsyncRecords: Sendable {
     func claimDue(now: Int64, limit: Int) async throws -> [AsyncRecord]
     /// The earliest `nextRunAt`, if a record waits.
     func nextDue() async throws -> Int64?
-    /// Makes every running attempt and callback due at `now`, counting an interruption.
+    /// Makes this server's running attempts and callbacks (from a run that ended) due at
+    /// `now`, counting an interruption.
     func recover(now: Int64) async throws -> (attempts: Int, callbacks: Int)
+    /// Makes the running attempts and callbacks of servers that stopped, or have not renewed
+    /// their heartbeat within `leaseMS`, due at `now`, counting an interruption.
+    func takeOver(now: Int64, leaseMS: Int64) async throws -> (attempts: Int, callbacks: Int)
     /// Deletes finished records (attempts done or failed, callback none or delivered) that
     /// finished before `cutoff`.
     func prune(finishedBefore cutoff: Int64) async throws -> Int

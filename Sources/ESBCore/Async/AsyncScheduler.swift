@@ -69,13 +69,18 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
     private func loop(group: inout DiscardingTaskGroup) async {
         var lastPrune = ContinuousClock.now
         var lastGauges = ContinuousClock.now - Self.gaugeInterval
+        var lastTakeOver = ContinuousClock.now - store.lease
         while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
             if pruneRequested.exchange(false, ordering: .relaxed) {
                 await prune()
                 lastPrune = .now
             }
+            if ContinuousClock.now - lastTakeOver >= store.lease / 3 {
+                await takeOver()
+                lastTakeOver = .now
+            }
             let free = settings.withLock(\.maxConcurrency) - running.load(ordering: .relaxed)
-            var wait = Self.idleWait
+            var wait = min(Self.idleWait, store.lease / 3)
             if free > 0 {
                 do {
                     let claimed = try await store.claimDue(now: AsyncRecord.now(), limit: free)
@@ -171,6 +176,19 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
             logger.critical("cannot record async progress; it resumes at the next start",
                             metadata: ["esb.cid": "\(record.cid)", "esb.error": "\(error)"])
             return false
+        }
+    }
+
+    /// Takes over the work of servers whose lease ran out (a cluster on PostgreSQL).
+    private func takeOver() async {
+        do {
+            let taken = try await store.takeOver(now: AsyncRecord.now())
+            if taken.attempts + taken.callbacks > 0 {
+                logger.warning("took over async work of servers that stopped or went silent past [cluster] lease_seconds",
+                               metadata: ["esb.attempts": "\(taken.attempts)", "esb.callbacks": "\(taken.callbacks)"])
+            }
+        } catch {
+            logger.error("cannot look for async work to take over", metadata: ["esb.error": "\(error)"])
         }
     }
 

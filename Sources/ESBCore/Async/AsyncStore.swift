@@ -12,16 +12,24 @@ public final class AsyncStore: Sendable {
     let doorbell = Doorbell()
     let metrics = AsyncMetrics()
 
-    public init(odb: ODB) {
+    /// How long a silent server's claims stay its own (`[cluster] lease_seconds`).
+    let lease: Duration
+
+    /// The store of server `server` (its `[main] name`, written into its claims on a shared ODB).
+    public init(odb: ODB, server: String, lease: Duration = .seconds(30)) {
         switch odb.connection {
         case .sqlite(let pool): records = SQLiteAsyncRecords(pool: pool)
-        case .postgresql(let postgres): records = PostgresAsyncRecords(odb: postgres)
+        case .postgresql(let postgres): records = PostgresAsyncRecords(odb: postgres, server: server)
         }
+        self.lease = lease
     }
 
     /// The invocations' table.
     public static let table = ODBMigration(
         "v5-async", sqlite: SQLiteAsyncRecords.createTable, postgresql: PostgresAsyncRecords.createTable)
+    /// Who claimed a running step (PostgreSQL; a SQLite ODB has one server).
+    public static let claimColumn = ODBMigration(
+        "v8-async-claims", sqlite: { _ in }, postgresql: PostgresAsyncRecords.claimColumn)
 
     /// Stores a new record; returns once it is committed, then wakes the scheduler.
     func accept(_ record: AsyncRecord) async throws {
@@ -49,6 +57,12 @@ public final class AsyncStore: Sendable {
     /// been handed over will say `redelivered`). Returns how many attempts and callbacks.
     func recover(now: Int64) async throws -> (attempts: Int, callbacks: Int) {
         try await records.recover(now: now)
+    }
+
+    /// Other servers' work whose lease ran out (they stopped or went silent) is due again
+    /// here. Returns how many attempts and callbacks.
+    func takeOver(now: Int64) async throws -> (attempts: Int, callbacks: Int) {
+        try await records.takeOver(now: now, leaseMS: Int64(lease.components.seconds) * 1000)
     }
 
     /// Deletes finished records that finished before `cutoff`; returns how many.

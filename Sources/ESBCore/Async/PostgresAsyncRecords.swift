@@ -2,12 +2,17 @@ import ESBStore
 import Foundation
 import PostgresNIO
 
-/// ``AsyncRecords`` on PostgreSQL: the `async_invocation` table. Each write is its own
-/// transaction on a pooled connection; due records are claimed with `FOR UPDATE SKIP
-/// LOCKED`, so concurrent claimers never take one record twice. `recover` still takes back
-/// every running record: one server per database until leases land.
+/// ``AsyncRecords`` on PostgreSQL: the `async_invocation` table, shared by the servers of a
+/// cluster. Each write is its own transaction on a pooled connection; due records are
+/// claimed with `FOR UPDATE SKIP LOCKED`, so concurrent claimers never take one record
+/// twice, and a claim names its server (`claimed_by`). The claim lasts as long as that
+/// server's heartbeat in `esb_server` (``ClusterMembership``): a server takes back its own
+/// claims at start, and the others take over the claims of a server that stopped or went
+/// silent for longer than the lease.
 struct PostgresAsyncRecords: AsyncRecords {
     let odb: PostgresODB
+    /// This server's `[main] name`, written into its claims.
+    let server: String
 
     /// Migration `v5-async`.
     static let createTable = [
@@ -23,6 +28,12 @@ struct PostgresAsyncRecords: AsyncRecords {
         "CREATE INDEX async_invocation_due ON async_invocation(next_run_at) WHERE next_run_at IS NOT NULL",
         "CREATE INDEX async_invocation_status ON async_invocation(status)",
         "CREATE INDEX async_invocation_finished ON async_invocation(finished_at) WHERE finished_at IS NOT NULL",
+    ]
+
+    /// Migration `v8-async-claims`.
+    static let claimColumn = [
+        "ALTER TABLE async_invocation ADD COLUMN claimed_by text",
+        "CREATE INDEX async_invocation_claimed ON async_invocation(claimed_by) WHERE claimed_by IS NOT NULL",
     ]
 
     private static let columns = """
@@ -74,6 +85,10 @@ struct PostgresAsyncRecords: AsyncRecords {
                 due[index].claim(now: now)
                 try await Self.update(due[index], on: { query in try await connection.query(query, logger: odb.logger) })
             }
+            if !due.isEmpty {
+                try await connection.query(
+                    "UPDATE async_invocation SET claimed_by = \(server) WHERE cid = ANY(\(due.map(\.cid)))", logger: odb.logger)
+            }
             return due
         }
     }
@@ -87,19 +102,62 @@ struct PostgresAsyncRecords: AsyncRecords {
     }
 
     func recover(now: Int64) async throws -> (attempts: Int, callbacks: Int) {
-        try await odb.transaction { connection in
-            let pending = AsyncRecord.Status.pending.rawValue, running = AsyncRecord.Status.running.rawValue
-            let attempts = try await Self.count(try await connection.query("""
+        try await takeBack(now: now, from: .mine)
+    }
+
+    func takeOver(now: Int64, leaseMS: Int64) async throws -> (attempts: Int, callbacks: Int) {
+        try await takeBack(now: now, from: .silent(leaseMS: leaseMS))
+    }
+
+    /// Whose running steps a take-back makes due again.
+    private enum Claimers {
+        /// This server's claims from its last run, and claims made before claims had owners.
+        case mine
+        /// Other servers' claims, where the server stopped or has not renewed its heartbeat
+        /// for `leaseMS` (the ODB's clock).
+        case silent(leaseMS: Int64)
+    }
+
+    /// Makes the running attempts and callbacks of `claimers` due at `now`, counting an interruption.
+    private func takeBack(now: Int64, from claimers: Claimers) async throws -> (attempts: Int, callbacks: Int) {
+        let pending = AsyncRecord.Status.pending.rawValue, running = AsyncRecord.Status.running.rawValue
+        let callbackPending = AsyncRecord.CallbackStatus.pending.rawValue
+        let callbackRunning = AsyncRecord.CallbackStatus.running.rawValue
+        let attempts: PostgresQuery, callbacks: PostgresQuery
+        switch claimers {
+        case .mine:
+            attempts = """
                 UPDATE async_invocation SET status = \(pending), next_run_at = \(now), interruptions = interruptions + 1,
-                  updated_at = \(now) WHERE status = \(running) RETURNING cid
-                """, logger: odb.logger))
-            let callbackPending = AsyncRecord.CallbackStatus.pending.rawValue
-            let callbackRunning = AsyncRecord.CallbackStatus.running.rawValue
-            let callbacks = try await Self.count(try await connection.query("""
+                  updated_at = \(now), claimed_by = NULL
+                WHERE status = \(running) AND (claimed_by IS NULL OR claimed_by = \(server)) RETURNING cid
+                """
+            callbacks = """
                 UPDATE async_invocation SET callback_status = \(callbackPending), next_run_at = \(now),
-                  interruptions = interruptions + 1, updated_at = \(now) WHERE callback_status = \(callbackRunning) RETURNING cid
-                """, logger: odb.logger))
-            return (attempts, callbacks)
+                  interruptions = interruptions + 1, updated_at = \(now), claimed_by = NULL
+                WHERE callback_status = \(callbackRunning) AND (claimed_by IS NULL OR claimed_by = \(server)) RETURNING cid
+                """
+        case .silent(let leaseMS):
+            attempts = """
+                UPDATE async_invocation SET status = \(pending), next_run_at = \(now), interruptions = interruptions + 1,
+                  updated_at = \(now), claimed_by = NULL
+                WHERE status = \(running) AND claimed_by <> \(server) AND NOT EXISTS (
+                  SELECT 1 FROM esb_server s WHERE s.name = async_invocation.claimed_by AND s.stopped_at IS NULL
+                    AND s.last_seen >= \(unescaped: PostgresClusterRecords.now) - \(leaseMS))
+                RETURNING cid
+                """
+            callbacks = """
+                UPDATE async_invocation SET callback_status = \(callbackPending), next_run_at = \(now),
+                  interruptions = interruptions + 1, updated_at = \(now), claimed_by = NULL
+                WHERE callback_status = \(callbackRunning) AND claimed_by <> \(server) AND NOT EXISTS (
+                  SELECT 1 FROM esb_server s WHERE s.name = async_invocation.claimed_by AND s.stopped_at IS NULL
+                    AND s.last_seen >= \(unescaped: PostgresClusterRecords.now) - \(leaseMS))
+                RETURNING cid
+                """
+        }
+        return try await odb.transaction { connection in
+            let attemptCount = try await Self.count(try await connection.query(attempts, logger: odb.logger))
+            let callbackCount = try await Self.count(try await connection.query(callbacks, logger: odb.logger))
+            return (attemptCount, callbackCount)
         }
     }
 

@@ -77,6 +77,9 @@ struct SQLiteAsyncRecords: AsyncRecords {
         }
     }
 
+    /// One server per SQLite ODB: no one else's work to take over.
+    func takeOver(now: Int64, leaseMS: Int64) async throws -> (attempts: Int, callbacks: Int) { (0, 0) }
+
     func recover(now: Int64) async throws -> (attempts: Int, callbacks: Int) {
         try await committer.write { db in
             try db.execute(sql: """

@@ -1,3 +1,4 @@
+import Logging
 /// What ``ObjectStore`` needs from the ODB, whatever the engine: the `config_object` rows and
 /// one transaction that reads some objects, decides, and writes. Each engine implements it
 /// once (``SQLiteObjectRecords``, ``PostgresObjectRecords``); validation, secrets and observers stay in the store above,
@@ -25,6 +26,10 @@ protocol ObjectRecords: Sendable {
         reading keys: Set<ObjectKey>,
         _ plan: @escaping @Sendable ([ObjectKey: StoredObject]) throws -> (writes: [ObjectWrite], value: T)
     ) async throws -> T
+    /// Hears the kinds other servers sharing the ODB changed, until the task is cancelled;
+    /// `nil` when changes may have been missed (every kind should be read again). Returns
+    /// at once where no other server can write (SQLite).
+    func followOtherServers(logger: Logger, changed: @escaping @Sendable (Set<String>?) async -> Void) async
 }
 
 /// Names one object.

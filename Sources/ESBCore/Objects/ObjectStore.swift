@@ -1,6 +1,7 @@
 import ESBConfig
 import ESBStore
 import Foundation
+import Logging
 import Synchronization
 
 /// Named configuration objects of every kind in one ODB table: the body as JSON, the secret
@@ -17,10 +18,11 @@ public final class ObjectStore: Sendable {
     let kinds: [String: ObjectKind]
     private let observers = Mutex<[@Sendable (String) async -> Void]>([])
 
-    public init(odb: ODB, secrets: SecretBox, kinds: [ObjectKind]) {
+    /// The objects of `odb` as server `server` (its `[main] name`) changes them.
+    public init(odb: ODB, secrets: SecretBox, kinds: [ObjectKind], server: String = "") {
         switch odb.connection {
         case .sqlite(let pool): records = SQLiteObjectRecords(pool: pool)
-        case .postgresql(let postgres): records = PostgresObjectRecords(odb: postgres)
+        case .postgresql(let postgres): records = PostgresObjectRecords(odb: postgres, server: server)
         }
         self.secrets = secrets
         self.kinds = Dictionary(uniqueKeysWithValues: kinds.map { ($0.name, $0) })
@@ -132,7 +134,22 @@ public final class ObjectStore: Sendable {
     }
 
     func notify(_ kind: ObjectKind) async {
-        for observer in observers.withLock({ $0 }) { await observer(kind.name) }
+        await notify(named: kind.name)
+    }
+
+    private func notify(named kind: String) async {
+        for observer in observers.withLock({ $0 }) { await observer(kind) }
+    }
+
+    /// Applies other servers' changes here until the task is cancelled: observers hear of
+    /// each changed kind as they hear of this server's own changes (within a second or so
+    /// of the commit). On SQLite (one server) it returns at once.
+    public func followOtherServers(logger: Logger) async {
+        await records.followOtherServers(logger: logger) { [self] kinds in
+            for kind in (kinds ?? Set(self.kinds.keys)).sorted() where self.kinds[kind] != nil {
+                await notify(named: kind)
+            }
+        }
     }
 
     static func duplicate(_ kind: ObjectKind, _ name: String) -> ObjectError {

@@ -1,5 +1,6 @@
 import ESBStore
 import Foundation
+import Logging
 import PostgresNIO
 
 /// ``ObjectRecords`` on PostgreSQL: the `config_object` table. Servers write objects
@@ -9,6 +10,8 @@ import PostgresNIO
 /// changes are rare; reads take no lock.
 struct PostgresObjectRecords: ObjectRecords {
     let odb: PostgresODB
+    /// This server's name, in the notifications of its changes (it skips its own).
+    let server: String
 
     /// The lock object transactions hold ("OBJ" as a number).
     static let writeLock: Int64 = 0x4F_424A
@@ -45,8 +48,13 @@ struct PostgresObjectRecords: ObjectRecords {
             let (writes, value) = try plan(objects)
             let failures = try await apply(connection, writes)
             if !failures.isEmpty { throw ObjectWritesRefused(failures: failures) }
+            try await PostgresObjectChanges.notify(connection, server: server, kinds: Set(writes.map(\.kind)), logger: odb.logger)
             return value
         }
+    }
+
+    func followOtherServers(logger: Logger, changed: @escaping @Sendable (Set<String>?) async -> Void) async {
+        await PostgresObjectChanges.follow(odb, server: server, retry: .seconds(1), logger: logger, changed: changed)
     }
 
     private func apply(_ connection: PostgresConnection, _ writes: [ObjectWrite]) async throws -> [ObjectWriteFailure] {

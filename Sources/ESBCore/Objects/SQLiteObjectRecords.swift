@@ -1,9 +1,13 @@
 import Foundation
 import GRDB
+import Logging
 
 /// ``ObjectRecords`` on SQLite: the `config_object` table; a transaction is one GRDB write.
 struct SQLiteObjectRecords: ObjectRecords {
     let pool: DatabasePool
+
+    /// A SQLite ODB has one server: no one else changes its objects.
+    func followOtherServers(logger: Logger, changed: @escaping @Sendable (Set<String>?) async -> Void) async {}
 
     /// The table, as migration `v3-config-objects` created it.
     static func createTable(_ db: Database) throws {

@@ -12,6 +12,8 @@ public enum ODBSchema {
         DeploymentStore.crashCountColumn,
         AsyncStore.table,
         DeploymentStore.importsColumn,
+        ClusterMembership.table,
+        AsyncStore.claimColumn,
     ]
 }
 

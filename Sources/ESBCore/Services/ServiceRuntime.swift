@@ -35,19 +35,19 @@ public struct ServiceRuntime: Sendable {
         let config = state.config
         self.state = state
         registry = ServiceRegistry()
-        objects = ObjectStore(odb: state.odb, secrets: state.secrets, kinds: ObjectKinds.all)
+        objects = ObjectStore(odb: state.odb, secrets: state.secrets, kinds: ObjectKinds.all, server: config.main.name)
         amqp = AMQPOutconns(store: objects, logger: logger)
         kvdb = KVDBService(config: config.kvdb, logger: logger)
         http = HTTPOutconns(store: objects, logger: logger)
         state.onReload { [kvdb] config in kvdb.apply(config.kvdb) }
-        asyncStore = AsyncStore(odb: state.odb)
+        asyncStore = AsyncStore(odb: state.odb, server: config.main.name, lease: .seconds(config.cluster.leaseSeconds))
         ledger = try InFlightLedger(directory: config.main.workDir)
         invoker = ServiceInvoker(registry: registry, executor: ServiceExecutor(threads: max(2, ProcessInfo.processInfo.activeProcessorCount)),
                                  outgoing: OutgoingConnections(amqp: amqp, kvdb: kvdb, http: http), async: asyncStore,
                                  ledger: ledger, logger: logger)
         asyncScheduler = AsyncScheduler(store: asyncStore, invoker: invoker, settings: config.async, logger: logger)
         state.onReload { [asyncScheduler] config in asyncScheduler.apply(config.async) }
-        deployments = DeploymentStore(odb: state.odb)
+        deployments = DeploymentStore(odb: state.odb, server: config.main.name)
         let compiler = SwiftCompiler(swiftc: config.hotDeploy.swiftc, sdk: try SDKLocation.current(),
                                      moduleCachePath: config.main.workDir + "/module-cache",
                                      timeoutSeconds: { state.config.hotDeploy.compileTimeoutSeconds })

@@ -12,6 +12,8 @@ public final class ServerState: Sendable {
     public let logSettings: LogSettings
     /// When the process started serving.
     public let startedAt: Date
+    /// This server's place in its cluster (nil in tests that run no daemon).
+    public let cluster: ClusterMembership?
 
     private struct Live {
         var config: ServerConfig
@@ -22,12 +24,14 @@ public final class ServerState: Sendable {
     private let healthSources = Mutex<[@Sendable () async -> [String: HealthReport.Component]]>([])
 
     public init(config: ServerConfig, credentials: AdminCredentials, odb: ODB, secrets: SecretBox,
-                logSettings: LogSettings) {
+                logSettings: LogSettings, cluster: ClusterMembership? = nil) {
         self.odb = odb
+        self.cluster = cluster
         self.secrets = secrets
         self.logSettings = logSettings
         self.startedAt = Date()
         live = Mutex(Live(config: config, credentials: credentials))
+        if let cluster { addHealthSource { await cluster.health() } }
     }
 
     /// The configuration in force.

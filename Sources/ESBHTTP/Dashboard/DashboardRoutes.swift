@@ -36,6 +36,7 @@ struct DashboardRoutes {
         dashboard.get("deployments") { request, _ in try await deployments(request) }
         dashboard.get("startup") { request, _ in startup(request) }
         dashboard.get("async") { request, _ in try await asyncLookup(request) }
+        dashboard.get("cluster") { request, _ in try await cluster(request) }
         dashboard.get("enmasse") { request, _ in enmasse(request, outcome: nil) }
         dashboard.get("enmasse/export") { request, _ in try await enmasseExport(request) }
         dashboard.post("enmasse/import") { request, _ in try await enmasseImport(request) }
@@ -190,6 +191,20 @@ struct DashboardRoutes {
         return page(request, "Deployments", "deployments",
                     "<p class=\"hint\">Drop .swift files into the pickup directory (shared libraries into <code>lib/NAME/</code>), or <code>esb deploy FILE</code>.</p>"
                         + HTML.table(["unit", "kind", "status", "version", "hash", "services / dependents", "imports", "updated", "errors"], rows, id: "deployments"))
+    }
+
+    private func cluster(_ request: Request) async throws -> Response {
+        let rows = try await AdminRoutes.clusterServers(state).map { server in
+            [HTML.escape(server.name) + (server.name == state.name ? " <span class=\"hint\">(this server)</span>" : ""),
+             HTML.badge(server.status.rawValue), HTML.escape(server.address), HTML.escape(server.version),
+             server.startedAt?.ISO8601Format() ?? "", server.lastSeen?.ISO8601Format() ?? ""]
+        }
+        let cluster = state.config.cluster
+        return page(request, "Cluster", "cluster",
+                    "<p class=\"hint\">Cluster <code>\(HTML.escape(cluster.name))</code> on the \(HTML.escape(state.odb.engine.rawValue)) ODB. "
+                        + "A server is down once it stopped or has not renewed its heartbeat for \(cluster.leaseSeconds) s ([cluster] lease_seconds); "
+                        + "the others then take its async work over.</p>"
+                        + HTML.table(["server", "status", "address", "version", "started", "last seen"], rows, id: "cluster"))
     }
 
     private func startup(_ request: Request) -> Response {

@@ -76,7 +76,7 @@ enum HTML {
                      ("outconn_plain_http", "/esb/dashboard/objects/outconn_plain_http", "Outgoing HTTP"),
                      ("channel_plain_http", "/esb/dashboard/objects/channel_plain_http", "HTTP channels"),
                      ("def_sec", "/esb/dashboard/objects/def_sec", "Basic auth"),
-                     ("enmasse", "/esb/dashboard/enmasse", "enmasse")]
+                     ("enmasse", "/esb/dashboard/enmasse", "enmasse"), ("cluster", "/esb/dashboard/cluster", "Cluster")]
         let nav = links.map { key, href, label in
             "<a href=\"\(href)\"\(key == section ? " class=\"active\"" : "")>\(escape(label))</a>"
         }.joined()

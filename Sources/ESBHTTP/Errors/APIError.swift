@@ -1,4 +1,5 @@
 import ESBCore
+import ESBStore
 import Foundation
 import Hummingbird
 import Logging
@@ -30,6 +31,16 @@ public struct APIError: HTTPResponseError, Sendable {
         logger.error("request failed", metadata: ["esb.path": "\(path)", "esb.cid": "\(cid)", "esb.error": "\(error)"])
         var apiError = APIError(.internalServerError, code: "internal", "internal error; the server log has the details under cid \(cid)")
         apiError.cid = cid
+        return apiError
+    }
+
+    /// 503 `odb.unavailable`: the ODB cannot be reached now. The engine's text goes to the
+    /// log; the caller learns only that the ODB is unavailable and may retry.
+    static func odbUnavailable(_ error: any Error, logger: Logger) -> APIError {
+        logger.warning("request needs the ODB, which cannot be reached", metadata: ["esb.error": "\(StoreError.describe(error))"])
+        var apiError = APIError(.serviceUnavailable, code: "odb.unavailable",
+                                "the ODB cannot be reached now; the server reconnects by itself, try again shortly")
+        apiError.headers[.retryAfter] = "5"
         return apiError
     }
 

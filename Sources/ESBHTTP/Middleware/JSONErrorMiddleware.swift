@@ -1,4 +1,5 @@
 import ESBCore
+import ESBStore
 import Hummingbird
 import Logging
 
@@ -38,6 +39,9 @@ struct JSONErrorMiddleware: RouterMiddleware {
             // NIO's and Hummingbird's own (a body over its limit: 413), with their status.
             throw APIError(error.status, code: Self.code(for: error.status), Self.message(for: error.status, request: request))
         } catch {
+            // The ODB cannot be reached (PostgreSQL down, a failover): 503, and the server
+            // reconnects by itself.
+            if StoreError.unreachable(error) != nil { throw APIError.odbUnavailable(error, logger: context.logger) }
             throw APIError.internal(error, path: request.uri.path, logger: context.logger)
         }
     }

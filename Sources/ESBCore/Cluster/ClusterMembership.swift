@@ -1,0 +1,116 @@
+import ESBConfig
+import ESBStore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// This server's place in its cluster: it holds the server's name for as long as it runs,
+/// renews its heartbeat (which is also its lease on the async work it claimed), and lists
+/// the cluster's servers. On SQLite the cluster is this one server.
+public final class ClusterMembership: ServiceLifecycle.Service, Sendable, CustomStringConvertible {
+    public var description: String { "ClusterMembership" }
+    /// This server's `[main] name`.
+    public let name: String
+    /// `[cluster] name`.
+    public let cluster: String
+    /// How long a silent server's claims stay its own.
+    public let lease: Duration
+    let records: any ClusterRecords
+    private let logger: Logger
+    private let address: Mutex<String>
+    private let lastHeartbeat = Mutex<(ok: Bool, error: String?)>((true, nil))
+
+    /// The version a server records in the cluster.
+    public static let version = "0.19.0"
+
+    /// How often the heartbeat is renewed: three times per lease, so that one or two late or
+    /// failed renewals do not lose it.
+    public var heartbeatInterval: Duration { lease / 3 }
+
+    private init(records: any ClusterRecords, name: String, cluster: String, lease: Duration, address: String, logger: Logger) {
+        self.records = records
+        self.name = name
+        self.cluster = cluster
+        self.lease = lease
+        self.address = Mutex(address)
+        self.logger = logger
+    }
+
+    /// The migration that creates `esb_server`.
+    public static let table = ODBMigration(
+        "v7-cluster", sqlite: SQLiteClusterRecords.createTable, postgresql: PostgresClusterRecords.createTable)
+
+    /// Joins the cluster of `odb` as `[main] name`: takes the name (held until the process
+    /// ends) and records the start.
+    /// - Throws: ``StoreError/Cause/refused`` when another live server holds the name or the
+    ///   SQLite file, or when the ODB belongs to a cluster of another name.
+    public static func join(odb: ODB, name: String, cluster: ServerConfig.Cluster, address: String,
+                            logger: Logger) async throws(StoreError) -> ClusterMembership {
+        let records: any ClusterRecords = switch odb.connection {
+        case .sqlite(let pool): SQLiteClusterRecords(pool: pool, path: odb.location)
+        case .postgresql(let postgres): PostgresClusterRecords(odb: postgres)
+        }
+        try await records.join(name: name, cluster: cluster.name, address: address, version: version)
+        return ClusterMembership(records: records, name: name, cluster: cluster.name, lease: .seconds(cluster.leaseSeconds),
+                                 address: address, logger: logger)
+    }
+
+    /// Where this server listens, once the listener is bound (the next heartbeat records it).
+    public func listening(at address: String) {
+        self.address.withLock { $0 = address }
+    }
+
+    /// Renews the heartbeat until shutdown, then records the clean stop and lets the name go.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { [self] in
+            while !Task.isCancelled {
+                await beat()
+                try? await Task.sleep(for: heartbeatInterval)
+            }
+        }
+        await records.leave()
+    }
+
+    /// Renews the heartbeat once.
+    func beat() async {
+        do {
+            try await records.heartbeat(address: address.withLock { $0 })
+            let recovered = lastHeartbeat.withLock { state in
+                defer { state = (true, nil) }
+                return !state.ok
+            }
+            if recovered { logger.notice("cluster heartbeat renewed again") }
+        } catch {
+            let message = StoreError.describe(error)
+            let first = lastHeartbeat.withLock { state in
+                defer { state = (false, message) }
+                return state.ok
+            }
+            if first {
+                logger.error("cannot renew the cluster heartbeat; past [cluster] lease_seconds the other servers take this server's async work over",
+                             metadata: ["esb.error": "\(message)"])
+            }
+        }
+    }
+
+    /// The cluster's servers, by name.
+    public func servers() async throws -> [ClusterServer] {
+        try await records.servers(leaseMS: Int64(lease.components.seconds) * 1000)
+    }
+
+    /// The cluster as `/esb/health` shows it.
+    public func health() async -> [String: HealthReport.Component] {
+        let heartbeat = lastHeartbeat.withLock { $0 }
+        guard heartbeat.ok else {
+            return ["cluster": .init(status: .degraded, detail: "cluster '\(cluster)': heartbeat failing: \(heartbeat.error ?? "")")]
+        }
+        do {
+            let servers = try await servers()
+            let up = servers.filter { $0.status == .up }.map(\.name)
+            return ["cluster": .init(status: .ok, detail: "cluster '\(cluster)': \(up.count) of \(servers.count) servers up (\(up.joined(separator: ", ")))")]
+        } catch {
+            return ["cluster": .init(status: .degraded, detail: "cluster '\(cluster)': \(StoreError.describe(error))")]
+        }
+    }
+}

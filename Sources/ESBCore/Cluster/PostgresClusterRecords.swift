@@ -1,0 +1,156 @@
+import ESBStore
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// ``ClusterRecords`` on PostgreSQL. The name is held by a session advisory lock on a
+/// connection of its own (outside the pool): PostgreSQL releases it when that connection
+/// ends, so a server killed with `kill -9` and started again gets its name back at once,
+/// and no two live processes ever hold it. The heartbeat runs on the same connection, so a
+/// heartbeat that succeeds proves the name is still held.
+actor PostgresClusterRecords: ClusterRecords {
+    let odb: PostgresODB
+    private var session: PostgresConnection?
+    private var serverID: Int32?
+    private var name = ""
+    private var logger: Logger { odb.logger }
+
+    /// The first half of the name lock's two-number key ("ESBS"); the second is the server's
+    /// `esb_server.id`.
+    static let nameLockSpace: Int32 = 0x4553_4253
+
+    /// The ODB's clock in milliseconds since 1970.
+    static let now = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+
+    init(odb: PostgresODB) {
+        self.odb = odb
+    }
+
+    /// A membership dropped without ``leave()`` (a test, a failed start) still ends its
+    /// session, and with it the name.
+    deinit {
+        // The connection must outlive its close (PostgresNIO asserts so).
+        if let session { (session.close() as EventLoopFuture<Void>).whenComplete { _ in withExtendedLifetime(session) {} } }
+    }
+
+    /// Migration `v7-cluster`.
+    static let createTable = [
+        """
+        CREATE TABLE esb_server (id serial PRIMARY KEY, name text NOT NULL UNIQUE, address text NOT NULL DEFAULT '',
+          version text NOT NULL DEFAULT '', started_at bigint, last_seen bigint, stopped_at bigint)
+        """,
+    ]
+
+    func join(name: String, cluster: String, address: String, version: String) async throws(StoreError) {
+        self.name = name
+        let connection = try await odb.connectSession()
+        do {
+            let id = try await register(on: connection, name: name, cluster: cluster)
+            try await takeName(on: connection, id: id)
+            try await connection.query("""
+                UPDATE esb_server SET address = \(address), version = \(version), started_at = \(unescaped: Self.now),
+                  last_seen = \(unescaped: Self.now), stopped_at = NULL WHERE id = \(id)
+                """, logger: logger)
+            session = connection
+            serverID = id
+        } catch {
+            try? await connection.close()
+            throw PostgresODB.storeError(error, settings: odb.settings)
+        }
+    }
+
+    /// Checks the cluster name and makes sure `name` has its row; returns its id.
+    private func register(on connection: PostgresConnection, name: String, cluster: String) async throws -> Int32 {
+        try await connection.query("BEGIN", logger: logger)
+        do {
+            try await connection.query(
+                "INSERT INTO esb_meta(key, value) VALUES ('cluster_name', \(cluster)) ON CONFLICT (key) DO NOTHING", logger: logger)
+            for try await existing in try await connection.query(
+                "SELECT value FROM esb_meta WHERE key = 'cluster_name'", logger: logger).decode(String.self) where existing != cluster {
+                throw StoreError(.refused, "[cluster] name '\(cluster)' is not the cluster of ODB \(odb.settings): it belongs to "
+                    + "cluster '\(existing)'. Every server of one ODB names the same cluster")
+            }
+            try await connection.query("INSERT INTO esb_server(name) VALUES (\(name)) ON CONFLICT (name) DO NOTHING", logger: logger)
+            var id: Int32?
+            for try await value in try await connection.query(
+                "SELECT id FROM esb_server WHERE name = \(name)", logger: logger).decode(Int32.self) {
+                id = value
+            }
+            try await connection.query("COMMIT", logger: logger)
+            guard let id else { throw StoreError("ODB \(odb.settings): server '\(name)' has no row after it was recorded") }
+            return id
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
+        }
+    }
+
+    /// Takes the session lock of server `id`.
+    /// - Throws: ``StoreError/Cause/refused`` when another session holds it.
+    private func takeName(on connection: PostgresConnection, id: Int32) async throws {
+        var taken = false
+        for try await value in try await connection.query(
+            "SELECT pg_try_advisory_lock(\(Self.nameLockSpace), \(id))", logger: logger).decode(Bool.self) {
+            taken = value
+        }
+        guard taken else {
+            throw StoreError(.refused, "[main] name '\(name)' is in use: another server with that name is running on ODB "
+                + "\(odb.settings). Give each server of a cluster its own [main] name")
+        }
+    }
+
+    func heartbeat(address: String) async throws {
+        guard let id = serverID else { return }
+        if session == nil || session?.isClosed == true {
+            // The connection holding the name was lost (a PostgreSQL restart): the lock went
+            // with it. Take it again on a new connection.
+            try? await session?.close()
+            session = nil
+            let connection = try await odb.connectSession()
+            do {
+                try await takeName(on: connection, id: id)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            session = connection
+            logger.notice("server name held again after the ODB connection was lost", metadata: ["esb.server": "\(name)"])
+        }
+        guard let session else { return }
+        do {
+            try await session.query("""
+                UPDATE esb_server SET last_seen = \(unescaped: Self.now), address = \(address), stopped_at = NULL WHERE id = \(id)
+                """, logger: logger)
+        } catch {
+            try? await session.close()
+            self.session = nil
+            throw error
+        }
+    }
+
+    func leave() async {
+        guard let id = serverID, let session else { return }
+        do {
+            try await session.query("UPDATE esb_server SET stopped_at = \(unescaped: Self.now) WHERE id = \(id)", logger: logger)
+        } catch {
+            logger.warning("cannot record the clean stop in the cluster", metadata: ["esb.error": "\(StoreError.describe(error))"])
+        }
+        try? await session.close()
+        self.session = nil
+    }
+
+    func servers(leaseMS: Int64) async throws -> [ClusterServer] {
+        var servers: [ClusterServer] = []
+        let rows = try await odb.client.query("""
+            SELECT name, address, version, started_at, last_seen, stopped_at, \(unescaped: Self.now)
+            FROM esb_server ORDER BY name COLLATE "C"
+            """, logger: logger)
+        for try await (name, address, version, startedAt, lastSeen, stoppedAt, now)
+            in rows.decode((String, String, String, Int64?, Int64?, Int64?, Int64).self) {
+            servers.append(ClusterServer(name: name, address: address, version: version, startedAt: startedAt,
+                                         lastSeen: lastSeen, stoppedAt: stoppedAt, now: now, leaseMS: leaseMS))
+        }
+        return servers
+    }
+}

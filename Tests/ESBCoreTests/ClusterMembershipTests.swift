@@ -1,0 +1,113 @@
+@testable import ESBConfig
+import ESBStore
+@testable import ESBCore
+import Foundation
+import Logging
+import Testing
+
+/// Membership on each engine: a name is one live process's, an ODB is one cluster's, a
+/// SQLite file one server's; and on PostgreSQL, claims of async work last as long as
+/// their server's heartbeat.
+@Suite struct ClusterMembershipTests {
+    static let logger = Logger(label: "esb-tests")
+
+    static func join(_ odb: ODB, _ name: String, cluster: String = "test", lease: Int = 30) async throws(StoreError) -> ClusterMembership {
+        var settings = ServerConfig.Cluster()
+        settings.name = cluster
+        settings.leaseSeconds = lease
+        return try await ClusterMembership.join(odb: odb, name: name, cluster: settings, address: "127.0.0.1:1", logger: logger)
+    }
+
+    static func refusal(_ body: () async throws -> Void) async -> StoreError? {
+        do {
+            try await body()
+            return nil
+        } catch {
+            return error as? StoreError
+        }
+    }
+
+    @Test(arguments: ODB.Engine.allCases)
+    func aNameHeldByALiveServerIsRefusedUntilItLeaves(engine: ODB.Engine) async throws {
+        let odb = try await TestODB.make(engine)
+        let first = try await Self.join(odb, "one")
+        let second = try await TestODB.again(odb)
+        let refused = await Self.refusal { _ = try await Self.join(second, "one") }
+        #expect(refused?.cause == .refused)
+        switch engine {
+        case .postgresql: #expect(refused?.message.contains("[main] name 'one' is in use") == true, "\(refused?.message ?? "")")
+        case .sqlite: #expect(refused?.message.contains("is in use: another server is running on it") == true, "\(refused?.message ?? "")")
+        }
+        if engine == .postgresql {
+            // Another name on the same PostgreSQL ODB is welcome.
+            _ = try await Self.join(second, "two")
+        }
+        await first.records.leave()
+        let again = try await Self.join(try await TestODB.again(odb), "one")
+        #expect(try await again.servers().first { $0.name == "one" }?.status == .up)
+    }
+
+    @Test(arguments: ODB.Engine.allCases)
+    func anODBBelongsToOneClusterName(engine: ODB.Engine) async throws {
+        let odb = try await TestODB.make(engine)
+        let first = try await Self.join(odb, "one", cluster: "blue")
+        await first.records.leave()
+        let second = try await TestODB.again(odb)
+        let refused = await Self.refusal { _ = try await Self.join(second, "two", cluster: "green") }
+        #expect(refused?.cause == .refused)
+        #expect(refused?.message.contains("[cluster] name 'green'") == true && refused?.message.contains("'blue'") == true)
+    }
+
+    @Test func serversAreUpWhileTheyRenewAndDownOnceStoppedOrSilent() async throws {
+        let odb = try await TestODB.make(.postgresql)
+        let a = try await Self.join(odb, "a", lease: 5)
+        let b = try await Self.join(try await TestODB.again(odb), "b", lease: 5)
+        #expect(try await a.servers().map(\.status) == [.up, .up])
+        await b.records.leave()
+        #expect(try await a.servers().map(\.status) == [.up, .down])
+        // Silent: a's heartbeat is older than the lease (the ODB's clock).
+        #expect(try await a.records.servers(leaseMS: 0).first?.status == .down)
+        await a.beat()
+        #expect(await a.health()["cluster"]?.status == .ok)
+    }
+
+    /// A claim lasts while its server renews its heartbeat; a stopped or silent server's
+    /// claims are taken over; a server's own claims come back to it at its next start.
+    @Test func asyncClaimsAreTakenOverOnlyFromServersThatStoppedOrWentSilent() async throws {
+        let odb = try await TestODB.make(.postgresql)
+        let other = try await TestODB.again(odb)
+        let a = try await Self.join(odb, "a")
+        _ = try await Self.join(other, "b")
+        let storeA = AsyncStore(odb: odb, server: "a", lease: .seconds(30))
+        let storeB = AsyncStore(odb: other, server: "b", lease: .seconds(30))
+        for _ in 0..<3 {
+            try await storeA.records.insert(
+                AsyncRecord(kind: .invokeAsync, target: "t.svc", payload: Data(), source: nil, origCID: nil, callback: nil, now: 1_000))
+        }
+        let claimed = try await storeA.claimDue(now: 2_000, limit: 3)
+        #expect(claimed.count == 3)
+
+        // a renews: nothing to take.
+        #expect(try await storeB.takeOver(now: 3_000) == (0, 0))
+        // b's own start recovers only b's claims.
+        #expect(try await storeB.recover(now: 3_000) == (0, 0))
+        // Silent past the lease: taken over, each counted as an interruption.
+        let taken = try await storeB.records.takeOver(now: 3_000, leaseMS: 0)
+        #expect(taken == (3, 0))
+        let record = try #require(try await storeB.record(cid: claimed[0].cid))
+        #expect(record.status == .pending && record.interruptions == 1 && record.nextRunAt == 3_000)
+
+        // Claimed by b now; b stops cleanly: a takes over at once, whatever the lease.
+        #expect(try await storeB.claimDue(now: 4_000, limit: 3).count == 3)
+        await a.beat()
+        #expect(try await storeA.takeOver(now: 5_000) == (0, 0))
+        try await Self.stop(server: "b", odb: other)
+        #expect(try await storeA.takeOver(now: 5_000) == (3, 0))
+    }
+
+    /// Marks `server` stopped, as its clean stop would.
+    static func stop(server: String, odb: ODB) async throws {
+        guard case .postgresql(let postgres) = odb.connection else { return }
+        try await postgres.client.query("UPDATE esb_server SET stopped_at = 0 WHERE name = \(server)", logger: logger)
+    }
+}

@@ -1,0 +1,204 @@
+import ESBConfig
+import Foundation
+import Testing
+
+/// Several esbd on one PostgreSQL ODB (§12): membership, name ownership, one cluster per
+/// ODB, and async work taken over from a server that died. Each test has its own database.
+@Suite struct ClusterTests {
+    /// A server named `name` of cluster `cluster` on `database`, with the `[crypto]` key of
+    /// `keyFrom` when given (every server of a cluster shares one key).
+    static func member(_ database: String, _ name: String, cluster: String = "test", lease: Int = 5,
+                       keyFrom first: TestServer? = nil) throws -> TestServer {
+        let server = try PostgresServerTests.server(database: database, name: name, extra: """
+            [cluster]
+            name = \(cluster)
+            lease_seconds = \(lease)
+            """)
+        if let first {
+            try FileManager.default.removeItem(atPath: server.directory + "/secret.key")
+            try FileManager.default.copyItem(atPath: first.directory + "/secret.key", toPath: server.directory + "/secret.key")
+        }
+        return server
+    }
+
+    static func servers(_ server: TestServer) async throws -> [String: [String: Any]] {
+        let reply = try await server.request("GET", "/esb/api/cluster", credentials: server.admin)
+        guard reply.status == 200, let list = try JSONSerialization.jsonObject(with: reply.body) as? [[String: Any]] else {
+            throw TestFailure("GET /esb/api/cluster: \(reply.status) \(reply.text)")
+        }
+        return Dictionary(uniqueKeysWithValues: list.map { ($0["name"] as? String ?? "", $0) })
+    }
+
+    @Test func serversOnOneODBListEachOtherUpThenDown() async throws {
+        let database = try await PostgresServerTests.createDatabase()
+        let a = try Self.member(database, "a")
+        let b = try Self.member(database, "b", keyFrom: a)
+        try await a.start()
+        defer { Task { await a.stop() } }
+        try await b.start()
+
+        let listed = try await Self.servers(a)
+        #expect(Set(listed.keys) == ["a", "b"])
+        #expect(listed["a"]?["status"] as? String == "up")
+        #expect(listed["b"]?["status"] as? String == "up")
+        #expect(listed["b"]?["address"] as? String == "127.0.0.1:\(b.port)")
+        #expect(listed["a"]?["version"] as? String != nil && listed["a"]?["started_at"] as? String != nil
+                && listed["a"]?["last_seen"] as? String != nil, "\(listed)")
+        let health = try await a.request("GET", "/esb/health", credentials: a.admin)
+        let cluster = (health.json?["components"] as? [String: Any])?["cluster"] as? [String: Any]
+        #expect(cluster?["status"] as? String == "ok")
+        #expect((cluster?["detail"] as? String)?.contains("2 of 2 servers up") == true, "\(health.text)")
+        let page = try await SecurityTests().dashboardPage(a, jar: a.directory + "/cookies", path: "/esb/dashboard/cluster")
+        #expect(page.contains("Cluster <code>test</code>") && page.contains("127.0.0.1:\(b.port)"), "\(page.prefix(3000))")
+
+        // A clean stop says so at once.
+        await b.stop()
+        #expect(try await Self.servers(a)["b"]?["status"] as? String == "down")
+    }
+
+    @Test func aSecondServerWithANameInUseExits78AndTheNameComesBackWhenItsHolderDies() async throws {
+        let database = try await PostgresServerTests.createDatabase()
+        let first = try Self.member(database, "same")
+        try await first.start()
+        let second = try Self.member(database, "same", keyFrom: first)
+        let refused = try await runCommand(TestEnvironment.esbd, ["--config", second.configPath])
+        #expect(refused.status == 78)
+        #expect(refused.stderr.contains("[main] name 'same' is in use"), "\(refused.stderr)")
+        #expect(!TestEnvironment.isListening(port: second.port))
+
+        // kill -9: PostgreSQL ends the session, and the lock with it; the name is free at once.
+        first.signal(SIGKILL)
+        _ = await first.waitForExit()
+        try await second.start()
+        await second.stop()
+    }
+
+    @Test func aServerOfAnotherClusterNameIsRefused() async throws {
+        let database = try await PostgresServerTests.createDatabase()
+        let first = try Self.member(database, "one", cluster: "blue")
+        try await first.start()
+        defer { Task { await first.stop() } }
+        let other = try Self.member(database, "two", cluster: "green", keyFrom: first)
+        let refused = try await runCommand(TestEnvironment.esbd, ["--config", other.configPath])
+        #expect(refused.status == 78)
+        #expect(refused.stderr.contains("[cluster] name 'green'") && refused.stderr.contains("'blue'"), "\(refused.stderr)")
+    }
+
+    @Test func aSecondServerOnOneSQLiteODBExits78() async throws {
+        let first = try TestServer(name: "first")
+        try await first.start()
+        defer { Task { await first.stop() } }
+        let second = try TestServer(name: "second")
+        let config = try String(contentsOfFile: second.configPath, encoding: .utf8)
+            .replacingOccurrences(of: "path = ./esb.db", with: "path = \(first.directory)/esb.db")
+        try config.write(toFile: second.configPath, atomically: true, encoding: .utf8)
+        let refused = try await runCommand(TestEnvironment.esbd, ["--config", second.configPath])
+        #expect(refused.status == 78)
+        #expect(refused.stderr.contains("is in use: another server is running on it"), "\(refused.stderr)")
+    }
+
+    /// A server dies (kill -9) while a callback it claimed runs: once its lease runs out,
+    /// the other server delivers the callback again, saying `redelivered`.
+    @Test func aDeadServersAsyncWorkIsTakenOverAfterItsLease() async throws {
+        let database = try await PostgresServerTests.createDatabase()
+        let a = try Self.member(database, "a")
+        let b = try Self.member(database, "b", keyFrom: a)
+        let shared = a.directory + "/async"
+        try FileManager.default.createDirectory(atPath: shared + "/callbacks", withIntermediateDirectories: true)
+        try await a.start()
+        try await b.start()
+        defer { Task { await b.stop() } }
+        for server in [a, b] {
+            try server.drop("async.swift", AsyncFixture.services(directory: shared))
+            try await server.waitForDeployment("async.swift")
+        }
+
+        let order = try JSONSerialization.data(withJSONObject: ["mode": "background", "payload": "k:0", "context": "hold"])
+        let started = try await a.request("POST", "/esb/api/invoke/async.start", body: order, credentials: a.admin)
+        let cid = try #require((started.json?["cids"] as? [String])?.first, "\(started.text)")
+        // Either server may claim the work; wait for the first delivery, then kill whoever holds it.
+        let first = try await Self.waitForCallbacks(1, in: shared)
+        #expect(first[0]["redelivered"] as? Bool == false)
+        let holder = try await Self.claimer(of: cid, on: b)
+        let (dead, survivor) = holder == "a" ? (a, b) : (b, a)
+        dead.signal(SIGKILL)
+        _ = await dead.waitForExit()
+        _ = FileManager.default.createFile(atPath: shared + "/release", contents: Data())
+
+        let both = try await Self.waitForCallbacks(2, in: shared)
+        #expect(both.contains { $0["redelivered"] as? Bool == true && $0["cid"] as? String == cid }, "\(both)")
+        let reply = try await survivor.request("GET", "/esb/api/async/\(cid)", credentials: survivor.admin)
+        #expect(reply.json?["status"] as? String == "done", "\(reply.text)")
+        #expect(survivor.log.contains("took over async work"), "\(survivor.log.suffix(2000))")
+        if survivor === a { await a.stop() }
+    }
+
+    /// The server holding the claim on `cid`, as the ODB says (asked with psql, as an operator would).
+    static func claimer(of cid: String, on server: TestServer) async throws -> String {
+        let result = try await runCommand("/usr/bin/psql", [
+            "-h", "127.0.0.1", "-p", "\(PostgresServerTests.port)", "-U", "esb", "-d", try database(of: server),
+            "-Atc", "SELECT claimed_by FROM async_invocation WHERE cid = '\(cid)'",
+        ], environment: ["PGPASSWORD": "esb", "PATH": "/usr/bin:/bin"])
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func database(of server: TestServer) throws -> String {
+        let config = try String(contentsOfFile: server.configPath, encoding: .utf8)
+        guard let line = config.split(separator: "\n").first(where: { $0.hasPrefix("database = ") }) else {
+            throw TestFailure("no database in \(server.configPath)")
+        }
+        return String(line.dropFirst("database = ".count))
+    }
+
+    static func waitForCallbacks(_ count: Int, in directory: String, timeout: Double = 120) async throws -> [[String: Any]] {
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let folder = directory + "/callbacks"
+            let found = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).compactMap { name -> [String: Any]? in
+                guard let data = FileManager.default.contents(atPath: folder + "/" + name) else { return nil }
+                return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+            }
+            if found.count >= count { return found }
+            if Date() > deadline { throw TestFailure("\(found.count) of \(count) callbacks arrived in \(timeout) s") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
+
+extension ClusterTests {
+    /// An HTTP channel created through one server serves on the other (LISTEN/NOTIFY), and
+    /// its deletion spreads too.
+    @Test func anObjectChangedThroughOneServerAppliesOnTheOther() async throws {
+        let database = try await PostgresServerTests.createDatabase()
+        let a = try Self.member(database, "a")
+        let b = try Self.member(database, "b", keyFrom: a)
+        try await a.start()
+        defer { Task { await a.stop() } }
+        try await b.start()
+        defer { Task { await b.stop() } }
+        for server in [a, b] {
+            try server.drop("spread.swift", "import ESBService\n" + HotDeployTests.service("Spread", "cluster.spread", returning: "spread"))
+            try await server.waitForDeployment("spread.swift")
+        }
+        let path = "/cluster-\(UUID().uuidString.prefix(8))"
+        let created = try await a.request("POST", "/esb/api/channels/http", body: Data("""
+            {"name": "spread", "url_path": "\(path)", "service": "cluster.spread", "data_format": "text"}
+            """.utf8), credentials: a.admin)
+        #expect(created.status == 201, "\(created.text)")
+        #expect(try await Self.waitFor(b, path) { $0.status == 200 && $0.text == "spread " }, "\(b.log.suffix(2000))")
+
+        let deleted = try await a.request("DELETE", "/esb/api/channels/http/spread", credentials: a.admin)
+        #expect(deleted.status == 204)
+        #expect(try await Self.waitFor(b, path) { $0.status == 404 })
+    }
+
+    /// Polls `path` on `server` until `condition` holds (true) or 60 s pass (false).
+    static func waitFor(_ server: TestServer, _ path: String, _ condition: (TestServer.Reply) -> Bool) async throws -> Bool {
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            if condition(try await server.request("GET", path)) { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
+}

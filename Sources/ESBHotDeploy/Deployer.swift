@@ -88,7 +88,9 @@ public actor Deployer {
     }
 
     /// `isRestore`: the version is already recorded as serving; only failures are recorded.
-    private func deploy(fileName: String, source: Data, displayPath: String?, isRestore: Bool) async -> Outcome {
+    /// `following`: another server deployed it; a failure here is this server's alone.
+    private func deploy(fileName: String, source: Data, displayPath: String?, isRestore: Bool,
+                        following: Bool = false) async -> Outcome {
         let kind = UnitKind.service
         let hash = SHA256.hash(data: source).hex
         let display = displayPath ?? fileName
@@ -118,12 +120,14 @@ public actor Deployer {
             }
             logger.notice("deployed", metadata: ["esb.unit": "\(fileName)", "esb.services": "\(names.joined(separator: ","))",
                                                  "esb.cached": "\(cached)"])
+            await recordOnThisServer(fileName, hash: hash, .deployed, error: nil)
             return Outcome(unit: fileName, status: .deployed, services: names, error: nil, cached: cached)
         } catch {
             let message = (error as? DeployError)?.message ?? "\(display): \(error)"
             logger.error("deployment failed; the previous version, if any, keeps serving",
                          metadata: ["esb.unit": "\(fileName)", "esb.error": "\(message)"])
-            try? await store.recordFailed(unit: fileName, kind: kind, hash: hash, source: source, error: message)
+            if !following { try? await store.recordFailed(unit: fileName, kind: kind, hash: hash, source: source, error: message) }
+            await recordOnThisServer(fileName, hash: hash, .failed, error: message)
             return Outcome(unit: fileName, status: .failed, services: [], error: message, cached: false)
         }
     }
@@ -160,6 +164,50 @@ public actor Deployer {
         return outcomes
     }
 
+    /// Deploys what another server of the cluster deployed: the serving version of `unit`,
+    /// or of every unit when `unit` is nil (after missed announcements), each unless it
+    /// already serves here. A unit that fails here keeps its previous version here, and its
+    /// failure is this server's alone (`servers` in the registry).
+    public func follow(unit: String?) async {
+        let recorded: [DeploymentStore.Unit]
+        do {
+            recorded = try await store.units()
+        } catch {
+            logger.error("cannot read the deployment registry to follow other servers' deployments", metadata: ["esb.error": "\(error)"])
+            return
+        }
+        let chosen = unit.map { name in recorded.filter { $0.name == name } } ?? Self.restoreOrder(recorded)
+        for unit in chosen where unit.version != nil && unit.status != .quarantined {
+            let source: Data
+            do {
+                guard let serving = try await store.servingSource(unit: unit.name) else { continue }
+                source = serving
+            } catch {
+                logger.error("cannot read a unit another server deployed", metadata: ["esb.unit": "\(unit.name)", "esb.error": "\(error)"])
+                continue
+            }
+            if units[unit.name]?.serving?.hash == SHA256.hash(data: source).hex { continue }
+            logger.info("deploying what another server of the cluster deployed", metadata: ["esb.unit": "\(unit.name)"])
+            if unit.kind == .library, let library = LibrarySource(unit: unit.name, blob: source) {
+                _ = await serialized(unit.name) { await self.deployLibrary(library, display: unit.name, isRestore: true, following: true) }
+            } else {
+                _ = await serialized(unit.name) {
+                    await self.deploy(fileName: unit.name, source: source, displayPath: nil, isRestore: true, following: true)
+                }
+            }
+        }
+    }
+
+    /// Records the unit's status on this server; the ODB being unreachable only costs the
+    /// per-server status, which the next deployment records again.
+    private func recordOnThisServer(_ unit: String, hash: String, _ status: UnitStatus, error: String?) async {
+        do {
+            try await store.recordOnThisServer(unit: unit, hash: hash, status: status, error: error)
+        } catch {
+            logger.warning("cannot record the unit's status on this server", metadata: ["esb.unit": "\(unit)", "esb.error": "\(error)"])
+        }
+    }
+
     private func buildOrCopy(fileName: String, source: Data, display: String, hash: String,
                              modules: ModuleSearch.Resolved) async throws -> (String, Bool) {
         switch (fileName as NSString).pathExtension {
@@ -190,7 +238,7 @@ public actor Deployer {
         return await serialized(source.unit) { await self.deployLibrary(source, display: directory, isRestore: false) }
     }
 
-    private func deployLibrary(_ source: LibrarySource, display: String, isRestore: Bool) async -> Outcome {
+    private func deployLibrary(_ source: LibrarySource, display: String, isRestore: Bool, following: Bool = false) async -> Outcome {
         let unit = source.unit, blob = source.blob
         let hash = SHA256.hash(data: blob).hex
         let imports = source.imports(among: Set(libraries.keys))
@@ -216,13 +264,15 @@ public actor Deployer {
             }
             logger.notice("library deployed", metadata: ["esb.unit": "\(unit)", "esb.cached": "\(cached)",
                                                          "esb.imports": "\(imports.joined(separator: ","))"])
+            await recordOnThisServer(unit, hash: hash, .deployed, error: nil)
             await redeployDependents(of: source.name)
             return Outcome(unit: unit, status: .deployed, services: [], error: nil, cached: cached)
         } catch {
             let message = (error as? DeployError)?.message ?? "\(display): \(error)"
             logger.error("library deployment failed; it and the units importing it keep their previous versions",
                          metadata: ["esb.unit": "\(unit)", "esb.error": "\(message)"])
-            try? await store.recordFailed(unit: unit, kind: .library, hash: hash, source: blob, error: message)
+            if !following { try? await store.recordFailed(unit: unit, kind: .library, hash: hash, source: blob, error: message) }
+            await recordOnThisServer(unit, hash: hash, .failed, error: message)
             return Outcome(unit: unit, status: .failed, services: [], error: message, cached: false)
         }
     }

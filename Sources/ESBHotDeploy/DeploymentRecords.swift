@@ -1,5 +1,6 @@
 import ESBStore
 import Foundation
+import Logging
 
 /// What ``DeploymentStore`` needs from the ODB, whatever the engine: the `deployment_unit`
 /// and `deployment_version` tables and the run marker. Each engine implements it once
@@ -23,6 +24,19 @@ protocol DeploymentRecords: Sendable {
     func units() async throws -> [StoredUnit]
     func servingSource(unit: String) async throws -> Data?
     func versionCount(unit: String) async throws -> Int
+
+    /// Records how the unit stands on this server (each server of a cluster deploys it itself).
+    func recordOnThisServer(unit: String, hash: String, status: UnitStatus, error: String?) async throws
+    /// Every unit's status on each server, by unit, servers by name.
+    func serverStatuses() async throws -> [String: [DeploymentStore.ServerStatus]]
+    /// The built library stored under `key` by another server of the cluster, if any.
+    func sharedArtifact(key: String) async throws -> Data?
+    /// Stores a built library under `key` for the other servers of the cluster.
+    func shareArtifact(key: String, library: Data) async throws
+    /// Hears the units other servers deployed, until the task is cancelled; `nil` when
+    /// deployments may have been missed (every unit should be checked). Returns at once
+    /// where no other server can deploy (SQLite).
+    func followOtherServers(logger: Logger, deployed: @escaping @Sendable (String?) async -> Void) async
 }
 
 /// A unit as the ODB holds it, before its kind and status are checked.

@@ -1,5 +1,6 @@
 import ESBStore
 import Foundation
+import Logging
 
 /// What a deployment unit is: a service file, or a library in `pickup/lib/NAME`.
 public enum UnitKind: String, Sendable, Codable, CaseIterable {
@@ -20,6 +21,8 @@ public enum UnitStatus: String, Sendable, Codable, CaseIterable {
 /// hash, services, status and error. The source is kept so that a restart can rebuild.
 public struct DeploymentStore: Sendable {
     let records: any DeploymentRecords
+    /// This server's `[main] name`.
+    public let server: String
 
     /// The registry as server `server` (its `[main] name`) sees it: on a shared ODB, whether
     /// the last run ended cleanly is recorded per server.
@@ -28,7 +31,25 @@ public struct DeploymentStore: Sendable {
         case .sqlite(let pool): records = SQLiteDeploymentRecords(pool: pool)
         case .postgresql(let postgres): records = PostgresDeploymentRecords(odb: postgres, server: server)
         }
+        self.server = server
     }
+
+    /// How a unit stands on one server of the cluster.
+    public struct ServerStatus: Sendable, Codable, Equatable {
+        /// The server's `[main] name`.
+        public var name: String
+        /// `deployed` when the unit's serving version serves there, `failed` when it could
+        /// not be built or loaded there (an earlier version may serve), `quarantined`.
+        public var status: UnitStatus
+        public var error: String?
+        /// The hash of the version this status is about.
+        public var hash: String?
+    }
+
+    /// Who else may deploy: the other servers' deployments, spread by the ODB.
+    public static let clusterTables = ODBMigration(
+        "v9-cluster-deployments", sqlite: SQLiteDeploymentRecords.createClusterTables,
+        postgresql: PostgresDeploymentRecords.createClusterTables)
 
     /// One unit as the API shows it.
     public struct Unit: Sendable, Codable, Equatable {
@@ -48,6 +69,8 @@ public struct DeploymentStore: Sendable {
         public var dependents: [String] = []
         public var updatedAt: Date
         public var createdAt: Date
+        /// How it stands on each server of the cluster (on SQLite, the one server).
+        public var servers: [ServerStatus] = []
     }
 
     /// The registry's tables.
@@ -118,6 +141,14 @@ public struct DeploymentStore: Sendable {
                         services: row.services, error: row.error, imports: row.imports,
                         updatedAt: row.updatedAt, createdAt: row.createdAt)
         }
+        let statuses = try await records.serverStatuses()
+        for index in units.indices {
+            let unit = units[index]
+            // A unit no server recorded a status for (SQLite's one server; a unit deployed
+            // before the cluster): its own status is this server's.
+            units[index].servers = statuses[unit.name]
+                ?? [ServerStatus(name: server, status: unit.status, error: unit.error, hash: unit.hash)]
+        }
         for index in units.indices where units[index].kind == .library {
             let module = Self.moduleName(ofLibraryUnit: units[index].name)
             units[index].dependents = units.filter { $0.imports.contains(module) }.map(\.name)
@@ -133,6 +164,26 @@ public struct DeploymentStore: Sendable {
     /// The source of the version serving `unit`.
     public func servingSource(unit: String) async throws -> Data? {
         try await records.servingSource(unit: unit)
+    }
+
+    /// Records how `unit` (version `hash`) stands on this server.
+    public func recordOnThisServer(unit: String, hash: String, status: UnitStatus, error: String?) async throws {
+        try await records.recordOnThisServer(unit: unit, hash: hash, status: status, error: error)
+    }
+
+    /// The library another server built under `key`, if the ODB has it.
+    public func sharedArtifact(key: String) async throws -> Data? {
+        try await records.sharedArtifact(key: key)
+    }
+
+    /// Offers the library built under `key` to the other servers.
+    public func shareArtifact(key: String, library: Data) async throws {
+        try await records.shareArtifact(key: key, library: library)
+    }
+
+    /// Hears the units other servers deploy until the task is cancelled (`nil`: check them all).
+    public func followOtherServers(logger: Logger, deployed: @escaping @Sendable (String?) async -> Void) async {
+        await records.followOtherServers(logger: logger, deployed: deployed)
     }
 
     /// How many versions of `unit` are kept.

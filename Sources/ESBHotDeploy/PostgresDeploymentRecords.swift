@@ -1,5 +1,6 @@
 import ESBStore
 import Foundation
+import Logging
 import PostgresNIO
 
 /// ``DeploymentRecords`` on PostgreSQL; each method is one transaction. A unit's row is
@@ -27,6 +28,24 @@ struct PostgresDeploymentRecords: DeploymentRecords {
     ]
     /// Migration `v4-crash-tracking`.
     static let addCrashCountColumn = ["ALTER TABLE deployment_unit ADD COLUMN crash_count bigint NOT NULL DEFAULT 0"]
+    /// Migration `v9-cluster-deployments`: each unit's status per server, and the libraries
+    /// servers built, by cache key (source, modules, toolchain, SDK, plugin ABI), for the
+    /// others to load instead of compiling.
+    static let createClusterTables = [
+        """
+        CREATE TABLE deployment_server (unit text NOT NULL REFERENCES deployment_unit(name) ON DELETE CASCADE,
+          server text NOT NULL, hash text, status text NOT NULL, error text, updated_at timestamptz NOT NULL,
+          PRIMARY KEY (unit, server))
+        """,
+        "CREATE TABLE deployment_artifact (key text PRIMARY KEY, library bytea NOT NULL, created_at timestamptz NOT NULL)",
+    ]
+
+    /// The channel deployments are announced on: `server` and `unit`, one per line.
+    static let channel = "esb_deployments"
+
+    /// The largest built library shared through the ODB.
+    static let maximumSharedArtifactBytes = 256 << 20
+
     /// Migration `v6-library-imports`.
     static let addImportsColumn = ["ALTER TABLE deployment_version ADD COLUMN imports text NOT NULL DEFAULT '[]'"]
 
@@ -84,6 +103,8 @@ struct PostgresDeploymentRecords: DeploymentRecords {
                 DELETE FROM deployment_version WHERE unit = \(version.unit) AND version NOT IN
                   (SELECT version FROM deployment_version WHERE unit = \(version.unit) ORDER BY version DESC LIMIT \(kept))
                 """, logger: odb.logger)
+            // Delivered at commit: the other servers deploy the new serving version.
+            try await connection.query("SELECT pg_notify(\(Self.channel), \(server + "\n" + version.unit))", logger: odb.logger)
             return number
         }
     }
@@ -158,5 +179,50 @@ struct PostgresDeploymentRecords: DeploymentRecords {
             return Int(count)
         }
         return 0
+    }
+
+    func recordOnThisServer(unit: String, hash: String, status: UnitStatus, error: String?) async throws {
+        try await odb.client.query("""
+            INSERT INTO deployment_server(unit, server, hash, status, error, updated_at)
+            SELECT \(unit), \(server), \(hash), \(status.rawValue), \(error), now() WHERE EXISTS (SELECT 1 FROM deployment_unit WHERE name = \(unit))
+            ON CONFLICT (unit, server) DO UPDATE SET hash = excluded.hash, status = excluded.status, error = excluded.error,
+              updated_at = excluded.updated_at
+            """, logger: odb.logger)
+    }
+
+    func serverStatuses() async throws -> [String: [DeploymentStore.ServerStatus]] {
+        var statuses: [String: [DeploymentStore.ServerStatus]] = [:]
+        for try await (unit, server, hash, status, error) in try await odb.client.query("""
+            SELECT unit, server, hash, status, error FROM deployment_server ORDER BY unit, server COLLATE "C"
+            """, logger: odb.logger).decode((String, String, String?, String, String?).self) {
+            guard let status = UnitStatus(rawValue: status) else {
+                throw StoreError("ODB: deployment unit '\(unit)' on server '\(server)' has status '\(status)', which this server does not know")
+            }
+            statuses[unit, default: []].append(.init(name: server, status: status, error: error, hash: hash))
+        }
+        return statuses
+    }
+
+    func sharedArtifact(key: String) async throws -> Data? {
+        for try await library in try await odb.client.query(
+            "SELECT library FROM deployment_artifact WHERE key = \(key)", logger: odb.logger).decode(Data.self) {
+            return library
+        }
+        return nil
+    }
+
+    func shareArtifact(key: String, library: Data) async throws {
+        guard library.count <= Self.maximumSharedArtifactBytes else { return }
+        try await odb.client.query("""
+            INSERT INTO deployment_artifact(key, library, created_at) VALUES (\(key), \(library), now()) ON CONFLICT (key) DO NOTHING
+            """, logger: odb.logger)
+    }
+
+    func followOtherServers(logger: Logger, deployed: @escaping @Sendable (String?) async -> Void) async {
+        await odb.follow(channel: Self.channel, what: "other servers' deployments", listening: { await deployed(nil) }) { [server] payload in
+            let lines = payload.split(separator: "\n", maxSplits: 1).map(String.init)
+            guard lines.count == 2, lines[0] != server else { return }
+            await deployed(lines[1])
+        }
     }
 }

@@ -1,6 +1,7 @@
 import ESBStore
 import Foundation
 import GRDB
+import Logging
 
 /// ``DeploymentRecords`` on SQLite; each method is one GRDB write or read transaction.
 struct SQLiteDeploymentRecords: DeploymentRecords {
@@ -43,6 +44,19 @@ struct SQLiteDeploymentRecords: DeploymentRecords {
             table.add(column: "imports", .text).notNull().defaults(to: "[]")
         }
     }
+
+    /// Migration `v9-cluster-deployments`: nothing on SQLite, whose one server's status is the unit's.
+    static func createClusterTables(_ db: Database) throws {}
+
+    func recordOnThisServer(unit: String, hash: String, status: UnitStatus, error: String?) async throws {}
+
+    func serverStatuses() async throws -> [String: [DeploymentStore.ServerStatus]] { [:] }
+
+    func sharedArtifact(key: String) async throws -> Data? { nil }
+
+    func shareArtifact(key: String, library: Data) async throws {}
+
+    func followOtherServers(logger: Logger, deployed: @escaping @Sendable (String?) async -> Void) async {}
 
     func beginRun(inFlight: Set<String>, quarantineAfter: Int) async throws -> [String] {
         try await pool.write { db in

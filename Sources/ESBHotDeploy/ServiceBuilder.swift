@@ -13,9 +13,15 @@ public actor ServiceBuilder {
     private let artifactsDirectory: String
     private let buildDirectory: String
     private var toolchainFingerprint: String?
+    /// Where the servers of a cluster share what they built (nil: build alone).
+    private let shared: DeploymentStore?
 
-    public init(compiler: SwiftCompiler, workDirectory: String) {
+    /// A builder under `workDirectory`; with `shared`, it loads a library another server of
+    /// the cluster built (same source, modules, toolchain, SDK and plugin ABI: the cache key)
+    /// instead of compiling, and shares what it compiles.
+    public init(compiler: SwiftCompiler, workDirectory: String, shared: DeploymentStore? = nil) {
         self.compiler = compiler
+        self.shared = shared
         artifactsDirectory = workDirectory + "/artifacts"
         buildDirectory = workDirectory + "/build"
     }
@@ -46,6 +52,9 @@ public actor ServiceBuilder {
         if FileManager.default.fileExists(atPath: library) {
             return Artifact(library: library, key: key, moduleName: moduleName, cached: true)
         }
+        if await takeShared(key: key, into: directory, library: library) {
+            return Artifact(library: library, key: key, moduleName: moduleName, cached: true)
+        }
 
         // The entry point goes at the end of the same file, so private types are reachable
         // and the author's line numbers are unchanged. A file that exports its own (built
@@ -74,6 +83,10 @@ public actor ServiceBuilder {
         // Rename is atomic: a crash never leaves a half-written library in the cache.
         if rename("\(work)/lib\(moduleName).so", library) != 0 && !FileManager.default.fileExists(atPath: library) {
             throw DeployError(.compileFailed, "cannot store the built library at \(library): \(String(cString: strerror(errno)))")
+        }
+        if let shared, let built = FileManager.default.contents(atPath: library) {
+            // Best effort: a server that cannot share compiles for itself.
+            try? await shared.shareArtifact(key: key, library: built)
         }
         return Artifact(library: library, key: key, moduleName: moduleName, cached: false)
     }
@@ -115,6 +128,25 @@ public actor ServiceBuilder {
             throw DeployError(.compileFailed, "cannot store the built library at \(directory): \(String(cString: strerror(errno)))")
         }
         return (artifact, false)
+    }
+
+    /// Writes the library another server shared under `key` into the cache, whole or not at
+    /// all; false when there is none (or it cannot be fetched or written).
+    private func takeShared(key: String, into directory: String, library: String) async -> Bool {
+        guard let shared, let built = try? await shared.sharedArtifact(key: key) else { return false }
+        let partial = "\(directory).\(UUID().uuidString.prefix(8)).partial"
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try built.write(to: URL(fileURLWithPath: partial))
+            guard rename(partial, library) == 0 else {
+                try? FileManager.default.removeItem(atPath: partial)
+                return FileManager.default.fileExists(atPath: library)
+            }
+            return true
+        } catch {
+            try? FileManager.default.removeItem(atPath: partial)
+            return false
+        }
     }
 
     private var extraPathsForHints: [String] = []

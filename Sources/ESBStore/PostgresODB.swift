@@ -148,6 +148,43 @@ public final class PostgresODB: Sendable {
         }
     }
 
+    /// LISTENs on `channel` on a connection of its own until the task is cancelled, handing
+    /// each notification's payload to `notified`. A lost connection is reconnected every
+    /// `retry`, logged once as losing `what`. Notifications sent while not listening are
+    /// lost, so `listening` runs each time LISTEN takes effect (at first too): it catches up.
+    public func follow(channel: String, what: String, retry: Duration = .seconds(1),
+                       listening: @escaping @Sendable () async -> Void,
+                       notified: @escaping @Sendable (String) async -> Void) async {
+        var connectedBefore = false
+        var failing = false
+        while !Task.isCancelled {
+            do {
+                let connection = try await connectSession()
+                do {
+                    try await connection.listen(on: channel) { notifications in
+                        if connectedBefore { logger.notice("following \(what) again; catching up on what was missed") }
+                        await listening()
+                        connectedBefore = true
+                        failing = false
+                        for try await notification in notifications { await notified(notification.payload) }
+                    }
+                    try? await connection.close()
+                } catch {
+                    try? await connection.close()
+                    throw error
+                }
+            } catch {
+                if Task.isCancelled { return }
+                if !failing {
+                    logger.warning("lost the connection that follows \(what); reconnecting",
+                                   metadata: ["esb.error": "\(StoreError.describe(error))"])
+                }
+                failing = true
+            }
+            try? await Task.sleep(for: retry)
+        }
+    }
+
     private static func connect(_ settings: PostgresODBSettings, tls: TLSChoice, logger: Logger,
                                 timeout: Duration) async throws -> PostgresConnection {
         var configuration = PostgresConnection.Configuration(

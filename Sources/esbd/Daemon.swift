@@ -126,6 +126,8 @@ enum Daemon {
             .init(service: ExecutorPreferringService(app, executor: runtime.invoker.executor)),
             .init(service: startupServices, successTerminationBehavior: .ignore),
             .init(service: runtime.pickup, successTerminationBehavior: .ignore),
+            .init(service: DeploymentFeed(store: runtime.deployments, deployer: runtime.deployer, logger: logger),
+                  successTerminationBehavior: .ignore),
             .init(service: ReloadService(state: state, notifier: notifier, logger: logger),
                   successTerminationBehavior: .ignore),
         ]

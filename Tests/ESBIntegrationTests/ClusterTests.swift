@@ -8,11 +8,12 @@ import Testing
     /// A server named `name` of cluster `cluster` on `database`, with the `[crypto]` key of
     /// `keyFrom` when given (every server of a cluster shares one key).
     static func member(_ database: String, _ name: String, cluster: String = "test", lease: Int = 5,
-                       keyFrom first: TestServer? = nil) throws -> TestServer {
+                       keyFrom first: TestServer? = nil, sections: String = "") throws -> TestServer {
         let server = try PostgresServerTests.server(database: database, name: name, extra: """
             [cluster]
             name = \(cluster)
             lease_seconds = \(lease)
+            \(sections)
             """)
         if let first {
             try FileManager.default.removeItem(atPath: server.directory + "/secret.key")
@@ -199,6 +200,76 @@ extension ClusterTests {
             if condition(try await server.request("GET", path)) { return true }
             try await Task.sleep(for: .milliseconds(100))
         }
+        return false
+    }
+}
+
+extension ClusterTests {
+    /// A unit dropped on one server goes live on the other, which loads the library the
+    /// first built (same hash, toolchain and SDK) instead of compiling. A version that
+    /// cannot build on one server (a module only the other has) fails there alone, and
+    /// the previous version keeps serving there.
+    @Test func aUnitDeployedOnOneServerGoesLiveOnEveryServer() async throws {
+        let modules = TestEnvironment.temporaryDirectory("cluster-prebuilt")
+        try "public func greeting(_ name: String) -> String { \"hello, \" + name }\n"
+            .write(toFile: modules + "/ClusterGreeter.swift", atomically: true, encoding: .utf8)
+        let built = try await runCommand("/usr/bin/env", ["swiftc", "-emit-library", "-emit-module", "-parse-as-library",
+                                                           "-module-name", "ClusterGreeter", "-emit-module-path",
+                                                           modules + "/ClusterGreeter.swiftmodule",
+                                                           "-o", modules + "/libClusterGreeter.so", modules + "/ClusterGreeter.swift"])
+        #expect(built.status == 0, "\(built.stderr)")
+
+        let database = try await PostgresServerTests.createDatabase()
+        let a = try Self.member(database, "a", sections: "[hot_deploy]\nextra_module_paths = \(modules)")
+        let b = try Self.member(database, "b", keyFrom: a)
+        try await a.start()
+        defer { Task { await a.stop() } }
+        try await b.start()
+        defer { Task { await b.stop() } }
+
+        try a.drop("greet.swift", "import ESBService\n" + HotDeployTests.service("Greet", "cluster.greet", returning: "v1"))
+        try await a.waitForDeployment("greet.swift")
+        #expect(try await Self.waitForServers(b, unit: "greet.swift") { $0 == ["a": "deployed", "b": "deployed"] })
+        #expect(try await b.invoke("cluster.greet", "x").text == "v1 x")
+        #expect(b.log.contains("deploying what another server of the cluster deployed"), "\(b.log.suffix(2000))")
+        #expect(b.log.contains("esb.cached=true"), "b loaded a's build, not compiling: \(b.log.suffix(2000))")
+
+        try a.drop("greet.swift", """
+            import ESBService
+            import ClusterGreeter
+            struct Greet: Service {
+                static let name = "cluster.greet"
+                func handle(_ request: ServiceRequest, context: ServiceContext) async throws -> ServiceResponse {
+                    .text(greeting(request.text))
+                }
+            }
+            """)
+        try await a.waitForDeployment("greet.swift", afterVersion: 1)
+        #expect(try await a.invoke("cluster.greet", "x").text == "hello, x")
+        #expect(try await Self.waitForServers(b, unit: "greet.swift") { $0 == ["a": "deployed", "b": "failed"] })
+        let units = try await b.request("GET", "/esb/api/deployments", credentials: b.admin)
+        let unit = (try JSONSerialization.jsonObject(with: units.body) as? [[String: Any]])?.first { $0["name"] as? String == "greet.swift" }
+        let onB = (unit?["servers"] as? [[String: Any]])?.first { $0["name"] as? String == "b" }
+        #expect((onB?["error"] as? String)?.contains("no such module 'ClusterGreeter'") == true, "\(units.text)")
+        #expect(unit?["status"] as? String == "deployed", "the unit is deployed; it failed on b alone")
+        #expect(try await b.invoke("cluster.greet", "x").text == "v1 x", "b keeps its previous version")
+    }
+
+    /// Polls `GET /esb/api/deployments` on `server` until `unit`'s per-server statuses satisfy `condition`.
+    static func waitForServers(_ server: TestServer, unit name: String,
+                               _ condition: ([String: String]) -> Bool) async throws -> Bool {
+        let deadline = Date().addingTimeInterval(120)
+        var last = ""
+        while Date() < deadline {
+            let reply = try await server.request("GET", "/esb/api/deployments", credentials: server.admin)
+            last = reply.text
+            let units = (try? JSONSerialization.jsonObject(with: reply.body) as? [[String: Any]]) ?? []
+            let servers = (units.first { $0["name"] as? String == name }?["servers"] as? [[String: Any]]) ?? []
+            let statuses = Dictionary(servers.map { ($0["name"] as? String ?? "", $0["status"] as? String ?? "") }) { $1 }
+            if condition(statuses) { return true }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        Issue.record("per-server statuses of \(name) never matched; last: \(last)")
         return false
     }
 }

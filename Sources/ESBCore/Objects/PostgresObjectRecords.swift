@@ -54,7 +54,7 @@ struct PostgresObjectRecords: ObjectRecords {
     }
 
     func followOtherServers(logger: Logger, changed: @escaping @Sendable (Set<String>?) async -> Void) async {
-        await PostgresObjectChanges.follow(odb, server: server, retry: .seconds(1), logger: logger, changed: changed)
+        await PostgresObjectChanges.follow(odb, server: server, changed: changed)
     }
 
     private func apply(_ connection: PostgresConnection, _ writes: [ObjectWrite]) async throws -> [ObjectWriteFailure] {

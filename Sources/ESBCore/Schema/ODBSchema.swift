@@ -14,6 +14,7 @@ public enum ODBSchema {
         DeploymentStore.importsColumn,
         ClusterMembership.table,
         AsyncStore.claimColumn,
+        DeploymentStore.clusterTables,
     ]
 }
 

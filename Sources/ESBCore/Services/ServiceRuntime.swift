@@ -51,7 +51,8 @@ public struct ServiceRuntime: Sendable {
         let compiler = SwiftCompiler(swiftc: config.hotDeploy.swiftc, sdk: try SDKLocation.current(),
                                      moduleCachePath: config.main.workDir + "/module-cache",
                                      timeoutSeconds: { state.config.hotDeploy.compileTimeoutSeconds })
-        let builder = ServiceBuilder(compiler: compiler, workDirectory: config.main.workDir)
+        let builder = ServiceBuilder(compiler: compiler, workDirectory: config.main.workDir,
+                                     shared: state.odb.engine == .postgresql ? deployments : nil)
         deployer = Deployer(builder: builder, registry: registry, store: deployments, workDirectory: config.main.workDir,
                             logger: logger, backupHistory: { state.config.hotDeploy.backupHistory },
                             extraModulePaths: { state.config.hotDeploy.extraModulePaths })

@@ -115,6 +115,8 @@ struct OpenAPIDocument {
                       optionalQuery: ["replace", "name"], requestText: true),
             Operation(method: "get", path: "/esb/api/async/{cid}", summary: "An async invocation or invoke/retry: status, attempts, next run, last error",
                       tag: "services", responses: [200: "AsyncStatus", 401: "Error", 404: "Error"], parameters: ["cid"]),
+            Operation(method: "get", path: "/esb/api/cluster", summary: "The servers of the cluster: address, version, start, last heartbeat, up or down",
+                      tag: "cluster", responses: [200: "ClusterServers", 401: "Error", 503: "Error"]),
         ] + objectOperations,
         schemas: fixedSchemas.merging(objectSchemas) { $1 }
     ) }
@@ -158,6 +160,15 @@ struct OpenAPIDocument {
                 "services": ["type": "array", "items": ["type": "string"]], "error": ["type": ["string", "null"]],
                 "imports": ["type": "array", "items": ["type": "string"]], "dependents": ["type": "array", "items": ["type": "string"]],
                 "created_at": ["type": "string"], "updated_at": ["type": "string"],
+                "servers": ["type": "array", "items": ["type": "object", "properties": [
+                    "name": ["type": "string"], "status": ["type": "string", "enum": names(UnitStatus.self)],
+                    "error": ["type": ["string", "null"]],
+                ]]],
+            ]]],
+            "ClusterServers": ["type": "array", "items": ["type": "object", "properties": [
+                "name": ["type": "string"], "address": ["type": "string"], "version": ["type": "string"],
+                "started_at": ["type": ["string", "null"]], "last_seen": ["type": ["string", "null"]],
+                "status": ["type": "string", "enum": ["up", "down"]],
             ]]],
             "StartupResults": ["type": "array", "items": ["type": "object", "properties": [
                 "service": ["type": "string"], "status": ["type": "string", "enum": names(StartupServices.Result.Status.self)],

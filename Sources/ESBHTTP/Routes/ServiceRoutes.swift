@@ -147,15 +147,24 @@ struct DeploymentDTO: Encodable {
     /// For a library: the units that import it.
     var dependents: [String]
     var createdAt, updatedAt: Date
+    /// How the unit stands on each server of the cluster (§12).
+    var servers: [ServerDTO]
+
+    struct ServerDTO: Encodable {
+        var name: String
+        var status: UnitStatus
+        @ExplicitNull var error: String? = nil
+    }
 
     init(_ unit: DeploymentStore.Unit) {
         name = unit.name; kind = unit.kind; status = unit.status; hash = unit.hash; version = unit.version
         services = unit.services; error = unit.error; imports = unit.imports; dependents = unit.dependents
         createdAt = unit.createdAt; updatedAt = unit.updatedAt
+        servers = unit.servers.map { ServerDTO(name: $0.name, status: $0.status, error: $0.error) }
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, kind, status, hash, version, services, error, imports, dependents
+        case name, kind, status, hash, version, services, error, imports, dependents, servers
         case createdAt = "created_at", updatedAt = "updated_at"
     }
 }

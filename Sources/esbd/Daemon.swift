@@ -68,6 +68,19 @@ enum Daemon {
             return error.cause == .refused ? configErrorStatus : 1
         }
 
+        // Every server of a cluster seals and opens secrets with one key: a server with another
+        // would fail every connection that needs a password, one by one, later.
+        do {
+            if let object = try await ObjectStore(odb: odb, secrets: secrets, kinds: ObjectKinds.all).secretTheKeyCannotOpen() {
+                logger.critical("refusing to start: the key in [crypto] secret_key_path '\(config.crypto.secretKeyPath)' cannot decrypt the secrets stored in the ODB (first: \(object.kind) '\(object.name)'); every server sharing an ODB needs the key that sealed them")
+                await odb.close()
+                return configErrorStatus
+            }
+        } catch {
+            logger.critical("cannot read the stored objects: \(error)")
+            await odb.close()
+            return 1
+        }
         let cluster: ClusterMembership
         do {
             cluster = try await ClusterMembership.join(odb: odb, name: config.main.name, cluster: config.cluster,

@@ -273,3 +273,24 @@ extension ClusterTests {
         return false
     }
 }
+
+extension ClusterTests {
+    /// Every server of a cluster shares the `[crypto]` key: one with another key refuses to
+    /// start, naming its key file, rather than failing each connection later.
+    @Test func aServerWhoseKeyCannotOpenTheStoredSecretsExits78() async throws {
+        let database = try await PostgresServerTests.createDatabase()
+        let a = try Self.member(database, "a")
+        try await a.start()
+        defer { Task { await a.stop() } }
+        let created = try await a.request("POST", "/esb/api/definitions/amqp", body: Data(#"""
+            {"name": "sealed", "host": "127.0.0.1", "username": "guest", "password": "only-a-knows"}
+            """#.utf8), credentials: a.admin)
+        #expect(created.status == 201, "\(created.text)")
+        let b = try Self.member(database, "b")  // its own, new key
+        let refused = try await runCommand(TestEnvironment.esbd, ["--config", b.configPath])
+        #expect(refused.status == 78)
+        #expect(refused.stderr.contains("[crypto] secret_key_path '\(b.directory)/secret.key' cannot decrypt")
+                && refused.stderr.contains("def_amqp 'sealed'"), "\(refused.stderr)")
+        #expect(!refused.stderr.contains("only-a-knows"))
+    }
+}

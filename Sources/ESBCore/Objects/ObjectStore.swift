@@ -66,6 +66,22 @@ public final class ObjectStore: Sendable {
         try await records.get(kind: kind.name, name: name)?.sealedSecret.map { try secrets.open($0) }
     }
 
+    /// The first object whose stored secret the `[crypto]` key cannot open, if any: a server
+    /// started with another key than the one that sealed them (§12: one key per cluster).
+    public func secretTheKeyCannotOpen() async throws -> (kind: String, name: String)? {
+        for kind in kinds.keys.sorted() {
+            for object in try await records.list(kind: kind) {
+                guard let sealed = object.sealedSecret else { continue }
+                do {
+                    _ = try secrets.open(sealed)
+                } catch {
+                    return (kind, object.name)
+                }
+            }
+        }
+        return nil
+    }
+
     /// Every object of a kind with its decrypted secret, for building runtime state.
     public func listWithSecrets(_ kind: ObjectKind) async throws -> [(fields: ObjectFields, secret: String?)] {
         try await records.list(kind: kind.name).map { (try Self.decode($0), try $0.sealedSecret.map { try secrets.open($0) }) }

@@ -5,8 +5,8 @@ import Testing
 /// Several esbd on one PostgreSQL ODB (§12): membership, name ownership, one cluster per
 /// ODB, and async work taken over from a server that died. Each test has its own database.
 @Suite struct ClusterTests {
-    /// A server named `name` of cluster `cluster` on `database`, with the `[crypto]` key of
-    /// `keyFrom` when given (every server of a cluster shares one key).
+    /// A server named `name` of cluster `cluster` on `database`, with the `[crypto]` key and
+    /// admin password of `keyFrom` when given (every server of a cluster shares them).
     static func member(_ database: String, _ name: String, cluster: String = "test", lease: Int = 5,
                        keyFrom first: TestServer? = nil, sections: String = "") throws -> TestServer {
         let server = try PostgresServerTests.server(database: database, name: name, extra: """
@@ -18,6 +18,9 @@ import Testing
         if let first {
             try FileManager.default.removeItem(atPath: server.directory + "/secret.key")
             try FileManager.default.copyItem(atPath: first.directory + "/secret.key", toPath: server.directory + "/secret.key")
+            // One admin for the cluster, as dashboard sessions are signed in with it.
+            server.password = first.password
+            try writeSecretFile(first.password + "\n", to: server.directory + "/admin.password")
         }
         return server
     }
@@ -51,6 +54,27 @@ import Testing
         #expect((cluster?["detail"] as? String)?.contains("2 of 2 servers up") == true, "\(health.text)")
         let page = try await SecurityTests().dashboardPage(a, jar: a.directory + "/cookies", path: "/esb/dashboard/cluster")
         #expect(page.contains("Cluster <code>test</code>") && page.contains("127.0.0.1:\(b.port)"), "\(page.prefix(3000))")
+
+        // The dashboard session signed in on a works on b (sessions live in the ODB), and
+        // a sign-out on b ends it on a too.
+        let jar = a.directory + "/cookies"
+        let cookies = (try? String(contentsOfFile: jar, encoding: .utf8)) ?? ""
+        let session = cookies.split(separator: "\n").first { $0.contains("esb_session") }?.split(separator: "\t").last.map(String.init) ?? ""
+        let onB = try await runCommand("/usr/bin/curl", ["-s", "-D", "-", "-b", "esb_session=\(session)",
+                                                         "http://127.0.0.1:\(b.port)/esb/dashboard/cluster"]).stdout
+        #expect(onB.contains("Cluster <code>test</code>"), "\(onB.prefix(1000)) \(cookies)")
+        let csrf = onB.components(separatedBy: "name=\"csrf\" value=\"").dropFirst().first?.prefix { $0 != "\"" } ?? ""
+        _ = try await runCommand("/usr/bin/curl", ["-s", "-o", "/dev/null", "-b", "esb_session=\(session)",
+                                                   "--data-urlencode", "csrf=\(csrf)", "http://127.0.0.1:\(b.port)/esb/dashboard/logout"])
+        var status = ""
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            status = try await runCommand("/usr/bin/curl", ["-s", "-b", jar, "-o", "/dev/null", "-w", "%{http_code}",
+                                                            "http://127.0.0.1:\(a.port)/esb/dashboard/cluster"]).stdout
+            if status == "302" { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(status == "302", "signed out on b, the session ends on a")
 
         // A clean stop says so at once.
         await b.stop()

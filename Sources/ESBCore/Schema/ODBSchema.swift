@@ -15,6 +15,7 @@ public enum ODBSchema {
         ClusterMembership.table,
         AsyncStore.claimColumn,
         DeploymentStore.clusterTables,
+        DashboardSessionStore.table,
     ]
 }
 

@@ -14,6 +14,7 @@ struct DashboardAuthMiddleware<Context: RequestContext>: RouterMiddleware {
         if request.uri.path == "/esb/dashboard/login" || request.uri.path.hasPrefix("/esb/dashboard/static/") {
             return try await next(request, context)
         }
+        await sessions.load(for: request)
         guard let session = sessions.session(for: request) else {
             if request.method == .get || request.method == .head {
                 let target = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")

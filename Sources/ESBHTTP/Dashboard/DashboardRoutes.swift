@@ -62,6 +62,7 @@ struct DashboardRoutes {
 
     private func registerSignIn(on dashboard: RouterGroup<ESBRequestContext>) {
         dashboard.get("login") { request, _ in
+            await sessions.load(for: request)
             if sessions.session(for: request) != nil { return Response.redirect(to: Self.safeNext(request.uri.queryParameters["next"].map(String.init))) }
             return signInPage(next: request.uri.queryParameters["next"].map(String.init), error: nil, status: .ok)
         }
@@ -90,13 +91,13 @@ struct DashboardRoutes {
             }
             var response = Response.redirect(to: Self.safeNext(form["next"]), type: .found)
             response.headers[values: .setCookie] = [
-                sessions.setCookie(DashboardSessions.cookieName, sessions.create()),
+                sessions.setCookie(DashboardSessions.cookieName, try await sessions.create()),
                 sessions.setCookie(DashboardSessions.loginCookieName, "", maxAge: 0),
             ]
             return response
         }
         dashboard.post("logout") { request, _ in
-            sessions.end(for: request)
+            await sessions.end(for: request)
             var response = Response.redirect(to: "/esb/dashboard/login", type: .found)
             response.headers[.setCookie] = sessions.setCookie(DashboardSessions.cookieName, "", maxAge: 0)
             return response

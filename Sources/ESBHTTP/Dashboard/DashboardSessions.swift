@@ -4,37 +4,50 @@ import Hummingbird
 import Synchronization
 
 /// Dashboard sign-ins: a random token in an HttpOnly, SameSite=Strict cookie (Secure under
-/// TLS), and per session a CSRF token every form must carry. Kept in memory: a restart signs
-/// everyone out. A session ends after ``lifetime`` idle, after ``maximumAge`` whatever the
+/// TLS), and per session a CSRF token every form must carry. Sessions live in the ODB
+/// (``DashboardSessionStore``), so a session works on every server of a cluster and
+/// survives a restart; each server keeps the sessions in use in memory and reads them
+/// again after ``recheckAfter``, so a sign-out on one server ends the session on the others
+/// within that. A session ends after ``lifetime`` idle, after ``maximumAge`` whatever the
 /// activity, and as soon as the admin credentials it was signed in with change (SIGHUP).
 final class DashboardSessions: Sendable {
     struct Session: Sendable {
         var csrf: String
-        var expires: ContinuousClock.Instant
-        /// When it was signed in: it ends ``maximumAge`` later.
-        var started: ContinuousClock.Instant
+        var expires: Int64
+        /// When it was signed in (seconds since 1970): it ends ``maximumAge`` later.
+        var started: Int64
         /// The admin credentials it was signed in with.
         var credentials: Data
+        /// When this server last read it from the ODB, and the end the ODB holds.
+        var checked: ContinuousClock.Instant
+        var storedExpires: Int64
     }
 
     static let cookieName = "esb_session"
     /// The CSRF token of the sign-in form itself, before any session exists (double submit).
     static let loginCookieName = "esb_login_csrf"
-    /// Idle sessions end after this long.
-    static let lifetime: Duration = .seconds(8 * 3600)
-    /// Every session ends this long after sign-in.
-    static let maximumAge: Duration = .seconds(12 * 3600)
-    static let maximumSessions = 1000
+    /// Idle sessions end after this long (seconds).
+    static let lifetime: Int64 = 8 * 3600
+    /// Every session ends this long after sign-in (seconds).
+    static let maximumAge: Int64 = 12 * 3600
+    /// How long a session read from the ODB is trusted before it is read again.
+    static let recheckAfter: Duration = .seconds(5)
+    /// The most sessions kept in memory; the ODB holds them all.
+    static let maximumCached = 1000
 
-    private let sessions = Mutex<[String: Session]>([:])
+    private let cache = Mutex<[String: Session]>([:])
     private let state: ServerState
+    private let store: DashboardSessionStore
 
     init(state: ServerState) {
         self.state = state
+        store = DashboardSessionStore(odb: state.odb)
     }
 
     /// Whether cookies carry `Secure` (the listener speaks HTTPS).
     var secure: Bool { state.config.main.usesTLS }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
     /// 32 random bytes as hex.
     static func token() -> String {
@@ -43,40 +56,76 @@ final class DashboardSessions: Sendable {
     }
 
     /// Starts a session; returns its token.
-    func create() -> String {
+    /// - Throws: when the ODB cannot store it (the sign-in fails: `odb.unavailable`).
+    func create() async throws -> String {
         let token = Self.token()
-        sessions.withLock { sessions in
-            let now = ContinuousClock.now
-            sessions = sessions.filter { $0.value.expires > now }
-            if sessions.count >= Self.maximumSessions, let oldest = sessions.min(by: { $0.value.expires < $1.value.expires }) {
-                sessions[oldest.key] = nil
-            }
-            sessions[token] = Session(csrf: Self.token(), expires: now + Self.lifetime, started: now,
-                                      credentials: state.credentials.fingerprint)
-        }
+        let now = Self.now()
+        let stored = DashboardSessionStore.Session(csrf: Self.token(), credentials: state.credentials.fingerprint,
+                                                   startedAt: now, expiresAt: now + Self.lifetime)
+        try await store.insert(token: token, stored, now: now)
+        remember(token, stored)
         return token
     }
 
-    /// The live session of a request (its lifetime renewed), if it has one.
+    private func remember(_ token: String, _ stored: DashboardSessionStore.Session) {
+        cache.withLock { cache in
+            if cache.count >= Self.maximumCached, let oldest = cache.min(by: { $0.value.checked < $1.value.checked }) {
+                cache[oldest.key] = nil
+            }
+            cache[token] = Session(csrf: stored.csrf, expires: stored.expiresAt, started: stored.startedAt,
+                                   credentials: stored.credentials, checked: .now, storedExpires: stored.expiresAt)
+        }
+    }
+
+    /// Makes the request's session current for ``session(for:)``: reads it from the ODB when
+    /// this server does not know it or last read it over ``recheckAfter`` ago, and writes its
+    /// renewed end back at most once a minute. With the ODB unreachable, a session this
+    /// server knows keeps working.
+    func load(for request: Request) async {
+        guard let token = Self.cookie(Self.cookieName, in: request) else { return }
+        let known = cache.withLock { $0[token] }
+        if let known, ContinuousClock.now - known.checked < Self.recheckAfter {
+            if known.expires - known.storedExpires >= 60 {
+                try? await store.renew(token: token, expiresAt: known.expires)
+                cache.withLock { $0[token]?.storedExpires = known.expires }
+            }
+            return
+        }
+        do {
+            guard var stored = try await store.session(token: token) else {
+                cache.withLock { $0[token] = nil }
+                return
+            }
+            if let known { stored.expiresAt = max(stored.expiresAt, known.expires) }
+            remember(token, stored)
+        } catch {
+            // Keep what this server knows; unknown sessions wait for the ODB.
+        }
+    }
+
+    /// The live session of a request (its lifetime renewed), if it has one. Reads what
+    /// ``load(for:)`` made current.
     func session(for request: Request) -> Session? {
         guard let token = Self.cookie(Self.cookieName, in: request) else { return nil }
         let credentials = state.credentials.fingerprint
-        return sessions.withLock { sessions in
-            let now = ContinuousClock.now
-            guard var session = sessions[token], session.expires > now, now - session.started < Self.maximumAge,
+        let now = Self.now()
+        return cache.withLock { cache in
+            guard var session = cache[token], session.expires > now, now - session.started < Self.maximumAge,
                   session.credentials == credentials else {
-                sessions[token] = nil
+                cache[token] = nil
                 return nil
             }
-            session.expires = .now + Self.lifetime
-            sessions[token] = session
+            session.expires = now + Self.lifetime
+            cache[token] = session
             return session
         }
     }
 
-    func end(for request: Request) {
+    /// Signs the request's session out on every server (the others notice within ``recheckAfter``).
+    func end(for request: Request) async {
         guard let token = Self.cookie(Self.cookieName, in: request) else { return }
-        sessions.withLock { $0[token] = nil }
+        cache.withLock { $0[token] = nil }
+        try? await store.delete(token: token)
     }
 
     static func cookie(_ name: String, in request: Request) -> String? {

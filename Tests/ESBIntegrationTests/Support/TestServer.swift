@@ -12,7 +12,7 @@ final class TestServer: @unchecked Sendable {
     let notify: NotifySocket
     let configPath: String
     let stderrPath: String
-    let password = "test-pass-\(UUID().uuidString.prefix(6))"
+    var password = "test-pass-\(UUID().uuidString.prefix(6))"
     private(set) var process: Process?
 
     /// Writes server.conf (with `extra` appended to [main] and `sections` after), a key and a password.

@@ -41,7 +41,7 @@ ensure_python_packages() {
 BUILD_PACKAGES=(pkg-config libhiredis-dev librabbitmq-dev libsqlite3-dev sqlite3)
 # curl and openssl: the security tests (R20) speak to the listener as a browser or partner would.
 # postgresql: the cluster's ODB (scripts/services starts its own on loopback; the Debian cluster is not used).
-SERVICE_PACKAGES=(redis-server redis-tools rabbitmq-server postgresql curl openssl)
+SERVICE_PACKAGES=(redis-server redis-tools rabbitmq-server postgresql haproxy curl openssl)
 # The dashboard is tested in a real headless Chromium driven by selenium.
 BROWSER_PACKAGES=(chromium chromium-driver fonts-liberation)
 PYTHON_PACKAGES=(pika django selenium schemathesis)

@@ -178,24 +178,28 @@ public actor Deployer {
         }
         let chosen = unit.map { name in recorded.filter { $0.name == name } } ?? Self.restoreOrder(recorded)
         for unit in chosen where unit.version != nil && unit.status != .quarantined {
-            let source: Data
-            do {
-                guard let serving = try await store.servingSource(unit: unit.name) else { continue }
-                source = serving
-            } catch {
-                logger.error("cannot read a unit another server deployed", metadata: ["esb.unit": "\(unit.name)", "esb.error": "\(error)"])
-                continue
-            }
-            if units[unit.name]?.serving?.hash == SHA256.hash(data: source).hex { continue }
-            logger.info("deploying what another server of the cluster deployed", metadata: ["esb.unit": "\(unit.name)"])
-            if unit.kind == .library, let library = LibrarySource(unit: unit.name, blob: source) {
-                _ = await serialized(unit.name) { await self.deployLibrary(library, display: unit.name, isRestore: true, following: true) }
-            } else {
-                _ = await serialized(unit.name) {
-                    await self.deploy(fileName: unit.name, source: source, displayPath: nil, isRestore: true, following: true)
-                }
-            }
+            // Read and compared in the unit's turn, so a local deployment running meanwhile is
+            // not overtaken by the version it replaces.
+            _ = await serialized(unit.name) { await self.followOne(unit) }
         }
+    }
+
+    private func followOne(_ unit: DeploymentStore.Unit) async -> Outcome {
+        let unchanged = Outcome(unit: unit.name, status: .deployed, services: unit.services, error: nil, cached: true)
+        let source: Data
+        do {
+            guard let serving = try await store.servingSource(unit: unit.name) else { return unchanged }
+            source = serving
+        } catch {
+            logger.error("cannot read a unit another server deployed", metadata: ["esb.unit": "\(unit.name)", "esb.error": "\(error)"])
+            return Outcome(unit: unit.name, status: .failed, services: [], error: "\(error)", cached: false)
+        }
+        if units[unit.name]?.serving?.hash == SHA256.hash(data: source).hex { return unchanged }
+        logger.info("deploying what another server of the cluster deployed", metadata: ["esb.unit": "\(unit.name)"])
+        if unit.kind == .library, let library = LibrarySource(unit: unit.name, blob: source) {
+            return await deployLibrary(library, display: unit.name, isRestore: true, following: true)
+        }
+        return await deploy(fileName: unit.name, source: source, displayPath: nil, isRestore: true, following: true)
     }
 
     /// Records the unit's status on this server; the ODB being unreachable only costs the

@@ -205,7 +205,8 @@ struct PostgresDeploymentRecords: DeploymentRecords {
 
     func sharedArtifact(key: String) async throws -> Data? {
         for try await library in try await odb.client.query(
-            "SELECT library FROM deployment_artifact WHERE key = \(key)", logger: odb.logger).decode(Data.self) {
+            "SELECT library FROM deployment_artifact WHERE key = \(key) AND length(library) <= \(Int64(Self.maximumSharedArtifactBytes))",
+            logger: odb.logger).decode(Data.self) {
             return library
         }
         return nil

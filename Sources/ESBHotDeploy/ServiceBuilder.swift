@@ -52,7 +52,10 @@ public actor ServiceBuilder {
         if FileManager.default.fileExists(atPath: library) {
             return Artifact(library: library, key: key, moduleName: moduleName, cached: true)
         }
-        if await takeShared(key: key, into: directory, library: library) {
+        // Only a unit that imports no library or prebuilt module is shared: those are linked
+        // by an absolute path under each host's own directories.
+        let shareable = modules.fingerprint.isEmpty
+        if shareable, await takeShared(key: key, into: directory, library: library) {
             return Artifact(library: library, key: key, moduleName: moduleName, cached: true)
         }
 
@@ -84,7 +87,7 @@ public actor ServiceBuilder {
         if rename("\(work)/lib\(moduleName).so", library) != 0 && !FileManager.default.fileExists(atPath: library) {
             throw DeployError(.compileFailed, "cannot store the built library at \(library): \(String(cString: strerror(errno)))")
         }
-        if let shared, let built = FileManager.default.contents(atPath: library) {
+        if shareable, let shared, let built = FileManager.default.contents(atPath: library) {
             // Best effort: a server that cannot share compiles for itself.
             try? await shared.shareArtifact(key: key, library: built)
         }

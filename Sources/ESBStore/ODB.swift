@@ -236,6 +236,11 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
     /// refused or lost, PostgreSQL shutting down); nil for any other error.
     public static func unreachable(_ error: any Error) -> StoreError? {
         if let error = error as? StoreError { return error.cause == .unavailable ? error : nil }
+        // The pool's own refusal while it cannot open connections (PostgresNIO does not export
+        // its type): after about a minute of failed attempts it fails requests at once.
+        if String(describing: type(of: error)) == "ConnectionPoolError" {
+            return StoreError(.unavailable, "no connection to PostgreSQL can be opened now")
+        }
         guard let error = error as? PSQLError else { return nil }
         switch error.code {
         case .server:

@@ -129,10 +129,11 @@ enum Daemon {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             // First to start, last to stop: the name is held while anything runs.
             .init(service: cluster),
-            .init(service: ObjectChangeFeed(store: runtime.objects, logger: logger), successTerminationBehavior: .ignore),
             .init(service: runtime.kvdb),
             .init(service: runtime.amqp),
             .init(service: runtime.http),
+            // After the pools it rebuilds, so it stops before they drain.
+            .init(service: ObjectChangeFeed(store: runtime.objects, logger: logger), successTerminationBehavior: .ignore),
             .init(service: runtime.asyncScheduler),
             // Request tasks run on the service threads: a channel request is read, served and
             // answered with no hop between thread pools (the executor grows past blocked services).

@@ -96,6 +96,8 @@ import Testing
         #expect(taken == (3, 0))
         let record = try #require(try await storeB.record(cid: claimed[0].cid))
         #expect(record.status == .pending && record.interruptions == 1 && record.nextRunAt == 3_000)
+        // a comes back from its silence: its outcome is not written over the new owner's.
+        await #expect(throws: AsyncClaimLost.self) { try await storeA.update(claimed[0]) }
 
         // Claimed by b now; b stops cleanly: a takes over at once, whatever the lease.
         #expect(try await storeB.claimDue(now: 4_000, limit: 3).count == 3)

@@ -28,3 +28,10 @@ protocol AsyncRecords: Sendable {
     /// How many records are in each status (every status present, zero when none).
     func counts() async throws -> [AsyncRecord.Status: Int]
 }
+
+/// Another server of the cluster took the record over (this one was silent past the lease):
+/// this server's outcome for it is dropped; the new owner runs it.
+struct AsyncClaimLost: Error, CustomStringConvertible {
+    var cid: String
+    var description: String { "async invocation '\(cid)' was taken over by another server" }
+}

@@ -167,17 +167,37 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
         _ = await save(record)
     }
 
-    /// Stores the record; on failure the step stays `running` in the ODB and is resumed at the next start.
+    /// Stores the record, retrying while the ODB cannot be reached (a PostgreSQL restart) for
+    /// up to ``saveAttempts`` tries; after that, or at shutdown, the step stays `running` in
+    /// the ODB and is resumed at the next start (or taken over by another server).
     private func save(_ record: AsyncRecord) async -> Bool {
-        do {
-            try await store.update(record)
-            return true
-        } catch {
-            logger.critical("cannot record async progress; it resumes at the next start",
-                            metadata: ["esb.cid": "\(record.cid)", "esb.error": "\(error)"])
-            return false
+        var delay = Duration.milliseconds(200)
+        for attempt in 1...Self.saveAttempts {
+            do {
+                try await store.update(record)
+                return true
+            } catch let lost as AsyncClaimLost {
+                logger.warning("async work was taken over by another server while it ran here; this outcome is dropped",
+                               metadata: ["esb.cid": "\(lost.cid)"])
+                return false
+            } catch {
+                if attempt == Self.saveAttempts || stopping.load(ordering: .relaxed) || Task.isCancelled {
+                    logger.critical("cannot record async progress; it resumes at the next start",
+                                    metadata: ["esb.cid": "\(record.cid)", "esb.error": "\(error)"])
+                    return false
+                }
+                if attempt == 1 {
+                    logger.error("cannot record async progress; retrying", metadata: ["esb.cid": "\(record.cid)", "esb.error": "\(error)"])
+                }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
         }
+        return false
     }
+
+    /// How often a step's outcome is tried before it is left to the next start (about 2 minutes).
+    static let saveAttempts = 30
 
     /// Takes over the work of servers whose lease ran out (a cluster on PostgreSQL).
     private func takeOver() async {

@@ -55,8 +55,19 @@ struct PostgresAsyncRecords: AsyncRecords {
             """, logger: odb.logger)
     }
 
+    /// Writes the step's outcome only while this server still holds the claim: after a
+    /// take-over (this server was silent past the lease) the new owner's run counts.
+    /// - Throws: ``AsyncClaimLost`` when another server took the record over.
     func update(_ record: AsyncRecord) async throws {
-        try await Self.update(record, on: { query in try await odb.client.query(query, logger: odb.logger) })
+        try await odb.transaction { connection in
+            var held = false
+            for try await _ in try await connection.query(
+                "SELECT 1 FROM async_invocation WHERE cid = \(record.cid) AND claimed_by = \(server) FOR UPDATE", logger: odb.logger) {
+                held = true
+            }
+            guard held else { throw AsyncClaimLost(cid: record.cid) }
+            try await Self.update(record, on: { query in try await connection.query(query, logger: odb.logger) })
+        }
     }
 
     private static func update(_ r: AsyncRecord, on run: (PostgresQuery) async throws -> PostgresRowSequence) async throws {

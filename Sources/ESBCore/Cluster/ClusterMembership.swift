@@ -63,17 +63,26 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
 
     /// Renews the heartbeat until shutdown, then records the clean stop and lets the name go.
     public func run() async throws {
-        await cancelWhenGracefulShutdown { [self] in
+        let lost = await cancelWhenGracefulShutdown { [self] () async -> StoreError? in
             while !Task.isCancelled {
-                await beat()
+                if let lost = await beat() { return lost }
                 try? await Task.sleep(for: heartbeatInterval)
             }
+            return nil
         }
         await records.leave()
+        // Another process holds this server's name now (it started while the connection that
+        // held the name was lost): two servers must not serve as one. Stopping with an error
+        // stops the server; systemd's restart is then refused while the other holds the name.
+        if let lost {
+            logger.critical("stopping: \(lost)")
+            throw lost
+        }
     }
 
-    /// Renews the heartbeat once.
-    func beat() async {
+    /// Renews the heartbeat once; returns the refusal when another process holds the name.
+    @discardableResult
+    func beat() async -> StoreError? {
         do {
             try await records.heartbeat(address: address.withLock { $0 })
             let recovered = lastHeartbeat.withLock { state in
@@ -81,6 +90,9 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
                 return !state.ok
             }
             if recovered { logger.notice("cluster heartbeat renewed again") }
+            return nil
+        } catch let error as StoreError where error.cause == .refused {
+            return error
         } catch {
             let message = StoreError.describe(error)
             let first = lastHeartbeat.withLock { state in
@@ -91,6 +103,7 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
                 logger.error("cannot renew the cluster heartbeat; past [cluster] lease_seconds the other servers take this server's async work over",
                              metadata: ["esb.error": "\(message)"])
             }
+            return nil
         }
     }
 

@@ -107,7 +107,13 @@ actor PostgresClusterRecords: ClusterRecords {
             // with it. Take it again on a new connection.
             try? await session?.close()
             session = nil
-            let connection = try await odb.connectSession()
+            // Only a name held by another process stops the server; anything else is retried.
+            let connection: PostgresConnection
+            do {
+                connection = try await odb.connectSession()
+            } catch {
+                throw StoreError(.unavailable, error.message)
+            }
             do {
                 try await takeName(on: connection, id: id)
             } catch {

@@ -97,7 +97,7 @@ struct DashboardRoutes {
             return response
         }
         dashboard.post("logout") { request, _ in
-            await sessions.end(for: request)
+            try await sessions.end(for: request)
             var response = Response.redirect(to: "/esb/dashboard/login", type: .found)
             response.headers[.setCookie] = sessions.setCookie(DashboardSessions.cookieName, "", maxAge: 0)
             return response

@@ -67,13 +67,15 @@ final class DashboardSessions: Sendable {
         return token
     }
 
-    private func remember(_ token: String, _ stored: DashboardSessionStore.Session) {
+    /// Keeps `stored` in memory; `storedExpires` is the end the ODB holds (renewals past it
+    /// are written back).
+    private func remember(_ token: String, _ stored: DashboardSessionStore.Session, storedExpires: Int64? = nil) {
         cache.withLock { cache in
             if cache.count >= Self.maximumCached, let oldest = cache.min(by: { $0.value.checked < $1.value.checked }) {
                 cache[oldest.key] = nil
             }
             cache[token] = Session(csrf: stored.csrf, expires: stored.expiresAt, started: stored.startedAt,
-                                   credentials: stored.credentials, checked: .now, storedExpires: stored.expiresAt)
+                                   credentials: stored.credentials, checked: .now, storedExpires: storedExpires ?? stored.expiresAt)
         }
     }
 
@@ -82,11 +84,12 @@ final class DashboardSessions: Sendable {
     /// renewed end back at most once a minute. With the ODB unreachable, a session this
     /// server knows keeps working.
     func load(for request: Request) async {
-        guard let token = Self.cookie(Self.cookieName, in: request) else { return }
+        // Only what ``token()`` makes is looked up: anything else costs no query.
+        guard let token = Self.cookie(Self.cookieName, in: request), token.count == 64,
+              token.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else { return }
         let known = cache.withLock { $0[token] }
         if let known, ContinuousClock.now - known.checked < Self.recheckAfter {
-            if known.expires - known.storedExpires >= 60 {
-                try? await store.renew(token: token, expiresAt: known.expires)
+            if known.expires - known.storedExpires >= 60, (try? await store.renew(token: token, expiresAt: known.expires)) != nil {
                 cache.withLock { $0[token]?.storedExpires = known.expires }
             }
             return
@@ -96,8 +99,9 @@ final class DashboardSessions: Sendable {
                 cache.withLock { $0[token] = nil }
                 return
             }
+            let held = stored.expiresAt
             if let known { stored.expiresAt = max(stored.expiresAt, known.expires) }
-            remember(token, stored)
+            remember(token, stored, storedExpires: held)
         } catch {
             // Keep what this server knows; unknown sessions wait for the ODB.
         }
@@ -122,10 +126,11 @@ final class DashboardSessions: Sendable {
     }
 
     /// Signs the request's session out on every server (the others notice within ``recheckAfter``).
-    func end(for request: Request) async {
+    /// - Throws: when the ODB cannot delete it: the sign-out did not happen (the caller says so).
+    func end(for request: Request) async throws {
         guard let token = Self.cookie(Self.cookieName, in: request) else { return }
+        try await store.delete(token: token)
         cache.withLock { $0[token] = nil }
-        try? await store.delete(token: token)
     }
 
     static func cookie(_ name: String, in request: Request) -> String? {

@@ -60,8 +60,8 @@ import Testing
 
     @Test func serversAreUpWhileTheyRenewAndDownOnceStoppedOrSilent() async throws {
         let odb = try await TestODB.make(.postgresql)
-        let a = try await Self.join(odb, "a", lease: 5)
-        let b = try await Self.join(try await TestODB.again(odb), "b", lease: 5)
+        let a = try await Self.join(odb, "a", lease: 3600)
+        let b = try await Self.join(try await TestODB.again(odb), "b", lease: 3600)
         #expect(try await a.servers().map(\.status) == [.up, .up])
         await b.records.leave()
         #expect(try await a.servers().map(\.status) == [.up, .down])

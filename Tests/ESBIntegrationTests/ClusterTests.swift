@@ -7,7 +7,7 @@ import Testing
 @Suite struct ClusterTests {
     /// A server named `name` of cluster `cluster` on `database`, with the `[crypto]` key and
     /// admin password of `keyFrom` when given (every server of a cluster shares them).
-    static func member(_ database: String, _ name: String, cluster: String = "test", lease: Int = 5,
+    static func member(_ database: String, _ name: String, cluster: String = "test", lease: Int = 10,
                        keyFrom first: TestServer? = nil, sections: String = "") throws -> TestServer {
         let server = try PostgresServerTests.server(database: database, name: name, extra: """
             [cluster]

@@ -25,6 +25,21 @@ import Testing
         return server
     }
 
+    /// Servers a and b of one cluster on a new database, both started (the caller stops them).
+    static func startPair() async throws -> (TestServer, TestServer) {
+        let database = try await PostgresServerTests.createDatabase()
+        let a = try member(database, "a")
+        let b = try member(database, "b", keyFrom: a)
+        try await a.start()
+        do {
+            try await b.start()
+        } catch {
+            await a.stop()
+            throw error
+        }
+        return (a, b)
+    }
+
     static func servers(_ server: TestServer) async throws -> [String: [String: Any]] {
         let reply = try await server.request("GET", "/esb/api/cluster", credentials: server.admin)
         guard reply.status == 200, let list = try JSONSerialization.jsonObject(with: reply.body) as? [[String: Any]] else {
@@ -34,12 +49,8 @@ import Testing
     }
 
     @Test func serversOnOneODBListEachOtherUpThenDown() async throws {
-        let database = try await PostgresServerTests.createDatabase()
-        let a = try Self.member(database, "a")
-        let b = try Self.member(database, "b", keyFrom: a)
-        try await a.start()
+        let (a, b) = try await Self.startPair()
         defer { Task { await a.stop() } }
-        try await b.start()
 
         let listed = try await Self.servers(a)
         #expect(Set(listed.keys) == ["a", "b"])
@@ -125,13 +136,9 @@ import Testing
     /// A server dies (kill -9) while a callback it claimed runs: once its lease runs out,
     /// the other server delivers the callback again, saying `redelivered`.
     @Test func aDeadServersAsyncWorkIsTakenOverAfterItsLease() async throws {
-        let database = try await PostgresServerTests.createDatabase()
-        let a = try Self.member(database, "a")
-        let b = try Self.member(database, "b", keyFrom: a)
+        let (a, b) = try await Self.startPair()
         let shared = a.directory + "/async"
         try FileManager.default.createDirectory(atPath: shared + "/callbacks", withIntermediateDirectories: true)
-        try await a.start()
-        try await b.start()
         defer { Task { await b.stop() } }
         for server in [a, b] {
             try server.drop("async.swift", AsyncFixture.services(directory: shared))
@@ -194,12 +201,8 @@ extension ClusterTests {
     /// An HTTP channel created through one server serves on the other (LISTEN/NOTIFY), and
     /// its deletion spreads too.
     @Test func anObjectChangedThroughOneServerAppliesOnTheOther() async throws {
-        let database = try await PostgresServerTests.createDatabase()
-        let a = try Self.member(database, "a")
-        let b = try Self.member(database, "b", keyFrom: a)
-        try await a.start()
+        let (a, b) = try await Self.startPair()
         defer { Task { await a.stop() } }
-        try await b.start()
         defer { Task { await b.stop() } }
         for server in [a, b] {
             try server.drop("spread.swift", "import ESBService\n" + HotDeployTests.service("Spread", "cluster.spread", returning: "spread"))

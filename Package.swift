@@ -152,7 +152,9 @@ let package = Package(
         .executableTarget(
             name: "esb",
             dependencies: [
-                "ESBConfig",
+                // ESBStore and ESBCore for `esb odb copy`, which reads and writes ODBs itself.
+                "ESBConfig", "ESBStore", "ESBCore",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

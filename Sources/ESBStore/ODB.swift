@@ -192,6 +192,15 @@ public enum ODBLocation: Sendable {
     case postgresql(PostgresODBSettings)
 }
 
+extension ODBLocation: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .sqlite(let path): "sqlite:\(URL(fileURLWithPath: path).standardizedFileURL.path)"
+        case .postgresql(let settings): settings.description
+        }
+    }
+}
+
 /// One step of the schema, identified for good: a shipped migration is never edited, a
 /// change is a new one. It carries a body per engine.
 public struct ODBMigration: Sendable {

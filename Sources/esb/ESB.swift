@@ -9,5 +9,5 @@ struct ESB: AsyncParsableCommand {
         subcommands: [ConfigCommand.self, CreateKeyCommand.self, PingCommand.self, DeployCommand.self,
                       InvokeCommand.self, ServicesCommand.self, DeploymentsCommand.self, ChannelsCommand.self,
                       SecurityCommand.self, AMQPCommand.self, AsyncCommand.self,
-                      EnmasseCommand.self])
+                      EnmasseCommand.self, ODBCommand.self])
 }

@@ -220,11 +220,12 @@ extension ClusterTests {
         #expect(try await Self.waitFor(b, path) { $0.status == 404 })
     }
 
-    /// Polls `path` on `server` until `condition` holds (true) or 60 s pass (false).
-    static func waitFor(_ server: TestServer, _ path: String, _ condition: (TestServer.Reply) -> Bool) async throws -> Bool {
+    /// Polls `path` on `server` (as the admin when `signedIn`) until `condition` holds (true) or 60 s pass (false).
+    static func waitFor(_ server: TestServer, _ path: String, signedIn: Bool = false,
+                        _ condition: (TestServer.Reply) -> Bool) async throws -> Bool {
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
-            if condition(try await server.request("GET", path)) { return true }
+            if condition(try await server.request("GET", path, credentials: signedIn ? server.admin : nil)) { return true }
             try await Task.sleep(for: .milliseconds(100))
         }
         return false

@@ -25,6 +25,9 @@ protocol AsyncRecords: Sendable {
     /// finished before `cutoff`.
     func prune(finishedBefore cutoff: Int64) async throws -> Int
     func record(cid: String) async throws -> AsyncRecord?
+    /// Up to `limit` records with work left (an attempt or a callback pending or running),
+    /// by cid, after `cid` when one is given: every one, page by page, for `esb odb copy`.
+    func unfinished(after cid: String?, limit: Int) async throws -> [AsyncRecord]
     /// How many records are in each status (every status present, zero when none).
     func counts() async throws -> [AsyncRecord.Status: Int]
 }

@@ -186,6 +186,16 @@ struct PostgresAsyncRecords: AsyncRecords {
             "SELECT \(unescaped: Self.columns) FROM async_invocation WHERE cid = \(cid)", logger: odb.logger)).first
     }
 
+    func unfinished(after cid: String?, limit: Int) async throws -> [AsyncRecord] {
+        let pending = AsyncRecord.Status.pending.rawValue, running = AsyncRecord.Status.running.rawValue
+        let callbackPending = AsyncRecord.CallbackStatus.pending.rawValue, callbackRunning = AsyncRecord.CallbackStatus.running.rawValue
+        return try await Self.records(try await odb.client.query("""
+            SELECT \(unescaped: Self.columns) FROM async_invocation
+            WHERE (status IN (\(pending), \(running)) OR callback_status IN (\(callbackPending), \(callbackRunning)))
+              AND cid COLLATE "C" > \(cid ?? "") ORDER BY cid COLLATE "C" LIMIT \(Int64(limit))
+            """, logger: odb.logger))
+    }
+
     func counts() async throws -> [AsyncRecord.Status: Int] {
         var counts = Dictionary(uniqueKeysWithValues: AsyncRecord.Status.allCases.map { ($0, 0) })
         for try await (status, count) in try await odb.client.query(

@@ -110,6 +110,17 @@ struct SQLiteAsyncRecords: AsyncRecords {
         try await pool.read { db in try AsyncRecord.fetchOne(db, key: cid) }
     }
 
+    func unfinished(after cid: String?, limit: Int) async throws -> [AsyncRecord] {
+        try await pool.read { db in
+            try AsyncRecord.fetchAll(db, sql: """
+                SELECT * FROM async_invocation
+                WHERE (status IN (?, ?) OR callback_status IN (?, ?)) AND cid > ? ORDER BY cid LIMIT ?
+                """, arguments: [AsyncRecord.Status.pending.rawValue, AsyncRecord.Status.running.rawValue,
+                                 AsyncRecord.CallbackStatus.pending.rawValue, AsyncRecord.CallbackStatus.running.rawValue,
+                                 cid ?? "", limit])
+        }
+    }
+
     func counts() async throws -> [AsyncRecord.Status: Int] {
         try await pool.read { db in
             var counts: [AsyncRecord.Status: Int] = [:]

@@ -47,13 +47,30 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
     ///   SQLite file, or when the ODB belongs to a cluster of another name.
     public static func join(odb: ODB, name: String, cluster: ServerConfig.Cluster, address: String,
                             logger: Logger) async throws(StoreError) -> ClusterMembership {
-        let records: any ClusterRecords = switch odb.connection {
-        case .sqlite(let pool): SQLiteClusterRecords(pool: pool, path: odb.location)
-        case .postgresql(let postgres): PostgresClusterRecords(odb: postgres)
-        }
+        let records = makeRecords(odb)
         try await records.join(name: name, cluster: cluster.name, address: address, version: version)
         return ClusterMembership(records: records, name: name, cluster: cluster.name, lease: .seconds(cluster.leaseSeconds),
                                  address: address, logger: logger)
+    }
+
+    /// Holds `odb` for `job`, work done while no server runs on it (`esb odb copy`).
+    /// - Throws: ``StoreError/Cause/refused`` naming the running servers while any runs.
+    public static func holdWithNoServer(odb: ODB, for job: String) async throws(StoreError) -> ODBHold {
+        let records = makeRecords(odb)
+        try await records.holdWithNoServer(for: job)
+        return ODBHold(records: records)
+    }
+
+    private static func makeRecords(_ odb: ODB) -> any ClusterRecords {
+        switch odb.connection {
+        case .sqlite(let pool): SQLiteClusterRecords(pool: pool, path: odb.location)
+        case .postgresql(let postgres): PostgresClusterRecords(odb: postgres)
+        }
+    }
+
+    /// Keeps a SQLite ODB from serving a server while it lives (``holdWithNoServer(odb:for:)``).
+    public struct ODBHold: Sendable {
+        let records: any ClusterRecords
     }
 
     /// Where this server listens, once the listener is bound (the next heartbeat records it).

@@ -50,6 +50,10 @@ protocol ClusterRecords: Sendable {
     func leave() async
     /// Every server that ever joined, by name; `up` when its heartbeat is younger than `leaseMS`.
     func servers(leaseMS: Int64) async throws -> [ClusterServer]
+    /// For work done while no server runs on the ODB (`esb odb copy`): refuses, naming the
+    /// running servers, while any does. On SQLite it also keeps a server from starting until
+    /// these records are released.
+    func holdWithNoServer(for job: String) async throws(StoreError)
 }
 
 extension ClusterServer {

@@ -146,6 +146,25 @@ actor PostgresClusterRecords: ClusterRecords {
         self.session = nil
     }
 
+    func holdWithNoServer(for job: String) async throws(StoreError) {
+        var running: [String] = []
+        do {
+            // A running server holds its name's session lock (see `takeName`).
+            let rows = try await odb.client.query("""
+                SELECT s.name FROM esb_server s JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted
+                  AND l.classid = \(Self.nameLockSpace)::oid AND l.objid = s.id::oid AND l.objsubid = 2
+                ORDER BY s.name COLLATE "C"
+                """, logger: logger)
+            for try await name in rows.decode(String.self) { running.append(name) }
+        } catch {
+            throw PostgresODB.storeError(error, settings: odb.settings)
+        }
+        guard running.isEmpty else {
+            throw StoreError(.refused, "ODB \(odb.settings) is in use by running server(s) \(running.map { "'\($0)'" }.joined(separator: ", ")). "
+                + "Stop every server of the cluster before \(job)")
+        }
+    }
+
     func servers(leaseMS: Int64) async throws -> [ClusterServer] {
         var servers: [ClusterServer] = []
         let rows = try await odb.client.query("""

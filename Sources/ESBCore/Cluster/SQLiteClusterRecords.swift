@@ -34,18 +34,10 @@ final class SQLiteClusterRecords: ClusterRecords {
     static func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
 
     func join(name: String, cluster: String, address: String, version: String) async throws(StoreError) {
-        // SQLite's own locks are fcntl(2) locks, which Linux keeps apart from flock(2) ones.
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else {
-            throw StoreError("ODB '\(path)' cannot be opened to lock it: \(String(cString: strerror(errno)))")
-        }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            let reason = errno == EWOULDBLOCK ? "another server is running on it" : String(cString: strerror(errno))
-            close(descriptor)
-            throw StoreError(.refused, "[odb] path '\(path)' is in use: \(reason). A SQLite ODB serves one server; "
+        try lock { reason in
+            StoreError(.refused, "[odb] path '\(path)' is in use: \(reason). A SQLite ODB serves one server; "
                 + "for more, put the ODB on PostgreSQL ([odb] engine = postgresql)")
         }
-        lockFile.withLock { $0 = descriptor }
         self.name.withLock { $0 = name }
         do {
             try await pool.write { db in
@@ -68,6 +60,28 @@ final class SQLiteClusterRecords: ClusterRecords {
         } catch {
             throw StoreError("ODB '\(path)': cannot record server '\(name)': \(error)")
         }
+    }
+
+    func holdWithNoServer(for job: String) async throws(StoreError) {
+        try lock { reason in
+            StoreError(.refused, "ODB '\(path)' is in use: \(reason). Stop the server before \(job)")
+        }
+    }
+
+    /// Takes the file's lock until ``leave()`` or the end of the process.
+    /// - Throws: `refused(reason)` when another process holds it.
+    private func lock(refused: (String) -> StoreError) throws(StoreError) {
+        // SQLite's own locks are fcntl(2) locks, which Linux keeps apart from flock(2) ones.
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw StoreError("ODB '\(path)' cannot be opened to lock it: \(String(cString: strerror(errno)))")
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let reason = errno == EWOULDBLOCK ? "another server is running on it" : String(cString: strerror(errno))
+            close(descriptor)
+            throw refused(reason)
+        }
+        lockFile.withLock { $0 = descriptor }
     }
 
     func heartbeat(address: String) async throws {

@@ -1,0 +1,165 @@
+import ESBConfig
+import ESBHotDeploy
+import ESBStore
+import Foundation
+
+/// `esb odb copy`: every object, the deployment registry and the pending async work of one
+/// ODB, written into another that is empty (SQLite → PostgreSQL, to grow one server into a
+/// cluster). Both are copied with no server running on them. Secrets are opened with the
+/// source's key and sealed again with the target's. The source is only read.
+public enum ODBCopy {
+    /// What was copied, and what was not, for the operator.
+    public struct Report: Sendable {
+        public var objects = 0
+        public var secrets = 0
+        public var units = 0
+        /// Units that are not copied, each with the reason.
+        public var skippedUnits: [(name: String, reason: String)] = []
+        public var asyncRecords = 0
+        /// Steps a stopped server was running: due again on the target, with `redelivered`
+        /// for callbacks.
+        public var interrupted = 0
+    }
+
+    /// The job's name in a refusal ("Stop the server before …").
+    static let job = "copying its ODB (esb odb copy)"
+    /// Async records read and written at a time.
+    static let page = 500
+
+    /// Copies `source` into `target`.
+    /// - Throws: ``ODBCopyError`` naming what stopped the copy: a server running on either
+    ///   ODB, a target that is not empty, a secret the source key cannot open, an ODB error.
+    ///   A copy stopped part way leaves the target partly written, and says so.
+    public static func run(from source: ODB, sourceSecrets: SecretBox, to target: ODB, targetSecrets: SecretBox,
+                           progress: @Sendable (String) -> Void = { _ in }) async throws(ODBCopyError) -> Report {
+        let holds: [ClusterMembership.ODBHold]
+        do {
+            holds = [try await ClusterMembership.holdWithNoServer(odb: source, for: job),
+                     try await ClusterMembership.holdWithNoServer(odb: target, for: job)]
+        } catch {
+            throw ODBCopyError(error.message)
+        }
+        defer { withExtendedLifetime(holds) {} }
+
+        let sourceObjects = ObjectStore(odb: source, secrets: sourceSecrets, kinds: ObjectKinds.all)
+        let targetObjects = ObjectStore(odb: target, secrets: targetSecrets, kinds: ObjectKinds.all)
+        let sourceUnits = DeploymentStore(odb: source), targetUnits = DeploymentStore(odb: target)
+        let sourceAsync = AsyncStore(odb: source, server: ""), targetAsync = AsyncStore(odb: target, server: "")
+
+        try await refuseUnlessEmpty(target, objects: targetObjects, units: targetUnits, async: targetAsync)
+
+        var report = Report()
+        var written = false
+        do {
+            try await copyObjects(from: sourceObjects, sourceSecrets: sourceSecrets, to: targetObjects,
+                                  targetSecrets: targetSecrets, report: &report, written: &written)
+            progress("objects: \(report.objects) (\(report.secrets) secret(s) sealed with the target's key)")
+            try await copyUnits(from: sourceUnits, to: targetUnits, report: &report, written: &written)
+            progress("deployment units: \(report.units)")
+            try await copyAsync(from: sourceAsync, to: targetAsync, report: &report, written: &written)
+            progress("pending async invocations: \(report.asyncRecords)")
+        } catch {
+            let message = (error as? ODBCopyError)?.message ?? StoreError.describe(error)
+            throw ODBCopyError(written
+                ? "\(message)\nThe target ODB \(target.location) now holds part of the copy: empty it (a new database or file) and copy again"
+                : message)
+        }
+        return report
+    }
+
+    private static func refuseUnlessEmpty(_ odb: ODB, objects: ObjectStore, units: DeploymentStore,
+                                          async: AsyncStore) async throws(ODBCopyError) {
+        var held: [String] = []
+        do {
+            var objectCount = 0
+            for kind in ObjectKinds.all { objectCount += try await objects.records.list(kind: kind.name).count }
+            if objectCount > 0 { held.append("\(objectCount) object(s)") }
+            let unitCount = try await units.units().count
+            if unitCount > 0 { held.append("\(unitCount) deployment unit(s)") }
+            let recordCount = try await async.counts().values.reduce(0, +)
+            if recordCount > 0 { held.append("\(recordCount) async invocation(s)") }
+        } catch {
+            throw ODBCopyError("cannot read the target ODB \(odb.location): \(StoreError.describe(error))")
+        }
+        guard held.isEmpty else {
+            throw ODBCopyError("the target ODB \(odb.location) is not empty: it holds \(held.joined(separator: ", ")). "
+                + "Copy into a new, empty database or file")
+        }
+    }
+
+    /// Every object in one transaction, with its secret sealed again.
+    private static func copyObjects(from source: ObjectStore, sourceSecrets: SecretBox, to target: ObjectStore,
+                                    targetSecrets: SecretBox, report: inout Report, written: inout Bool) async throws {
+        var writes: [ObjectWrite] = []
+        for kind in ObjectKinds.all {
+            for object in try await source.records.list(kind: kind.name) {
+                var sealed: String?
+                if let secret = object.sealedSecret {
+                    let plain: String
+                    do {
+                        plain = try sourceSecrets.open(secret)
+                    } catch {
+                        throw ODBCopyError("\(kind.name) '\(object.name)': the --from server's [crypto] key cannot decrypt its secret: \(error)")
+                    }
+                    sealed = try targetSecrets.seal(plain)
+                    report.secrets += 1
+                }
+                writes.append(ObjectWrite(action: .insert(body: object.body), kind: kind.name, name: object.name,
+                                          sealedSecret: sealed))
+            }
+        }
+        guard !writes.isEmpty else { return }
+        let all = writes
+        written = true
+        try await target.records.transact(reading: []) { _ in (all, ()) }
+        report.objects = all.count
+    }
+
+    /// Each unit's serving version, oldest unit first (libraries before their dependents).
+    private static func copyUnits(from source: DeploymentStore, to target: DeploymentStore,
+                                  report: inout Report, written: inout Bool) async throws {
+        for unit in try await source.units() {
+            guard unit.status != .quarantined else {
+                report.skippedUnits.append((unit.name, "quarantined after crashes; deploy it again once fixed"))
+                continue
+            }
+            guard let hash = unit.hash, unit.version != nil, let code = try await source.servingSource(unit: unit.name) else {
+                report.skippedUnits.append((unit.name, "no version serves (\(unit.error ?? "failed"))"))
+                continue
+            }
+            written = true
+            try await target.recordDeployed(unit: unit.name, kind: unit.kind, hash: hash, source: code,
+                                            services: unit.services, imports: unit.imports, keep: 0)
+            report.units += 1
+        }
+    }
+
+    /// Every record with work left, page by page; a step the stopped server was running is
+    /// due again.
+    private static func copyAsync(from source: AsyncStore, to target: AsyncStore,
+                                  report: inout Report, written: inout Bool) async throws {
+        var after: String?
+        let now = AsyncRecord.now()
+        while true {
+            let records = try await source.records.unfinished(after: after, limit: page)
+            for var record in records {
+                if record.status == .running || record.callbackStatus == .running {
+                    record.interrupt(now: now)
+                    report.interrupted += 1
+                }
+                written = true
+                try await target.records.insert(record)
+                report.asyncRecords += 1
+            }
+            guard records.count == page, let last = records.last else { return }
+            after = last.cid
+        }
+    }
+}
+
+/// Why `esb odb copy` stopped.
+public struct ODBCopyError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}

@@ -107,6 +107,35 @@ import Testing
         #expect(try await storeA.takeOver(now: 5_000) == (3, 0))
     }
 
+    /// On a shared ODB a server claims only work whose due step calls a service it has
+    /// deployed: the target for an attempt, the callback once the attempts are over. The rest
+    /// waits, unclaimed and not counted as due, for a server that has the service.
+    @Test func aServerClaimsOnlyTheAsyncWorkOfServicesItHasDeployed() async throws {
+        let odb = try await TestODB.make(.postgresql)
+        let here = AsyncStore(odb: odb, server: "a", deployedServices: { ["t.here", "cb.here"] })
+        let everything = AsyncStore(odb: odb, server: "b")
+        func record(_ target: String, callback: String?, finished: Bool = false) -> AsyncRecord {
+            var record = AsyncRecord(kind: .invokeAsync, target: target, payload: Data(), source: nil, origCID: nil,
+                                     callback: callback, now: 1_000)
+            if finished {
+                record.status = .done
+                record.callbackStatus = .pending
+            }
+            return record
+        }
+        let attemptHere = record("t.here", callback: "cb.elsewhere")
+        let attemptElsewhere = record("t.elsewhere", callback: "cb.here")
+        let callbackHere = record("t.elsewhere", callback: "cb.here", finished: true)
+        let callbackElsewhere = record("t.here", callback: "cb.elsewhere", finished: true)
+        for item in [attemptHere, attemptElsewhere, callbackHere, callbackElsewhere] { try await here.records.insert(item) }
+
+        let claimed = try await here.claimDue(now: 2_000, limit: 10)
+        #expect(Set(claimed.map(\.cid)) == [attemptHere.cid, callbackHere.cid])
+        #expect(try await here.nextDue() == nil, "work for services this server lacks is not due here")
+        #expect(try await everything.nextDue() == 1_000)
+        #expect(Set(try await everything.claimDue(now: 2_000, limit: 10).map(\.cid)) == [attemptElsewhere.cid, callbackElsewhere.cid])
+    }
+
     /// Marks `server` stopped, as its clean stop would.
     static func stop(server: String, odb: ODB) async throws {
         guard case .postgresql(let postgres) = odb.connection else { return }

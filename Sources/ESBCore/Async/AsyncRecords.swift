@@ -11,10 +11,14 @@ protocol AsyncRecords: Sendable {
     /// Stores a record's new state; returns once it is committed.
     func update(_ record: AsyncRecord) async throws
     /// Takes up to `limit` records due at `now`, earliest first, and stores them claimed
-    /// (``AsyncRecord/claim(now:)``), in one transaction: no record is claimed twice.
-    func claimDue(now: Int64, limit: Int) async throws -> [AsyncRecord]
-    /// The earliest `nextRunAt`, if a record waits.
-    func nextDue() async throws -> Int64?
+    /// (``AsyncRecord/claim(now:)``), in one transaction: no record is claimed twice. With
+    /// `services`, only records whose due step calls one of them (the target for an attempt,
+    /// the callback for a callback) on a shared ODB, where each server takes the work of the
+    /// services it has deployed; a SQLite ODB has one server, which takes everything.
+    func claimDue(now: Int64, limit: Int, services: [String]?) async throws -> [AsyncRecord]
+    /// The earliest `nextRunAt`, if a record waits (of those ``claimDue(now:limit:services:)``
+    /// would take).
+    func nextDue(services: [String]?) async throws -> Int64?
     /// Makes this server's running attempts and callbacks (from a run that ended) due at
     /// `now`, counting an interruption.
     func recover(now: Int64) async throws -> (attempts: Int, callbacks: Int)
@@ -30,6 +34,16 @@ protocol AsyncRecords: Sendable {
     func unfinished(after cid: String?, limit: Int) async throws -> [AsyncRecord]
     /// How many records are in each status (every status present, zero when none).
     func counts() async throws -> [AsyncRecord.Status: Int]
+}
+
+extension AsyncRecords {
+    func claimDue(now: Int64, limit: Int) async throws -> [AsyncRecord] {
+        try await claimDue(now: now, limit: limit, services: nil)
+    }
+
+    func nextDue() async throws -> Int64? {
+        try await nextDue(services: nil)
+    }
 }
 
 /// Another server of the cluster took the record over (this one was silent past the lease):

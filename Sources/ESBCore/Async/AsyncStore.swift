@@ -15,8 +15,14 @@ public final class AsyncStore: Sendable {
     /// How long a silent server's claims stay its own (`[cluster] lease_seconds`).
     let lease: Duration
 
-    /// The store of server `server` (its `[main] name`, written into its claims on a shared ODB).
-    public init(odb: ODB, server: String, lease: Duration = .seconds(30)) {
+    /// The services deployed on this server, on a shared ODB: it takes only their work.
+    let deployedServices: (@Sendable () -> [String])?
+
+    /// The store of server `server` (its `[main] name`, written into its claims on a shared
+    /// ODB). With `deployedServices`, the server claims only work whose service it has.
+    public init(odb: ODB, server: String, lease: Duration = .seconds(30),
+                deployedServices: (@Sendable () -> [String])? = nil) {
+        self.deployedServices = deployedServices
         switch odb.connection {
         case .sqlite(let pool): records = SQLiteAsyncRecords(pool: pool)
         case .postgresql(let postgres): records = PostgresAsyncRecords(odb: postgres, server: server)
@@ -45,12 +51,12 @@ public final class AsyncStore: Sendable {
 
     /// Takes up to `limit` records due at `now`, earliest first, and marks them claimed.
     func claimDue(now: Int64, limit: Int) async throws -> [AsyncRecord] {
-        try await records.claimDue(now: now, limit: limit)
+        try await records.claimDue(now: now, limit: limit, services: deployedServices?())
     }
 
     /// When the next record is due, if any is waiting.
     func nextDue() async throws -> Int64? {
-        try await records.nextDue()
+        try await records.nextDue(services: deployedServices?())
     }
 
     /// After a crash or restart: steps that were running are due again (a callback that had

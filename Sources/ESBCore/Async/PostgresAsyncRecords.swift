@@ -86,10 +86,11 @@ struct PostgresAsyncRecords: AsyncRecords {
             """)
     }
 
-    func claimDue(now: Int64, limit: Int) async throws -> [AsyncRecord] {
+    func claimDue(now: Int64, limit: Int, services: [String]?) async throws -> [AsyncRecord] {
         try await odb.transaction { connection in
             var due = try await Self.records(try await connection.query("""
                 SELECT \(unescaped: Self.columns) FROM async_invocation WHERE next_run_at <= \(now)
+                  AND (\(services == nil) OR \(unescaped: Self.dueService) = ANY(\(services ?? [])))
                 ORDER BY next_run_at LIMIT \(Int64(limit)) FOR UPDATE SKIP LOCKED
                 """, logger: odb.logger))
             for index in due.indices {
@@ -104,9 +105,14 @@ struct PostgresAsyncRecords: AsyncRecords {
         }
     }
 
-    func nextDue() async throws -> Int64? {
-        for try await next in try await odb.client.query(
-            "SELECT min(next_run_at) FROM async_invocation WHERE next_run_at IS NOT NULL", logger: odb.logger).decode(Int64?.self) {
+    /// The service a record's due step calls: the target for an attempt, else the callback.
+    private static let dueService = "(CASE WHEN status IN ('pending', 'running') THEN target ELSE callback END)"
+
+    func nextDue(services: [String]?) async throws -> Int64? {
+        for try await next in try await odb.client.query("""
+            SELECT min(next_run_at) FROM async_invocation WHERE next_run_at IS NOT NULL
+              AND (\(services == nil) OR \(unescaped: Self.dueService) = ANY(\(services ?? [])))
+            """, logger: odb.logger).decode(Int64?.self) {
             return next
         }
         return nil

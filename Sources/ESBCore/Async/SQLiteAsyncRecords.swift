@@ -56,7 +56,8 @@ struct SQLiteAsyncRecords: AsyncRecords {
         try await committer.write { db in try record.update(db) }
     }
 
-    func claimDue(now: Int64, limit: Int) async throws -> [AsyncRecord] {
+    /// One server per file: it takes every due record (`services` is for a shared ODB).
+    func claimDue(now: Int64, limit: Int, services _: [String]?) async throws -> [AsyncRecord] {
         try await committer.write { db in
             var due = try AsyncRecord
                 .filter(AsyncRecord.CodingKeys.nextRunAt <= now)
@@ -71,7 +72,7 @@ struct SQLiteAsyncRecords: AsyncRecords {
         }
     }
 
-    func nextDue() async throws -> Int64? {
+    func nextDue(services _: [String]?) async throws -> Int64? {
         try await pool.read { db in
             try Int64.fetchOne(db, sql: "SELECT min(next_run_at) FROM async_invocation WHERE next_run_at IS NOT NULL")
         }

@@ -40,7 +40,15 @@ public struct ServiceRuntime: Sendable {
         kvdb = KVDBService(config: config.kvdb, logger: logger)
         http = HTTPOutconns(store: objects, logger: logger)
         state.onReload { [kvdb] config in kvdb.apply(config.kvdb) }
-        asyncStore = AsyncStore(odb: state.odb, server: config.main.name, lease: .seconds(config.cluster.leaseSeconds))
+        // On a shared ODB each server runs the async work of the services it has deployed; a
+        // SQLite ODB's one server runs all of it (work for a missing service fails there).
+        let registry = registry
+        var deployedServices: (@Sendable () -> [String])?
+        if state.odb.engine == .postgresql {
+            deployedServices = { @Sendable in registry.all().map { $0.name } }
+        }
+        asyncStore = AsyncStore(odb: state.odb, server: config.main.name, lease: .seconds(config.cluster.leaseSeconds),
+                                deployedServices: deployedServices)
         ledger = try InFlightLedger(directory: config.main.workDir)
         invoker = ServiceInvoker(registry: registry, executor: ServiceExecutor(threads: max(2, ProcessInfo.processInfo.activeProcessorCount)),
                                  outgoing: OutgoingConnections(amqp: amqp, kvdb: kvdb, http: http), async: asyncStore,

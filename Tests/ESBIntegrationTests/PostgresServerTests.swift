@@ -7,7 +7,7 @@ import Testing
     static var port: Int { Int(ProcessInfo.processInfo.environment["ESB_PG_PORT"] ?? "") ?? 55432 }
 
     /// A new, empty database, made by psql as a DBA would.
-    static func createDatabase() async throws -> String {
+    static func createDatabase(port: Int = port) async throws -> String {
         let name = "esb_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         let result = try await runCommand("/usr/bin/psql", ["-h", "127.0.0.1", "-p", "\(port)", "-U", "esb", "-d", "postgres",
                                                             "-v", "ON_ERROR_STOP=1", "-qc", "CREATE DATABASE \(name)"],

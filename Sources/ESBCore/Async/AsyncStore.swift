@@ -44,19 +44,30 @@ public final class AsyncStore: Sendable {
         doorbell.ring()
     }
 
+    /// The longest the scheduler waits for one ODB call. A call on a connection PostgreSQL
+    /// dropped at the wrong moment was seen to never return (R19); past this the scheduler
+    /// goes on (a step's outcome is saved again, due work is read again) instead of waiting
+    /// with its slots full.
+    static let schedulerCallTimeout: Duration = .seconds(30)
+
     /// Stores a record's new state.
     func update(_ record: AsyncRecord) async throws {
-        try await records.update(record)
+        let records = records
+        try await withDeadline(Self.schedulerCallTimeout) { try await records.update(record) }
     }
 
     /// Takes up to `limit` records due at `now`, earliest first, and marks them claimed.
     func claimDue(now: Int64, limit: Int) async throws -> [AsyncRecord] {
-        try await records.claimDue(now: now, limit: limit, services: deployedServices?())
+        let records = records, services = deployedServices?()
+        return try await withDeadline(Self.schedulerCallTimeout) {
+            try await records.claimDue(now: now, limit: limit, services: services)
+        }
     }
 
     /// When the next record is due, if any is waiting.
     func nextDue() async throws -> Int64? {
-        try await records.nextDue(services: deployedServices?())
+        let records = records, services = deployedServices?()
+        return try await withDeadline(Self.schedulerCallTimeout) { try await records.nextDue(services: services) }
     }
 
     /// After a crash or restart: steps that were running are due again (a callback that had
@@ -68,7 +79,8 @@ public final class AsyncStore: Sendable {
     /// Other servers' work whose lease ran out (they stopped or went silent) is due again
     /// here. Returns how many attempts and callbacks.
     func takeOver(now: Int64) async throws -> (attempts: Int, callbacks: Int) {
-        try await records.takeOver(now: now, leaseMS: Int64(lease.components.seconds) * 1000)
+        let records = records, leaseMS = Int64(lease.components.seconds) * 1000
+        return try await withDeadline(Self.schedulerCallTimeout) { try await records.takeOver(now: now, leaseMS: leaseMS) }
     }
 
     /// Deletes finished records that finished before `cutoff`; returns how many.

@@ -193,6 +193,7 @@ public enum ODBLocation: Sendable {
 }
 
 extension ODBLocation: CustomStringConvertible {
+    /// `sqlite:/absolute/path` or `postgresql://user@host:port/database` (never the password).
     public var description: String {
         switch self {
         case .sqlite(let path): "sqlite:\(URL(fileURLWithPath: path).standardizedFileURL.path)"

@@ -91,6 +91,19 @@ enum Table {
     }
 }
 
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster", abstract: "List the servers of the cluster: address, version, status, last heartbeat.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let rows = try await connection.client.list("/esb/api/cluster")
+        Table.print(["NAME", "STATUS", "ADDRESS", "VERSION", "STARTED", "LAST SEEN"], rows.map { row in
+            ["name", "status", "address", "version", "started_at", "last_seen"].map { "\(row[$0] as? String ?? "")" }
+        })
+    }
+}
+
 struct AsyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "async", abstract: "Show an async invocation or invoke/retry: status, attempts, next run, last error.")

@@ -22,6 +22,10 @@ protocol AsyncRecords: Sendable {
     /// Makes this server's running attempts and callbacks (from a run that ended) due at
     /// `now`, counting an interruption.
     func recover(now: Int64) async throws -> (attempts: Int, callbacks: Int)
+    /// While this server runs: makes its running attempts and callbacks that no task runs
+    /// (`running` lists those that do) due at `now`, counting an interruption. For claims a
+    /// timed-out `claimDue` may have committed after the scheduler stopped waiting for it.
+    func releaseStranded(now: Int64, running: [String]) async throws -> (attempts: Int, callbacks: Int)
     /// Makes the running attempts and callbacks of servers that stopped, or have not renewed
     /// their heartbeat within `leaseMS`, due at `now`, counting an interruption.
     func takeOver(now: Int64, leaseMS: Int64) async throws -> (attempts: Int, callbacks: Int)

@@ -20,6 +20,11 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
     private let logger: Logger
     private let settings: Mutex<ServerConfig.Async>
     private let running = Atomic<Int>(0)
+    /// The cids of the steps this server's tasks run now.
+    private let inFlight = Mutex<Set<String>>([])
+    /// When a `claimDue` last timed out: for a while, claims it may have committed late are
+    /// looked for with every take-over.
+    private let claimTimedOut = Mutex<ContinuousClock.Instant?>(nil)
     private let stopping = Atomic<Bool>(false)
     /// Set by a reload: the loop prunes on its next turn.
     private let pruneRequested = Atomic<Bool>(false)
@@ -86,8 +91,10 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
                     let claimed = try await store.claimDue(now: AsyncRecord.now(), limit: free)
                     for record in claimed {
                         running.add(1, ordering: .relaxed)
+                        inFlight.withLock { _ = $0.insert(record.cid) }
                         group.addTask { [self] in
                             await execute(record)
+                            inFlight.withLock { _ = $0.remove(record.cid) }
                             running.subtract(1, ordering: .relaxed)
                             store.doorbell.ring()
                         }
@@ -97,6 +104,7 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
                         wait = min(wait, .milliseconds(max(0, next - AsyncRecord.now())))
                     }
                 } catch {
+                    if error is DeadlineExceeded { claimTimedOut.withLock { $0 = .now } }
                     logger.error("cannot read due async work; trying again", metadata: ["esb.error": "\(error)"])
                     wait = .seconds(1)
                 }
@@ -131,8 +139,9 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
             record.recordAttempt(outcome, now: now)
             if record.isAtCallback {
                 (record.status == .done ? metrics.done : metrics.failed).increment()
-                // The finish and the hand-over of the callback are one commit.
-                if record.callbackStatus == .pending { record.claim(now: now) }
+                // The finish and the hand-over of the callback are one commit, when the callback
+                // service is here; else it waits, due, for a server that has it.
+                if record.callbackStatus == .pending, store.runsHere(record.callback) { record.claim(now: now) }
             }
             guard await save(record) else { return }
             if record.status == .pending { store.doorbell.ring() }  // the retry may be due soon
@@ -196,11 +205,27 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
         return false
     }
 
-    /// How often a step's outcome is tried before it is left to the next start (about 2 minutes).
+    /// How long after a `claimDue` timed out its late claims are looked for.
+    static let strandedWatch: Duration = .seconds(300)
+
+    /// How often a step's outcome is tried before it is left to the next start (about 2
+    /// minutes when each try fails at once; longer when tries time out).
     static let saveAttempts = 30
 
     /// Takes over the work of servers whose lease ran out (a cluster on PostgreSQL).
     private func takeOver() async {
+        if let timedOut = claimTimedOut.withLock({ $0 }), ContinuousClock.now - timedOut < Self.strandedWatch {
+            do {
+                let running = Array(inFlight.withLock { $0 })
+                let released = try await store.releaseStranded(now: AsyncRecord.now(), running: running)
+                if released.attempts + released.callbacks > 0 {
+                    logger.warning("async work claimed by a read that timed out runs again",
+                                   metadata: ["esb.attempts": "\(released.attempts)", "esb.callbacks": "\(released.callbacks)"])
+                }
+            } catch {
+                logger.error("cannot look for async work a timed-out read claimed", metadata: ["esb.error": "\(error)"])
+            }
+        }
         do {
             let taken = try await store.takeOver(now: AsyncRecord.now())
             if taken.attempts + taken.callbacks > 0 {

@@ -56,6 +56,12 @@ public final class AsyncStore: Sendable {
         try await withDeadline(Self.schedulerCallTimeout) { try await records.update(record) }
     }
 
+    /// Whether this server runs work of `service` (on a shared ODB, only where it is deployed).
+    func runsHere(_ service: String?) -> Bool {
+        guard let deployedServices, let service else { return true }
+        return deployedServices().contains(service)
+    }
+
     /// Takes up to `limit` records due at `now`, earliest first, and marks them claimed.
     func claimDue(now: Int64, limit: Int) async throws -> [AsyncRecord] {
         let records = records, services = deployedServices?()
@@ -74,6 +80,13 @@ public final class AsyncStore: Sendable {
     /// been handed over will say `redelivered`). Returns how many attempts and callbacks.
     func recover(now: Int64) async throws -> (attempts: Int, callbacks: Int) {
         try await records.recover(now: now)
+    }
+
+    /// This server's claims that no task of `running` runs are due again (after a `claimDue`
+    /// that timed out may have committed late).
+    func releaseStranded(now: Int64, running: [String]) async throws -> (attempts: Int, callbacks: Int) {
+        let records = records
+        return try await withDeadline(Self.schedulerCallTimeout) { try await records.releaseStranded(now: now, running: running) }
     }
 
     /// Other servers' work whose lease ran out (they stopped or went silent) is due again

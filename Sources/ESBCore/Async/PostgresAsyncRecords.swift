@@ -122,6 +122,10 @@ struct PostgresAsyncRecords: AsyncRecords {
         try await takeBack(now: now, from: .mine)
     }
 
+    func releaseStranded(now: Int64, running: [String]) async throws -> (attempts: Int, callbacks: Int) {
+        try await takeBack(now: now, from: .mineExcept(running))
+    }
+
     func takeOver(now: Int64, leaseMS: Int64) async throws -> (attempts: Int, callbacks: Int) {
         try await takeBack(now: now, from: .silent(leaseMS: leaseMS))
     }
@@ -130,6 +134,8 @@ struct PostgresAsyncRecords: AsyncRecords {
     private enum Claimers {
         /// This server's claims from its last run, and claims made before claims had owners.
         case mine
+        /// This server's claims but those of `running` (steps its tasks run now).
+        case mineExcept([String])
         /// Other servers' claims, where the server stopped or has not renewed its heartbeat
         /// for `leaseMS` (the ODB's clock).
         case silent(leaseMS: Int64)
@@ -152,6 +158,17 @@ struct PostgresAsyncRecords: AsyncRecords {
                 UPDATE async_invocation SET callback_status = \(callbackPending), next_run_at = \(now),
                   interruptions = interruptions + 1, updated_at = \(now), claimed_by = NULL
                 WHERE callback_status = \(callbackRunning) AND (claimed_by IS NULL OR claimed_by = \(server)) RETURNING cid
+                """
+        case .mineExcept(let running):
+            attempts = """
+                UPDATE async_invocation SET status = \(pending), next_run_at = \(now), interruptions = interruptions + 1,
+                  updated_at = \(now), claimed_by = NULL
+                WHERE status = \(running) AND claimed_by = \(server) AND cid <> ALL(\(running)) RETURNING cid
+                """
+            callbacks = """
+                UPDATE async_invocation SET callback_status = \(callbackPending), next_run_at = \(now),
+                  interruptions = interruptions + 1, updated_at = \(now), claimed_by = NULL
+                WHERE callback_status = \(callbackRunning) AND claimed_by = \(server) AND cid <> ALL(\(running)) RETURNING cid
                 """
         case .silent(let leaseMS):
             attempts = """

@@ -1,4 +1,5 @@
 import ESBStore
+import Foundation
 import GRDB
 
 /// ``AsyncRecords`` on SQLite: the `async_invocation` table in WAL mode. Writes go through
@@ -92,6 +93,22 @@ struct SQLiteAsyncRecords: AsyncRecords {
                 UPDATE async_invocation SET callback_status = ?, next_run_at = ?, interruptions = interruptions + 1, updated_at = ?
                 WHERE callback_status = ?
                 """, arguments: [AsyncRecord.CallbackStatus.pending.rawValue, now, now, AsyncRecord.CallbackStatus.running.rawValue])
+            return (attempts, db.changesCount)
+        }
+    }
+
+    func releaseStranded(now: Int64, running: [String]) async throws -> (attempts: Int, callbacks: Int) {
+        let list = String(decoding: try JSONEncoder().encode(running), as: UTF8.self)
+        return try await committer.write { db in
+            try db.execute(sql: """
+                UPDATE async_invocation SET status = ?, next_run_at = ?, interruptions = interruptions + 1, updated_at = ?
+                WHERE status = ? AND cid NOT IN (SELECT value FROM json_each(?))
+                """, arguments: [AsyncRecord.Status.pending.rawValue, now, now, AsyncRecord.Status.running.rawValue, list])
+            let attempts = db.changesCount
+            try db.execute(sql: """
+                UPDATE async_invocation SET callback_status = ?, next_run_at = ?, interruptions = interruptions + 1, updated_at = ?
+                WHERE callback_status = ? AND cid NOT IN (SELECT value FROM json_each(?))
+                """, arguments: [AsyncRecord.CallbackStatus.pending.rawValue, now, now, AsyncRecord.CallbackStatus.running.rawValue, list])
             return (attempts, db.changesCount)
         }
     }

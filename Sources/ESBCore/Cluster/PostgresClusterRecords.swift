@@ -153,6 +153,7 @@ actor PostgresClusterRecords: ClusterRecords {
             let rows = try await odb.client.query("""
                 SELECT s.name FROM esb_server s JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted
                   AND l.classid = \(Self.nameLockSpace)::oid AND l.objid = s.id::oid AND l.objsubid = 2
+                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                 ORDER BY s.name COLLATE "C"
                 """, logger: logger)
             for try await name in rows.decode(String.self) { running.append(name) }

@@ -10,11 +10,15 @@ import Foundation
 public enum ODBCopy {
     /// What was copied, and what was not, for the operator.
     public struct Report: Sendable {
+        /// Objects written into the target.
         public var objects = 0
+        /// Secrets opened with the source's key and sealed with the target's.
         public var secrets = 0
+        /// Units whose serving version was written into the target's registry.
         public var units = 0
         /// Units that are not copied, each with the reason.
         public var skippedUnits: [(name: String, reason: String)] = []
+        /// Async records with work left, written into the target.
         public var asyncRecords = 0
         /// Steps a stopped server was running: due again on the target, with `redelivered`
         /// for callbacks.
@@ -159,7 +163,9 @@ public enum ODBCopy {
 
 /// Why `esb odb copy` stopped.
 public struct ODBCopyError: Error, Sendable, CustomStringConvertible {
+    /// What stopped the copy, naming the ODB, object or unit.
     public var message: String
     public init(_ message: String) { self.message = message }
+    /// The message.
     public var description: String { message }
 }

@@ -136,6 +136,25 @@ import Testing
         #expect(Set(try await everything.claimDue(now: 2_000, limit: 10).map(\.cid)) == [attemptElsewhere.cid, callbackElsewhere.cid])
     }
 
+    /// A claim committed after the scheduler stopped waiting for it (a read that timed out)
+    /// would stay `running` under a live server: the scheduler makes its own claims that no
+    /// task runs due again, and leaves the ones its tasks run alone.
+    @Test(arguments: ODB.Engine.allCases)
+    func ownClaimsNoTaskRunsAreMadeDueAgain(engine: ODB.Engine) async throws {
+        let odb = try await TestODB.make(engine)
+        let store = AsyncStore(odb: odb, server: "a")
+        for _ in 0..<2 {
+            try await store.records.insert(
+                AsyncRecord(kind: .invokeAsync, target: "t.svc", payload: Data(), source: nil, origCID: nil, callback: nil, now: 1_000))
+        }
+        let claimed = try await store.claimDue(now: 2_000, limit: 2)
+        #expect(claimed.count == 2)
+        #expect(try await store.releaseStranded(now: 3_000, running: [claimed[0].cid]) == (1, 0))
+        #expect(try await store.record(cid: claimed[0].cid)?.status == .running)
+        let released = try #require(try await store.record(cid: claimed[1].cid))
+        #expect(released.status == .pending && released.nextRunAt == 3_000 && released.interruptions == 1)
+    }
+
     /// Marks `server` stopped, as its clean stop would.
     static func stop(server: String, odb: ODB) async throws {
         guard case .postgresql(let postgres) = odb.connection else { return }

@@ -159,16 +159,16 @@ struct PostgresAsyncRecords: AsyncRecords {
                   interruptions = interruptions + 1, updated_at = \(now), claimed_by = NULL
                 WHERE callback_status = \(callbackRunning) AND (claimed_by IS NULL OR claimed_by = \(server)) RETURNING cid
                 """
-        case .mineExcept(let running):
+        case .mineExcept(let busy):
             attempts = """
                 UPDATE async_invocation SET status = \(pending), next_run_at = \(now), interruptions = interruptions + 1,
                   updated_at = \(now), claimed_by = NULL
-                WHERE status = \(running) AND claimed_by = \(server) AND cid <> ALL(\(running)) RETURNING cid
+                WHERE status = \(running) AND claimed_by = \(server) AND cid <> ALL(\(busy)) RETURNING cid
                 """
             callbacks = """
                 UPDATE async_invocation SET callback_status = \(callbackPending), next_run_at = \(now),
                   interruptions = interruptions + 1, updated_at = \(now), claimed_by = NULL
-                WHERE callback_status = \(callbackRunning) AND claimed_by = \(server) AND cid <> ALL(\(running)) RETURNING cid
+                WHERE callback_status = \(callbackRunning) AND claimed_by = \(server) AND cid <> ALL(\(busy)) RETURNING cid
                 """
         case .silent(let leaseMS):
             attempts = """

@@ -37,10 +37,20 @@ def start_cluster(bin_dir, database, count=3):
         servers.append(server)
     return servers
 
+def pgbench_path():
+    """Debian keeps pgbench with the server's programs; the newest installed one."""
+    versions = sorted((int(v) for v in os.listdir("/usr/lib/postgresql") if v.isdigit()), reverse=True) \
+        if os.path.isdir("/usr/lib/postgresql") else []
+    for version in versions:
+        path = f"/usr/lib/postgresql/{version}/bin/pgbench"
+        if os.path.exists(path):
+            return path
+    return "pgbench"
+
 def pgbench(database, seconds):
     """The anchor: the INSERT an accepted invocation makes, 64 clients, one row per transaction."""
     script = os.path.join(HERE, "cluster_insert.sql")
-    out = subprocess.run(["/usr/lib/postgresql/15/bin/pgbench" if os.path.exists("/usr/lib/postgresql/15/bin/pgbench") else "pgbench",
+    out = subprocess.run([pgbench_path(),
                           "-n", "-h", "127.0.0.1", "-p", PG_PORT, "-U", "esb", "-c", "64", "-j", "2", "-T", str(seconds),
                           "-f", script, database], env=PG_ENV, check=True, capture_output=True, text=True).stdout
     return float(re.search(r"tps = ([\d.]+)", out).group(1))
@@ -59,6 +69,15 @@ def main():
     args = bench_arguments("cluster.md", invocations=20000, seconds=10)
     database = create_database()
     servers = start_cluster(args.bin, database)
+    try:
+        run(args, database, servers)
+    finally:
+        for server in servers:
+            if server.proc.poll() is None:
+                server.stop()
+        psql("postgres", f"DROP DATABASE IF EXISTS {database}")
+
+def run(args, database, servers):
     with open(f"{HERE}/async/Bench.swift") as f:
         drop(servers[0], "bench_async.swift", f.read())
     while call(servers[0], "/esb/api/services/bench.async.accept", method="GET")[0] != 200:
@@ -95,9 +114,6 @@ def main():
     for round_ in range(args.rounds):
         deploys.append(live_everywhere(servers, round_ + 1, f"r{round_}"))
         compiles.append(bare_compile(args.bin, cache, round_ + 1, f"r{round_}"))
-    for server in servers:
-        server.stop()
-
     rate = statistics.median(r["rate"] for r in ours)
     tps = statistics.median(anchor)
     deploy, compile_ = statistics.median(deploys), statistics.median(compiles)
@@ -121,7 +137,6 @@ def main():
              "whose cid was returned (the commit is flushed to its WAL on disk first); the embedded SQLite ODB (WAL, "
              "`synchronous = NORMAL`) can lose those accepted since its last checkpoint."]
     write_report(lines, args.output)
-    psql("postgres", f"DROP DATABASE {database}")
     psql("postgres", f"DROP DATABASE {anchor_db}")
 
 if __name__ == "__main__":

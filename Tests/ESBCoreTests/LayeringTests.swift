@@ -17,7 +17,8 @@ import Testing
         "ESBCore": ["ESBConcurrency", "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBAMQP", "ESBRedis", "ESBService"],
         "ESBHTTP": ["ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBService"],
         "esbd": ["ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBHTTP"],
-        "esb": ["ESBConfig"],
+        // ESBStore and ESBCore for `esb odb copy`, which reads and writes ODBs itself.
+        "esb": ["ESBConfig", "ESBStore", "ESBCore"],
     ]
 
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -42,12 +42,15 @@ public final class ODB: Sendable {
     /// The engine connection the feature stores run their queries on.
     public let connection: Connection
     private let migrator: DatabaseMigrator?
+    /// The migrations ``migrate()`` applies on PostgreSQL (the store's own first).
+    private let postgresMigrations: [ODBMigration]
 
-    /// Opens (creating if needed) the SQLite database at `path` and runs the pending
-    /// migrations of `schema`, after the store's own (`v1-meta`).
+    /// Opens (creating if needed) the SQLite database at `path` and, with `migrate`, runs
+    /// the pending migrations of `schema`, after the store's own (`v1-meta`).
     /// - Throws: ``StoreError`` naming the file and the cause; ``StoreError/Cause/refused``
     ///   when the file holds a schema newer than `schema`.
-    public init(path: String, schema: [ODBMigration]) throws(StoreError) {
+    public init(path: String, schema: [ODBMigration], migrate: Bool = true) throws(StoreError) {
+        postgresMigrations = []
         location = path
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
@@ -72,37 +75,54 @@ public final class ODB: Sendable {
             throw StoreError("ODB '\(path)' cannot be opened: \(error)")
         }
         if let newer = Self.newerSchemaError(applied: applied, known: migrations, location: path) { throw newer }
-        do {
-            try migrator.migrate(pool)
-        } catch {
-            throw StoreError("ODB '\(path)' cannot be migrated: \(error)")
-        }
         connection = .sqlite(pool)
+        if migrate { try migrateSQLite(pool) }
+    }
+
+    private func migrateSQLite(_ pool: DatabasePool) throws(StoreError) {
+        do {
+            try migrator?.migrate(pool)
+        } catch {
+            throw StoreError("ODB '\(location)' cannot be migrated: \(error)")
+        }
+    }
+
+    /// Runs the pending migrations of an ODB opened with `migrate: false`, once whatever
+    /// had to happen first (``open(_:schema:logger:migrate:attempt:)``) has happened.
+    public func migrate() async throws(StoreError) {
+        switch connection {
+        case .sqlite(let pool): try migrateSQLite(pool)
+        case .postgresql(let postgres): try await postgres.migrate(postgresMigrations)
+        }
     }
 
     /// An ODB on PostgreSQL, already reached and migrated (``open(_:schema:logger:attempt:)``).
-    init(postgres: PostgresODB) {
+    init(postgres: PostgresODB, migrations: [ODBMigration]) {
+        postgresMigrations = migrations
         location = postgres.settings.description
         connection = .postgresql(postgres)
         migrator = nil
     }
 
-    /// Opens the ODB at `location` with `schema` migrated.
+    /// Opens the ODB at `location` with `schema` migrated (with `migrate: false`, reached and
+    /// checked for a newer schema but not migrated until ``migrate()``).
     ///
     /// PostgreSQL is reached with retries and backoff for up to its ``PostgresODBSettings/connectTimeout``
     /// (`attempt` hears of each failed try, for logs and systemd); wrong credentials, a missing
     /// database or a schema newer than `schema` fail at once with ``StoreError/Cause/refused``.
     /// Concurrent starts on one PostgreSQL migrate one after another (an advisory lock).
     public static func open(
-        _ location: ODBLocation, schema: [ODBMigration], logger: Logger,
+        _ location: ODBLocation, schema: [ODBMigration], logger: Logger, migrate: Bool = true,
         attempt: @Sendable (_ number: Int, _ error: StoreError) -> Void = { _, _ in }
     ) async throws(StoreError) -> ODB {
         switch location {
         case .sqlite(let path):
-            return try ODB(path: path, schema: schema)
+            return try ODB(path: path, schema: schema, migrate: migrate)
         case .postgresql(let settings):
-            let postgres = try await PostgresODB.open(settings, migrations: [Self.meta] + schema, logger: logger, attempt: attempt)
-            return ODB(postgres: postgres)
+            let migrations = [Self.meta] + schema
+            let postgres = try await PostgresODB.open(settings, migrations: migrations, migrate: migrate, logger: logger,
+                                                      attempt: attempt)
+            return ODB(postgres: postgres, migrations: migrations)
         }
     }
 

@@ -73,9 +73,10 @@ public final class PostgresODB: Sendable {
     static let migrationLock: Int64 = 0x4553_4221
 
     /// Reaches the server (retrying an unreachable one until the settings' connect timeout),
-    /// migrates the schema in one transaction under ``migrationLock``, and opens the pool.
+    /// migrates the schema in one transaction under ``migrationLock`` (without `migrate`,
+    /// only checks that the schema is not newer than `migrations`), and opens the pool.
     static func open(
-        _ settings: PostgresODBSettings, migrations: [ODBMigration], logger: Logger,
+        _ settings: PostgresODBSettings, migrations: [ODBMigration], migrate: Bool = true, logger: Logger,
         attempt: @Sendable (Int, StoreError) -> Void
     ) async throws(StoreError) -> PostgresODB {
         let tls = try tlsConfiguration(settings)
@@ -89,7 +90,11 @@ public final class PostgresODB: Sendable {
                 let connection = try await connect(settings, tls: tls, logger: logger,
                                                    timeout: max(.seconds(1), min(.seconds(10), remaining)))
                 do {
-                    try await migrate(connection, migrations: migrations, settings: settings, logger: logger)
+                    if migrate {
+                        try await Self.migrate(connection, migrations: migrations, settings: settings, logger: logger)
+                    } else {
+                        try await refuseNewerSchema(connection, known: migrations, settings: settings, logger: logger)
+                    }
                     try? await connection.close()
                 } catch {
                     try? await connection.close()
@@ -192,6 +197,33 @@ public final class PostgresODB: Sendable {
             database: settings.database, tls: tls.connection)
         configuration.options.connectTimeout = .milliseconds(Int64(timeout.components.seconds * 1000))
         return try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+    }
+
+    /// Runs the pending `migrations` (an ODB opened without migrating).
+    func migrate(_ migrations: [ODBMigration]) async throws(StoreError) {
+        do {
+            try await client.withConnection { connection in
+                try await Self.migrate(connection, migrations: migrations, settings: settings, logger: logger)
+            }
+        } catch {
+            throw Self.storeError(error, settings: settings)
+        }
+    }
+
+    /// A schema with migrations this build does not know stops the open before it migrates.
+    private static func refuseNewerSchema(_ connection: PostgresConnection, known: [ODBMigration],
+                                          settings: PostgresODBSettings, logger: Logger) async throws {
+        var exists = false
+        for try await value in try await connection.query(
+            "SELECT to_regclass('esb_migration') IS NOT NULL", logger: logger).decode(Bool.self) {
+            exists = value
+        }
+        guard exists else { return }
+        var applied = Set<String>()
+        for try await identifier in try await connection.query("SELECT identifier FROM esb_migration", logger: logger).decode(String.self) {
+            applied.insert(identifier)
+        }
+        if let newer = ODB.newerSchemaError(applied: applied, known: known, location: settings.description) { throw newer }
     }
 
     private static func migrate(_ connection: PostgresConnection, migrations: [ODBMigration],

@@ -60,6 +60,13 @@ struct ODBCommand: AsyncParsableCommand {
             for skipped in report.skippedUnits {
                 print("not copied: unit '\(skipped.name)': \(skipped.reason)")
             }
+            if report.waitingForSkippedUnits > 0 {
+                print("\(report.waitingForSkippedUnits) pending async invocation(s) call a service of a unit not copied: "
+                    + "they wait on the target until a server deploys it")
+            }
+            if report.finishedNotCopied > 0 {
+                print("not copied: \(report.finishedNotCopied) finished async invocation(s) (history; they stay in the source)")
+            }
             if report.interrupted > 0 {
                 print("\(report.interrupted) step(s) the source server was running when it stopped run again on the target")
             }
@@ -85,7 +92,8 @@ struct ODBCommand: AsyncParsableCommand {
             var logger = Logger(label: "esb")
             logger.logLevel = .critical
             do {
-                return try await ODB.open(config: config.odb, logger: logger) { number, error in
+                // Migrated only once held: a server still running on it must not see its schema change.
+                return try await ODB.open(config: config.odb, logger: logger, migrate: false) { number, error in
                     FileHandle.standardError.write(Data("esb: \(role) ODB not reachable (attempt \(number)), retrying: \(error)\n".utf8))
                 }
             } catch {

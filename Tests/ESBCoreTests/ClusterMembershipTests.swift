@@ -58,6 +58,38 @@ import Testing
         #expect(refused?.message.contains("[cluster] name 'green'") == true && refused?.message.contains("'blue'") == true)
     }
 
+    /// `esb odb copy` holds the ODB: it is refused while a server runs, and no server starts
+    /// while it holds it (on PostgreSQL, an empty database not yet migrated included).
+    @Test(arguments: ODB.Engine.allCases)
+    func aCopysHoldAndARunningServerExcludeEachOther(engine: ODB.Engine) async throws {
+        let odb = try await TestODB.make(engine)
+        let server = try await Self.join(odb, "one")
+        let copier = try await TestODB.again(odb)
+        let refused = await Self.refusal { _ = try await ClusterMembership.holdWithNoServer(odb: copier, for: "copying") }
+        #expect(refused?.cause == .refused)
+        #expect(refused?.message.contains("is in use") == true, "\(refused?.message ?? "")")
+        await server.records.leave()
+
+        let hold = try await ClusterMembership.holdWithNoServer(odb: copier, for: "copying")
+        let starting = try await TestODB.again(odb)
+        let blocked = await Self.refusal { _ = try await Self.join(starting, "two") }
+        #expect(blocked?.cause == .refused)
+        if engine == .postgresql {
+            #expect(blocked?.message.contains("is held by esb odb copy") == true, "\(blocked?.message ?? "")")
+            // A database with no schema yet is held the same way (the copy migrates it once held).
+            let empty = try await ODB.open(.postgresql(try await TestODB.createPostgresDatabase()), schema: ODBSchema.migrations,
+                                           logger: TestODB.logger, migrate: false)
+            let emptyHold = try await ClusterMembership.holdWithNoServer(odb: empty, for: "copying")
+            try await empty.migrate()
+            let blockedEmpty = await Self.refusal { _ = try await Self.join(try await TestODB.again(empty), "three") }
+            #expect(blockedEmpty?.message.contains("is held by esb odb copy") == true, "\(blockedEmpty?.message ?? "")")
+            await emptyHold.release()
+        }
+        await hold.release()
+        let started = try await Self.join(try await TestODB.again(odb), "two")
+        #expect(try await started.servers().first { $0.name == "two" }?.status == .up)
+    }
+
     @Test func serversAreUpWhileTheyRenewAndDownOnceStoppedOrSilent() async throws {
         let odb = try await TestODB.make(.postgresql)
         let a = try await Self.join(odb, "a", lease: 3600)

@@ -144,6 +144,36 @@ import Testing
 
     /// Async records round-trip every field, and two servers claiming due work at the same
     /// time never claim one record twice.
+    /// Concurrent accepts share group commits (one multi-row INSERT on PostgreSQL): each
+    /// comes back once its record is stored as it was given, and a record that cannot be
+    /// stored (its cid is taken) fails alone.
+    @Test(arguments: ODB.Engine.allCases)
+    func concurrentAcceptsAreEachStoredAndABadOneFailsAlone(engine: ODB.Engine) async throws {
+        let odb = try await TestODB.make(engine)
+        let store = AsyncStore(odb: odb, server: "a")
+        let taken = AsyncRecord(kind: .invokeAsync, target: "t.svc", payload: Data(), source: nil, origCID: nil, callback: nil, now: 1)
+        try await store.records.insert(taken)
+        let records = (0..<300).map { index in
+            var record = AsyncRecord(kind: index % 2 == 0 ? .invokeAsync : .invokeRetry, target: "t\(index).svc",
+                                     payload: Data([UInt8(index % 256), 0, 255]), source: index % 3 == 0 ? nil : "s.svc",
+                                     origCID: nil, callback: index % 5 == 0 ? "cb.svc" : nil, now: Int64(index))
+            if index == 150 { record.cid = taken.cid }
+            record.errors = index % 7 == 0 ? ["e \(index)"] : []
+            return record
+        }
+        let outcomes = await withTaskGroup(of: (Int, Bool).self) { group in
+            for (index, record) in records.enumerated() {
+                group.addTask { (index, (try? await store.records.insert(record)) != nil) }
+            }
+            return await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(outcomes.filter { !$0.value }.map(\.key) == [150])
+        for (index, record) in records.enumerated() where index != 150 {
+            #expect(try await store.records.record(cid: record.cid) == record)
+        }
+        #expect(try await store.records.record(cid: taken.cid) == taken)
+    }
+
     @Test(arguments: ODB.Engine.allCases)
     func asyncRecordsRoundTripAndAreClaimedOnce(engine: ODB.Engine) async throws {
         let odb = try await TestODB.make(engine)

@@ -3,16 +3,26 @@ import Foundation
 import PostgresNIO
 
 /// ``AsyncRecords`` on PostgreSQL: the `async_invocation` table, shared by the servers of a
-/// cluster. Each write is its own transaction on a pooled connection; due records are
-/// claimed with `FOR UPDATE SKIP LOCKED`, so concurrent claimers never take one record
-/// twice, and a claim names its server (`claimed_by`). The claim lasts as long as that
-/// server's heartbeat in `esb_server` (``ClusterMembership``): a server takes back its own
-/// claims at start, and the others take over the claims of a server that stopped or went
-/// silent for longer than the lease.
+/// cluster. Accepts are group-committed (``PostgresGroupInserter``); every other write is
+/// its own transaction on a pooled connection. Due records are claimed with `FOR UPDATE
+/// SKIP LOCKED`, so concurrent claimers never take one record twice, and a claim names its
+/// server (`claimed_by`). The claim lasts as long as that server's heartbeat in
+/// `esb_server` (``ClusterMembership``): a server takes back its own claims at start, and
+/// the others take over the claims of a server that stopped or went silent for longer than
+/// the lease.
 struct PostgresAsyncRecords: AsyncRecords {
     let odb: PostgresODB
     /// This server's `[main] name`, written into its claims.
     let server: String
+    private let inserter: PostgresGroupInserter
+
+    init(odb: PostgresODB, server: String) {
+        self.odb = odb
+        self.server = server
+        inserter = PostgresGroupInserter(
+            odb: odb, table: "async_invocation",
+            columns: Self.columns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+    }
 
     /// Migration `v5-async`.
     static let createTable = [
@@ -42,17 +52,20 @@ struct PostgresAsyncRecords: AsyncRecords {
         callback_deferrals, callback_error, interruptions, created_at, updated_at, finished_at
         """
 
+    /// Accepts go into group commits: one multi-row INSERT carries the records of every
+    /// caller waiting meanwhile.
     func insert(_ record: AsyncRecord) async throws {
         let r = record
         let errors = try Self.errorsJSON(r)
-        try await odb.client.query("""
-            INSERT INTO async_invocation(\(unescaped: Self.columns)) VALUES (
-              \(r.cid), \(r.kind.rawValue), \(r.source), \(r.origCID), \(r.target), \(r.payload), \(r.callback), \(r.callbackID),
-              \(r.context), \(Int64(r.repeats)), \(r.intervalMS), \(r.backoff), \(r.maxIntervalMS), \(Int64(r.attempts)),
-              \(r.status.rawValue), \(errors), \(r.response), \(r.nextRunAt), \(r.callbackStatus.rawValue),
-              \(Int64(r.callbackDeliveries)), \(Int64(r.callbackDeferrals)), \(r.callbackError), \(Int64(r.interruptions)),
-              \(r.createdAt), \(r.updatedAt), \(r.finishedAt))
-            """, logger: odb.logger)
+        try await inserter.insert { b in
+            b.append(r.cid); b.append(r.kind.rawValue); b.append(r.source); b.append(r.origCID); b.append(r.target)
+            try? b.append(r.payload); b.append(r.callback); b.append(r.callbackID); b.append(r.context)
+            b.append(Int64(r.repeats)); b.append(r.intervalMS); b.append(r.backoff); b.append(r.maxIntervalMS)
+            b.append(Int64(r.attempts)); b.append(r.status.rawValue); b.append(errors); try? b.append(r.response)
+            b.append(r.nextRunAt); b.append(r.callbackStatus.rawValue); b.append(Int64(r.callbackDeliveries))
+            b.append(Int64(r.callbackDeferrals)); b.append(r.callbackError); b.append(Int64(r.interruptions))
+            b.append(r.createdAt); b.append(r.updatedAt); b.append(r.finishedAt)
+        }
     }
 
     /// Writes the step's outcome only while this server still holds the claim: after a

@@ -68,9 +68,13 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
         }
     }
 
-    /// Keeps a SQLite ODB from serving a server while it lives (``holdWithNoServer(odb:for:)``).
+    /// Keeps servers from starting on an ODB until released or dropped
+    /// (``holdWithNoServer(odb:for:)``): a SQLite file's lock, PostgreSQL's ODB lock.
     public struct ODBHold: Sendable {
         let records: any ClusterRecords
+
+        /// Lets servers start on the ODB again.
+        public func release() async { await records.leave() }
     }
 
     /// Where this server listens, once the listener is bound (the next heartbeat records it).

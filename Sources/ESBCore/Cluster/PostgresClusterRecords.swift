@@ -19,6 +19,9 @@ actor PostgresClusterRecords: ClusterRecords {
     /// The first half of the name lock's two-number key ("ESBS"); the second is the server's
     /// `esb_server.id`.
     static let nameLockSpace: Int32 = 0x4553_4253
+    /// The second number of the ODB's own lock (no server has id 0): each running server
+    /// holds it shared, `esb odb copy` exclusively, so that neither starts while the other runs.
+    static let odbLock: Int32 = 0
 
     /// The ODB's clock in milliseconds since 1970.
     static let now = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
@@ -86,9 +89,18 @@ actor PostgresClusterRecords: ClusterRecords {
         }
     }
 
-    /// Takes the session lock of server `id`.
-    /// - Throws: ``StoreError/Cause/refused`` when another session holds it.
+    /// Takes the ODB's lock shared and the session lock of server `id`.
+    /// - Throws: ``StoreError/Cause/refused`` when another session holds the name, or
+    ///   `esb odb copy` holds the ODB.
     private func takeName(on connection: PostgresConnection, id: Int32) async throws {
+        var shared = false
+        for try await value in try await connection.query(
+            "SELECT pg_try_advisory_lock_shared(\(Self.nameLockSpace), \(Self.odbLock))", logger: logger).decode(Bool.self) {
+            shared = value
+        }
+        guard shared else {
+            throw StoreError(.refused, "ODB \(odb.settings) is held by esb odb copy: start server '\(name)' once the copy has ended")
+        }
         var taken = false
         for try await value in try await connection.query(
             "SELECT pg_try_advisory_lock(\(Self.nameLockSpace), \(id))", logger: logger).decode(Bool.self) {
@@ -136,34 +148,56 @@ actor PostgresClusterRecords: ClusterRecords {
     }
 
     func leave() async {
-        guard let id = serverID, let session else { return }
-        do {
-            try await session.query("UPDATE esb_server SET stopped_at = \(unescaped: Self.now) WHERE id = \(id)", logger: logger)
-        } catch {
-            logger.warning("cannot record the clean stop in the cluster", metadata: ["esb.error": "\(StoreError.describe(error))"])
+        guard let session else { return }
+        if let id = serverID {
+            do {
+                try await session.query("UPDATE esb_server SET stopped_at = \(unescaped: Self.now) WHERE id = \(id)", logger: logger)
+            } catch {
+                logger.warning("cannot record the clean stop in the cluster", metadata: ["esb.error": "\(StoreError.describe(error))"])
+            }
         }
         try? await session.close()
         self.session = nil
     }
 
+    /// Takes the ODB's lock exclusively on a connection of its own, held until this object
+    /// ends: no server starts meanwhile. Servers that predate the lock are found by their
+    /// name locks.
     func holdWithNoServer(for job: String) async throws(StoreError) {
+        let connection = try await odb.connectSession()
         var running: [String] = []
+        var held = false
         do {
-            // A running server holds its name's session lock (see `takeName`).
-            let rows = try await odb.client.query("""
-                SELECT s.name FROM esb_server s JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted
-                  AND l.classid = \(Self.nameLockSpace)::oid AND l.objid = s.id::oid AND l.objsubid = 2
-                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                ORDER BY s.name COLLATE "C"
-                """, logger: logger)
-            for try await name in rows.decode(String.self) { running.append(name) }
+            for try await value in try await connection.query(
+                "SELECT pg_try_advisory_lock(\(Self.nameLockSpace), \(Self.odbLock))", logger: logger).decode(Bool.self) {
+                held = value
+            }
+            var hasServers = false
+            for try await value in try await connection.query(
+                "SELECT to_regclass('esb_server') IS NOT NULL", logger: logger).decode(Bool.self) {
+                hasServers = value
+            }
+            if hasServers {
+                // A running server holds its name's session lock (see `takeName`).
+                let rows = try await connection.query("""
+                    SELECT s.name FROM esb_server s JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted
+                      AND l.classid = \(Self.nameLockSpace)::oid AND l.objid = s.id::oid AND l.objsubid = 2
+                      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    ORDER BY s.name COLLATE "C"
+                    """, logger: logger)
+                for try await name in rows.decode(String.self) { running.append(name) }
+            }
         } catch {
+            try? await connection.close()
             throw PostgresODB.storeError(error, settings: odb.settings)
         }
-        guard running.isEmpty else {
-            throw StoreError(.refused, "ODB \(odb.settings) is in use by running server(s) \(running.map { "'\($0)'" }.joined(separator: ", ")). "
-                + "Stop every server of the cluster before \(job)")
+        guard held, running.isEmpty else {
+            try? await connection.close()
+            let servers = running.isEmpty ? "a running server or another esb odb copy"
+                : "running server(s) \(running.map { "'\($0)'" }.joined(separator: ", "))"
+            throw StoreError(.refused, "ODB \(odb.settings) is in use by \(servers). Stop every server of the cluster before \(job)")
         }
+        session = connection
     }
 
     func servers(leaseMS: Int64) async throws -> [ClusterServer] {

@@ -5,8 +5,9 @@ import Foundation
 
 /// `esb odb copy`: every object, the deployment registry and the pending async work of one
 /// ODB, written into another that is empty (SQLite → PostgreSQL, to grow one server into a
-/// cluster). Both are copied with no server running on them. Secrets are opened with the
-/// source's key and sealed again with the target's. The source is only read.
+/// cluster). Both are held first, so that no server runs on either while it copies, then
+/// migrated to this build's schema. Secrets are opened with the source's key and sealed again
+/// with the target's. The source is otherwise only read.
 public enum ODBCopy {
     /// What was copied, and what was not, for the operator.
     public struct Report: Sendable {
@@ -18,11 +19,18 @@ public enum ODBCopy {
         public var units = 0
         /// Units that are not copied, each with the reason.
         public var skippedUnits: [(name: String, reason: String)] = []
+        /// The services of the units not copied.
+        var skippedServices = Set<String>()
         /// Async records with work left, written into the target.
         public var asyncRecords = 0
         /// Steps a stopped server was running: due again on the target, with `redelivered`
         /// for callbacks.
         public var interrupted = 0
+        /// Copied async records whose next step calls a service of a skipped unit: they wait
+        /// on the target until a server deploys it.
+        public var waitingForSkippedUnits = 0
+        /// Finished async records (their history), which are not copied.
+        public var finishedNotCopied = 0
     }
 
     /// The job's name in a refusal ("Stop the server before …").
@@ -30,7 +38,7 @@ public enum ODBCopy {
     /// Async records read and written at a time.
     static let page = 500
 
-    /// Copies `source` into `target`.
+    /// Copies `source` into `target`, both opened without migrating (``ODB/open(config:logger:migrate:attempt:)``).
     /// - Throws: ``ODBCopyError`` naming what stopped the copy: a server running on either
     ///   ODB, a target that is not empty, a secret the source key cannot open, an ODB error.
     ///   A copy stopped part way leaves the target partly written, and says so.
@@ -43,7 +51,26 @@ public enum ODBCopy {
         } catch {
             throw ODBCopyError(error.message)
         }
-        defer { withExtendedLifetime(holds) {} }
+        do {
+            let report = try await copy(from: source, sourceSecrets: sourceSecrets, to: target, targetSecrets: targetSecrets,
+                                        progress: progress)
+            for hold in holds { await hold.release() }
+            return report
+        } catch {
+            for hold in holds { await hold.release() }
+            throw error
+        }
+    }
+
+    private static func copy(from source: ODB, sourceSecrets: SecretBox, to target: ODB, targetSecrets: SecretBox,
+                             progress: @Sendable (String) -> Void) async throws(ODBCopyError) -> Report {
+        for odb in [source, target] {
+            do {
+                try await odb.migrate()
+            } catch {
+                throw ODBCopyError(error.message)
+            }
+        }
 
         let sourceObjects = ObjectStore(odb: source, secrets: sourceSecrets, kinds: ObjectKinds.all)
         let targetObjects = ObjectStore(odb: target, secrets: targetSecrets, kinds: ObjectKinds.all)
@@ -62,6 +89,7 @@ public enum ODBCopy {
             progress("deployment units: \(report.units)")
             try await copyAsync(from: sourceAsync, to: targetAsync, report: &report, written: &written)
             progress("pending async invocations: \(report.asyncRecords)")
+            report.finishedNotCopied = max(0, try await sourceAsync.counts().values.reduce(0, +) - report.asyncRecords)
         } catch {
             let message = (error as? ODBCopyError)?.message ?? StoreError.describe(error)
             throw ODBCopyError(written
@@ -125,10 +153,12 @@ public enum ODBCopy {
         for unit in try await source.units() {
             guard unit.status != .quarantined else {
                 report.skippedUnits.append((unit.name, "quarantined after crashes; deploy it again once fixed"))
+                report.skippedServices.formUnion(unit.services)
                 continue
             }
             guard let hash = unit.hash, unit.version != nil, let code = try await source.servingSource(unit: unit.name) else {
                 report.skippedUnits.append((unit.name, "no version serves (\(unit.error ?? "failed"))"))
+                report.skippedServices.formUnion(unit.services)
                 continue
             }
             written = true
@@ -136,6 +166,11 @@ public enum ODBCopy {
                                             services: unit.services, imports: unit.imports, keep: 0)
             report.units += 1
         }
+    }
+
+    /// The service a record's next step calls: its target while attempts are left, else its callback.
+    private static func nextService(_ record: AsyncRecord) -> String? {
+        record.status == .pending || record.status == .running ? record.target : record.callback
     }
 
     /// Every record with work left, page by page; a step the stopped server was running is
@@ -154,6 +189,7 @@ public enum ODBCopy {
                 written = true
                 try await target.records.insert(record)
                 report.asyncRecords += 1
+                if let service = nextService(record), report.skippedServices.contains(service) { report.waitingForSkippedUnits += 1 }
             }
             guard records.count == page, let last = records.last else { return }
             after = last.cid

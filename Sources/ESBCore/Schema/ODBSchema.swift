@@ -27,11 +27,11 @@ extension ODB {
 }
 
 extension ODB {
-    /// Opens the ODB `[odb]` names with the whole schema migrated; `attempt` hears of each
-    /// failed try to reach PostgreSQL.
-    public static func open(config: ServerConfig.ODB, logger: Logger,
+    /// Opens the ODB `[odb]` names with the whole schema migrated (with `migrate: false`,
+    /// not migrated until ``migrate()``); `attempt` hears of each failed try to reach PostgreSQL.
+    public static func open(config: ServerConfig.ODB, logger: Logger, migrate: Bool = true,
                             attempt: @Sendable (Int, StoreError) -> Void = { _, _ in }) async throws(StoreError) -> ODB {
-        try await open(location(config), schema: ODBSchema.migrations, logger: logger, attempt: attempt)
+        try await open(location(config), schema: ODBSchema.migrations, logger: logger, migrate: migrate, attempt: attempt)
     }
 
     /// Where `[odb]` says the ODB is.

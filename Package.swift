@@ -70,6 +70,7 @@ let package = Package(
         .target(
             name: "ESBStore",
             dependencies: [
+                "ESBConcurrency",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),

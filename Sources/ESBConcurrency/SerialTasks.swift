@@ -16,7 +16,10 @@ public final class SerialTasks<Key: Hashable & Sendable>: Sendable {
     public init() {}
 
     /// Runs `work` after the work already asked for under `key`, and returns its result.
-    public func run<T: Sendable>(_ key: Key, _ work: @escaping @Sendable () async -> T) async -> T {
+    /// With `cancellable`, cancelling the caller cancels the work (which must then leave
+    /// things as they were: a reload keeps what it had); else the work runs to its end.
+    public func run<T: Sendable>(_ key: Key, cancellable: Bool = false,
+                                 _ work: @escaping @Sendable () async -> T) async -> T {
         let id = counter.add(1, ordering: .relaxed).newValue
         let task = tails.withLock { tails -> Task<T, Never> in
             let previous = tails[key]?.done
@@ -27,7 +30,9 @@ public final class SerialTasks<Key: Hashable & Sendable>: Sendable {
             tails[key] = Tail(id: id, done: { _ = await task.value })
             return task
         }
-        let value = await task.value
+        let value = cancellable
+            ? await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
+            : await task.value
         tails.withLock { tails in if tails[key]?.id == id { tails[key] = nil } }
         return value
     }

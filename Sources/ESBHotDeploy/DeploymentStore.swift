@@ -1,3 +1,4 @@
+import ESBConcurrency
 import ESBStore
 import Foundation
 import Logging
@@ -98,8 +99,11 @@ public struct DeploymentStore: Sendable {
     }
 
     /// Marks a clean stop: crash counts start again from zero.
+    /// Gives up after 5 s: a stop must not wait on an ODB that does not answer (the next
+    /// start then takes the stop for a crash, which counts only units with a call in flight).
     public func endRun() async throws {
-        try await records.endRun()
+        let records = records
+        try await withDeadline(.seconds(5)) { try await records.endRun() }
     }
 
     /// Records a version that now serves; keeps at most `keep` older versions.

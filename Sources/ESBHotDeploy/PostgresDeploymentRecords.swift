@@ -145,7 +145,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
     }
 
     func units() async throws -> [StoredUnit] {
-        let rows = try await odb.client.query("""
+        let rows = try await odb.query("""
             SELECT u.name, u.kind, u.status, u.serving_version, u.error, u.created_at, u.updated_at,
                    v.hash, v.services, v.imports
             FROM deployment_unit u
@@ -164,7 +164,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
     }
 
     func servingSource(unit: String) async throws -> Data? {
-        for try await source in try await odb.client.query("""
+        for try await source in try await odb.query("""
             SELECT v.source FROM deployment_unit u JOIN deployment_version v
             ON v.unit = u.name AND v.version = u.serving_version WHERE u.name = \(unit)
             """, logger: odb.logger).decode(Data.self) {
@@ -174,7 +174,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
     }
 
     func versionCount(unit: String) async throws -> Int {
-        for try await count in try await odb.client.query(
+        for try await count in try await odb.query(
             "SELECT COUNT(*) FROM deployment_version WHERE unit = \(unit)", logger: odb.logger).decode(Int64.self) {
             return Int(count)
         }
@@ -182,7 +182,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
     }
 
     func recordOnThisServer(unit: String, hash: String, status: UnitStatus, error: String?) async throws {
-        try await odb.client.query("""
+        try await odb.execute("""
             INSERT INTO deployment_server(unit, server, hash, status, error, updated_at)
             SELECT \(unit), \(server), \(hash), \(status.rawValue), \(error), now() WHERE EXISTS (SELECT 1 FROM deployment_unit WHERE name = \(unit))
             ON CONFLICT (unit, server) DO UPDATE SET hash = excluded.hash, status = excluded.status, error = excluded.error,
@@ -192,7 +192,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
 
     func serverStatuses() async throws -> [String: [DeploymentStore.ServerStatus]] {
         var statuses: [String: [DeploymentStore.ServerStatus]] = [:]
-        for try await (unit, server, hash, status, error) in try await odb.client.query("""
+        for try await (unit, server, hash, status, error) in try await odb.query("""
             SELECT unit, server, hash, status, error FROM deployment_server ORDER BY unit, server COLLATE "C"
             """, logger: odb.logger).decode((String, String, String?, String, String?).self) {
             guard let status = UnitStatus(rawValue: status) else {
@@ -204,6 +204,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
     }
 
     func sharedArtifact(key: String) async throws -> Data? {
+        // Not bounded like other reads: a library is up to maximumSharedArtifactBytes.
         for try await library in try await odb.client.query(
             "SELECT library FROM deployment_artifact WHERE key = \(key) AND length(library) <= \(Int64(Self.maximumSharedArtifactBytes))",
             logger: odb.logger).decode(Data.self) {
@@ -214,7 +215,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
 
     func shareArtifact(key: String, library: Data) async throws {
         guard library.count <= Self.maximumSharedArtifactBytes else { return }
-        try await odb.client.query("""
+        try await odb.execute("""
             INSERT INTO deployment_artifact(key, library, created_at) VALUES (\(key), \(library), now()) ON CONFLICT (key) DO NOTHING
             """, logger: odb.logger)
     }

@@ -98,7 +98,7 @@ public final class PostgresGroupInserter: Sendable {
         }
         guard !carried.isEmpty else { return }
         do {
-            try await odb.client.query(statement(rows: carried.count, binds: bindings), logger: odb.logger)
+            try await odb.execute(statement(rows: carried.count, binds: bindings), logger: odb.logger)
             for job in carried { job.continuation.resume() }
         } catch {
             guard carried.count > 1 else {
@@ -107,7 +107,11 @@ public final class PostgresGroupInserter: Sendable {
             }
             // The server refused the statement (nothing of it was committed), or the outcome
             // is unknown: each row again on its own, so that only a bad row fails.
-            let refused = (error as? PSQLError)?.serverInfo != nil
+            let state = (error as? PSQLError)?.serverInfo?[.sqlState] ?? ""
+            // Data, integrity, syntax or limit errors: the statement was refused, nothing of it
+            // committed. Anything else (a lost connection, a server shutting down) leaves the
+            // outcome unknown.
+            let refused = ["22", "23", "42", "54"].contains(String(state.prefix(2)))
             for job in carried { await insertAlone(job, batchWasRefused: refused) }
         }
     }
@@ -116,7 +120,7 @@ public final class PostgresGroupInserter: Sendable {
         do {
             var row = PostgresBindings(capacity: columns.count)
             job.row(&row)
-            try await odb.client.query(statement(rows: 1, binds: row), logger: odb.logger)
+            try await odb.execute(statement(rows: 1, binds: row), logger: odb.logger)
             job.continuation.resume()
         } catch let error as PSQLError where !batchWasRefused && error.serverInfo?[.sqlState] == "23505" {
             // A unique violation after a batch whose reply was lost: the batch had committed it.

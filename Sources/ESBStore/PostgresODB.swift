@@ -1,8 +1,10 @@
+import ESBConcurrency
 import Foundation
 import Logging
 import NIOCore
 import NIOSSL
 import PostgresNIO
+import Synchronization
 
 /// How to reach a PostgreSQL ODB (`[odb] engine = postgresql`).
 public struct PostgresODBSettings: Sendable, CustomStringConvertible {
@@ -253,39 +255,104 @@ public final class PostgresODB: Sendable {
         }
     }
 
+    /// How long a call waits for a pooled connection before it fails as
+    /// ``StoreError/Cause/unavailable`` (for ``query(_:logger:)``, a read, also for the
+    /// server's first answer). While PostgreSQL cannot be reached, PostgresNIO's pool keeps
+    /// requests waiting until its circuit breaker trips (about a minute); a request answers
+    /// `odb.unavailable` within this instead.
+    public static let leaseTimeout: Duration = .seconds(10)
+
+    /// Runs the read `query` on a pooled connection, as `client.query` does; fails as
+    /// unavailable when no connection and answer came within ``leaseTimeout``. A write goes
+    /// through ``execute(_:logger:)`` or ``transaction(_:)``, whose statements, once sent,
+    /// are waited for: a write given up on could still commit.
+    public func query(_ query: PostgresQuery, logger: Logger) async throws -> PostgresRowSequence {
+        let client = client
+        do {
+            return try await withDeadline(Self.leaseTimeout) { try await client.query(query, logger: logger) }
+        } catch is DeadlineExceeded {
+            throw StoreError(.unavailable, "[odb] \(settings): no connection to PostgreSQL answered within \(Self.leaseTimeout)")
+        }
+    }
+
+    /// Runs the write `query` on a pooled connection leased within ``leaseTimeout``, and
+    /// returns how many rows it returned. Once sent, the statement is waited for.
+    @discardableResult
+    public func execute(_ query: PostgresQuery, logger: Logger) async throws -> Int {
+        try await withLeasedConnection { connection in
+            var count = 0
+            for try await _ in try await connection.query(query, logger: logger) { count += 1 }
+            return count
+        }
+    }
+
     /// Runs `body` in one transaction on one leased connection: committed when it returns,
-    /// rolled back when it throws (the error is rethrown as it was).
-    public func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await client.withConnection { connection in
-            try await connection.query("BEGIN", logger: logger)
+    /// rolled back when it throws (the error is rethrown as it was). Fails as unavailable when
+    /// no connection was leased within ``leaseTimeout``; once leased, `body` has no deadline.
+    public func transaction<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await withLeasedConnection { connection in
+            try await connection.query("BEGIN", logger: self.logger)
             do {
                 let value = try await body(connection)
-                try await connection.query("COMMIT", logger: logger)
+                try await connection.query("COMMIT", logger: self.logger)
                 return value
             } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
+                _ = try? await connection.query("ROLLBACK", logger: self.logger)
                 throw error
+            }
+        }
+    }
+
+    /// `client.withConnection`, with the wait for the lease bounded by ``leaseTimeout``.
+    /// Either the lease or the timeout wins, never both: a connection leased after the
+    /// timeout won is handed back unused, so `body` never runs for a caller told it failed.
+    private func withLeasedConnection<T: Sendable>(
+        _ body: @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let lease = LeaseRace()
+        let client = client, timeout = Self.leaseTimeout, settings = settings
+        return try await withoutActuallyEscaping(body) { body in
+            try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask {
+                    try await client.withConnection { connection in
+                        guard lease.win(.leased) else { throw CancellationError() }
+                        return try await body(connection)
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    guard lease.win(.timedOut) else { return nil }
+                    // The group cancels the waiting lease, which PostgresNIO withdraws at once.
+                    throw StoreError(.unavailable, "[odb] \(settings): no connection to PostgreSQL within \(timeout)")
+                }
+                while let outcome = try await group.next() {
+                    if let value = outcome {
+                        group.cancelAll()
+                        return value
+                    }
+                }
+                throw CancellationError()
             }
         }
     }
 
     func appliedMigrations() async throws -> [String] {
         var identifiers: [String] = []
-        for try await identifier in try await client.query("SELECT identifier FROM esb_migration", logger: logger).decode(String.self) {
+        for try await identifier in try await query("SELECT identifier FROM esb_migration", logger: logger).decode(String.self) {
             identifiers.append(identifier)
         }
         return identifiers
     }
 
     func meta(_ key: String) async throws -> String? {
-        for try await value in try await client.query("SELECT value FROM esb_meta WHERE key = \(key)", logger: logger).decode(String.self) {
+        for try await value in try await query("SELECT value FROM esb_meta WHERE key = \(key)", logger: logger).decode(String.self) {
             return value
         }
         return nil
     }
 
     func setMeta(_ key: String, _ value: String) async throws {
-        try await client.query("""
+        try await execute("""
             INSERT INTO esb_meta(key, value) VALUES (\(key), \(value)) ON CONFLICT (key) DO UPDATE SET value = excluded.value
             """, logger: logger)
     }
@@ -322,5 +389,20 @@ public final class PostgresODB: Sendable {
         }
         if let underlying = error.underlying { return "\(error.code): \(underlying)" }
         return "\(error.code)"
+    }
+}
+
+/// Which came first for one lease: the connection or the timeout.
+private final class LeaseRace: Sendable {
+    enum Outcome { case leased, timedOut }
+    private let winner = Mutex<Outcome?>(nil)
+
+    /// Whether `outcome` is the first (and so the only) one.
+    func win(_ outcome: Outcome) -> Bool {
+        winner.withLock { winner in
+            guard winner == nil else { return false }
+            winner = outcome
+            return true
+        }
     }
 }

@@ -78,6 +78,23 @@ import Testing
         #expect(results.sorted() == Array(0..<20))
         #expect(running.value.withLock { $0.most } == 1)
     }
+
+    /// A reload asked for as cancellable stops when its caller is cancelled (a shutdown);
+    /// other work runs to its end whatever its caller does.
+    @Test func cancellingTheCallerCancelsOnlyCancellableWork() async {
+        let serial = SerialTasks<String>()
+        for cancellable in [true, false] {
+            let caller = Task {
+                await serial.run("reload", cancellable: cancellable) {
+                    // Cancellable: it would sleep for an hour unless cancelled.
+                    (try? await Task.sleep(for: cancellable ? .seconds(3600) : .milliseconds(300))) == nil ? "cancelled" : "slept"
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+            caller.cancel()
+            #expect(await caller.value == (cancellable ? "cancelled" : "slept"))
+        }
+    }
 }
 
 /// A lock shared by closures that run on other threads.

@@ -12,7 +12,7 @@ import Testing
         "ESBAMQP": ["CESBRabbitMQ", "ESBConcurrency"],
         "ESBRedis": ["CESBHiredis", "ESBConcurrency"],
         "ESBConfig": [],
-        "ESBStore": [],
+        "ESBStore": ["ESBConcurrency"],
         "ESBHotDeploy": ["ESBConcurrency", "ESBStore", "ESBService"],
         "ESBCore": ["ESBConcurrency", "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBAMQP", "ESBRedis", "ESBService"],
         "ESBHTTP": ["ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBService"],

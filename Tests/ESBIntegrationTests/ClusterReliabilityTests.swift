@@ -126,11 +126,36 @@ import Testing
         #expect(load.unexpected.isEmpty, "answers other than 200 or 503 odb.unavailable: \(load.unexpected.prefix(5))")
         #expect(load.serviceFailures == 0, "the deployed service failed \(load.serviceFailures) times while the ODB was down")
         #expect(server.process?.processIdentifier == pid && server.process?.isRunning == true, "esbd was not restarted")
+        // Requests that need the ODB answer 503 while it is away; none waits until the client gives up.
+        #expect(load.clientTimeouts == 0, "\(load.clientTimeouts) ODB requests got no answer while PostgreSQL was away")
         print("R19 PostgreSQL stopped under load: first odb.unavailable \(String(format: "%.1f", firstUnavailable)) s after the stop, "
-            + "\(unavailableBefore) ODB requests answered 503; ODB answers \(String(format: "%.1f", recovery)) s after the restart; "
-            + "\(load.clientTimeouts) ODB requests outlasted the test client's read timeout meanwhile (PostgresNIO's pool holds "
-            + "requests until its 60 s circuit breaker trips); service calls \(load.serviceCalls), 0 failed; "
+            + "\(unavailableBefore) ODB requests answered 503 and none went unanswered; ODB answers "
+            + "\(String(format: "%.1f", recovery)) s after the restart; service calls \(load.serviceCalls), 0 failed; "
             + "\(accepted.count) async invocations accepted, 0 lost")
+    }
+
+    /// A server told to stop while PostgreSQL is away stops cleanly, within its graceful
+    /// time and the ODB calls' bounds, instead of waiting on the ODB until the service
+    /// group gives up and aborts the process; a request that needs the ODB meanwhile is
+    /// answered `odb.unavailable`.
+    @Test func aServerStopsCleanlyOnSIGTERMWhilePostgresIsDown() async throws {
+        let postgres = try await PrivatePostgres.start()
+        let database = try await PostgresServerTests.createDatabase(port: postgres.port)
+        let server = try PostgresServerTests.server(database: database, port: postgres.port, name: "down")
+        try await server.start()
+        defer { Task { await server.stop(); await postgres.stop() } }
+        try await postgres.stopServer()
+
+        let created = try await server.request("POST", "/esb/api/definitions/amqp", body: Data(#"""
+            {"name": "while-down", "host": "127.0.0.1", "username": "guest", "password": "guest"}
+            """#.utf8), credentials: server.admin)
+        #expect(created.status == 503, "\(created.text)")
+        #expect((created.json?["error"] as? [String: Any])?["code"] as? String == "odb.unavailable", "\(created.text)")
+
+        server.signal(SIGTERM)
+        let status = await server.waitForExit(timeout: 120)
+        #expect(status == 0, "esbd's exit: \(String(describing: status)); stderr:\n\(server.log.suffix(4000))")
+        #expect(server.log.contains("stopped"), "\(server.log.suffix(2000))")
     }
 
     static func waitUntil(_ what: String, timeout: Double, _ condition: () async throws -> Bool) async throws {

@@ -68,7 +68,15 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
             stopping.store(true, ordering: .relaxed)
             store.doorbell.ring()
         }
-        await refreshGauges()
+    }
+
+    /// Runs one of the loop's own calls to the ODB (claims, take-over, pruning, gauges),
+    /// which a graceful shutdown cancels: the shutdown waits for the steps that run, not for
+    /// an ODB that does not answer. A claim cut short stays this server's until its next
+    /// start, or until another server takes it over (at once when this server's stop was
+    /// recorded, else past the lease).
+    private func look<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await cancelWhenGracefulShutdown(body)
     }
 
     private func loop(group: inout DiscardingTaskGroup) async {
@@ -77,18 +85,18 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
         var lastTakeOver = ContinuousClock.now - store.lease
         while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
             if pruneRequested.exchange(false, ordering: .relaxed) {
-                await prune()
+                _ = try? await look { await self.prune() }
                 lastPrune = .now
             }
             if ContinuousClock.now - lastTakeOver >= store.lease / 3 {
-                await takeOver()
+                _ = try? await look { await self.takeOver() }
                 lastTakeOver = .now
             }
             let free = settings.withLock(\.maxConcurrency) - running.load(ordering: .relaxed)
             var wait = min(Self.idleWait, store.lease / 3)
             if free > 0 {
                 do {
-                    let claimed = try await store.claimDue(now: AsyncRecord.now(), limit: free)
+                    let claimed = try await look { try await self.store.claimDue(now: AsyncRecord.now(), limit: free) }
                     for record in claimed {
                         running.add(1, ordering: .relaxed)
                         inFlight.withLock { _ = $0.insert(record.cid) }
@@ -100,21 +108,22 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
                         }
                     }
                     if claimed.count == free { continue }  // more may be due: look again once a slot frees
-                    if let next = try await store.nextDue() {
+                    if let next = try await look({ try await self.store.nextDue() }) {
                         wait = min(wait, .milliseconds(max(0, next - AsyncRecord.now())))
                     }
                 } catch {
+                    if stopping.load(ordering: .relaxed) || Task.isCancelled { break }
                     if error is DeadlineExceeded { claimTimedOut.withLock { $0 = .now } }
                     logger.error("cannot read due async work; trying again", metadata: ["esb.error": "\(error)"])
                     wait = .seconds(1)
                 }
             }
             if ContinuousClock.now - lastGauges >= Self.gaugeInterval {
-                await refreshGauges()
+                _ = try? await look { await self.refreshGauges() }
                 lastGauges = .now
             }
             if ContinuousClock.now - lastPrune >= Self.pruneInterval {
-                await prune()
+                _ = try? await look { await self.prune() }
                 lastPrune = .now
             }
             if wait > .zero { await store.doorbell.wait(upTo: wait) }
@@ -223,6 +232,7 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
                                    metadata: ["esb.attempts": "\(released.attempts)", "esb.callbacks": "\(released.callbacks)"])
                 }
             } catch {
+                guard !Task.isCancelled else { return }
                 logger.error("cannot look for async work a timed-out read claimed", metadata: ["esb.error": "\(error)"])
             }
         }
@@ -233,6 +243,7 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
                                metadata: ["esb.attempts": "\(taken.attempts)", "esb.callbacks": "\(taken.callbacks)"])
             }
         } catch {
+            guard !Task.isCancelled else { return }  // cancelled: the server stops
             logger.error("cannot look for async work to take over", metadata: ["esb.error": "\(error)"])
         }
     }
@@ -246,6 +257,7 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
                 logger.info("pruned finished async records", metadata: ["esb.records": "\(pruned)", "esb.retention_days": "\(days)"])
             }
         } catch {
+            guard !Task.isCancelled else { return }
             logger.error("cannot prune finished async records: \(error)")
         }
     }

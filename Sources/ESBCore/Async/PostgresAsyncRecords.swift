@@ -122,7 +122,7 @@ struct PostgresAsyncRecords: AsyncRecords {
     private static let dueService = "(CASE WHEN status IN ('pending', 'running') THEN target ELSE callback END)"
 
     func nextDue(services: [String]?) async throws -> Int64? {
-        for try await next in try await odb.client.query("""
+        for try await next in try await odb.query("""
             SELECT min(next_run_at) FROM async_invocation WHERE next_run_at IS NOT NULL
               AND (\(services == nil) OR \(unescaped: Self.dueService) = ANY(\(services ?? [])))
             """, logger: odb.logger).decode(Int64?.self) {
@@ -218,14 +218,14 @@ struct PostgresAsyncRecords: AsyncRecords {
     }
 
     func record(cid: String) async throws -> AsyncRecord? {
-        try await Self.records(try await odb.client.query(
+        try await Self.records(try await odb.query(
             "SELECT \(unescaped: Self.columns) FROM async_invocation WHERE cid = \(cid)", logger: odb.logger)).first
     }
 
     func unfinished(after cid: String?, limit: Int) async throws -> [AsyncRecord] {
         let pending = AsyncRecord.Status.pending.rawValue, running = AsyncRecord.Status.running.rawValue
         let callbackPending = AsyncRecord.CallbackStatus.pending.rawValue, callbackRunning = AsyncRecord.CallbackStatus.running.rawValue
-        return try await Self.records(try await odb.client.query("""
+        return try await Self.records(try await odb.query("""
             SELECT \(unescaped: Self.columns) FROM async_invocation
             WHERE (status IN (\(pending), \(running)) OR callback_status IN (\(callbackPending), \(callbackRunning)))
               AND cid COLLATE "C" > \(cid ?? "") ORDER BY cid COLLATE "C" LIMIT \(Int64(limit))
@@ -234,7 +234,7 @@ struct PostgresAsyncRecords: AsyncRecords {
 
     func counts() async throws -> [AsyncRecord.Status: Int] {
         var counts = Dictionary(uniqueKeysWithValues: AsyncRecord.Status.allCases.map { ($0, 0) })
-        for try await (status, count) in try await odb.client.query(
+        for try await (status, count) in try await odb.query(
             "SELECT status, count(*) FROM async_invocation GROUP BY status", logger: odb.logger).decode((String, Int64).self) {
             if let status = AsyncRecord.Status(rawValue: status) { counts[status] = Int(count) }
         }

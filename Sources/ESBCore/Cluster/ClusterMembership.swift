@@ -1,3 +1,4 @@
+import ESBConcurrency
 import ESBConfig
 import ESBStore
 import Foundation
@@ -27,6 +28,8 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
     /// How often the heartbeat is renewed: three times per lease, so that one or two late or
     /// failed renewals do not lose it.
     public var heartbeatInterval: Duration { lease / 3 }
+    /// The longest a stop waits to record itself in the ODB.
+    static let leaveTimeout: Duration = .seconds(5)
 
     private init(records: any ClusterRecords, name: String, cluster: String, lease: Duration, address: String, logger: Logger) {
         self.records = records
@@ -91,7 +94,9 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
             }
             return nil
         }
-        await records.leave()
+        // Bounded: a stop must not wait on an ODB that does not answer (the lease covers it).
+        let records = records
+        _ = try? await withDeadline(Self.leaveTimeout) { await records.leave() }
         // Another process holds this server's name now (it started while the connection that
         // held the name was lost): two servers must not serve as one. Stopping with an error
         // stops the server; systemd's restart is then refused while the other holds the name.

@@ -202,7 +202,7 @@ actor PostgresClusterRecords: ClusterRecords {
 
     func servers(leaseMS: Int64) async throws -> [ClusterServer] {
         var servers: [ClusterServer] = []
-        let rows = try await odb.client.query("""
+        let rows = try await odb.query("""
             SELECT name, address, version, started_at, last_seen, stopped_at, \(unescaped: Self.now)
             FROM esb_server ORDER BY name COLLATE "C"
             """, logger: logger)

@@ -26,12 +26,12 @@ struct PostgresObjectRecords: ObjectRecords {
     ]
 
     func list(kind: String) async throws -> [StoredObject] {
-        try await Self.objects(try await odb.client.query(
+        try await Self.objects(try await odb.query(
             "SELECT kind, name, body, secret FROM config_object WHERE kind = \(kind) ORDER BY name", logger: odb.logger))
     }
 
     func get(kind: String, name: String) async throws -> StoredObject? {
-        try await Self.objects(try await odb.client.query(
+        try await Self.objects(try await odb.query(
             "SELECT kind, name, body, secret FROM config_object WHERE kind = \(kind) AND name = \(name)", logger: odb.logger)).first
     }
 

@@ -119,8 +119,9 @@ public final class ServiceInvoker: Sendable {
 
     /// Stores an invocation of `name` durably and returns its cid; the scheduler runs it in
     /// the background and then invokes `callback`, if given, with the outcome.
-    /// - Throws: ``ServiceError`` when a service is not deployed or async work is not available,
-    ///   or the ODB's error when the record cannot be stored (then nothing was accepted).
+    /// - Throws: ``ServiceError`` when a service is not deployed or async work is not available
+    ///   (`odb.unavailable` while the ODB cannot be reached), or the ODB's error when the record
+    ///   cannot be stored (then nothing was accepted).
     public func invokeAsync(_ name: String, payload: Data, callback: String?, source: String? = nil,
                             origCID: String? = nil) async throws -> String {
         let record = AsyncRecord(kind: .invokeAsync, target: name, payload: payload, source: source, origCID: origCID,
@@ -136,7 +137,15 @@ public final class ServiceInvoker: Sendable {
         }
         try checkInvocable(record.target)
         if let callback = record.callback { try checkInvocable(callback, role: "callback service") }
-        try await async.accept(record)
+        do {
+            try await async.accept(record)
+        } catch {
+            guard let unreachable = StoreError.unreachable(error) else { throw error }
+            // The code a service can match; the engine's detail stays in the server's log.
+            logger.warning("async invocation not accepted: the ODB cannot be reached",
+                           metadata: ["esb.cid": "\(record.cid)", "esb.error": "\(unreachable.message)"])
+            throw ServiceError(.odbUnavailable, "the ODB cannot be reached now, so the invocation was not accepted; try again shortly")
+        }
     }
 
     /// Throws the error `invoke` would for a service that is not deployed or inactive.

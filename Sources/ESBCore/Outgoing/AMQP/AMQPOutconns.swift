@@ -49,8 +49,9 @@ public final class AMQPOutconns: ServiceLifecycle.Service, Sendable {
     }
 
     /// Applies the ODB's AMQP objects: new pools for new or changed outconns, old ones drained.
+    /// Cancelled (a shutdown) while it reads the ODB, it keeps the current pools.
     public func reload() async {
-        await reloads.run(0) { [self] in await apply() }
+        await reloads.run(0, cancellable: true) { [self] in await apply() }
     }
 
     private func apply() async {
@@ -65,7 +66,9 @@ public final class AMQPOutconns: ServiceLifecycle.Service, Sendable {
             }
             desired = settings
         } catch {
-            logger.error("cannot load outgoing AMQP connections; keeping the current pools", metadata: ["esb.error": "\(error)"])
+            if !Task.isCancelled {  // cancelled: the server stops
+                logger.error("cannot load outgoing AMQP connections; keeping the current pools", metadata: ["esb.error": "\(error)"])
+            }
             return
         }
         var retired: [(name: String, pool: Pool, successor: Pool?)] = []

@@ -49,7 +49,7 @@ public final class HTTPOutconns: ServiceLifecycle.Service, Sendable {
     }
 
     public func reload() async {
-        await reloads.run(0) { [self] in await apply() }
+        await reloads.run(0, cancellable: true) { [self] in await apply() }
     }
 
     private func apply() async {
@@ -62,7 +62,9 @@ public final class HTTPOutconns: ServiceLifecycle.Service, Sendable {
                 return (settings.name, settings)
             })
         } catch {
-            logger.error("cannot load outgoing HTTP connections; keeping the current ones", metadata: ["esb.error": "\(error)"])
+            if !Task.isCancelled {  // cancelled: the server stops
+                logger.error("cannot load outgoing HTTP connections; keeping the current ones", metadata: ["esb.error": "\(error)"])
+            }
             return
         }
         for settings in desired.values where settings.addressHasCredentials {

@@ -31,8 +31,16 @@ public final class PostgresGroupInserter: Sendable {
 
     private struct Job: Sendable {
         var row: Row
+        /// The row's size in bytes, about (its large values).
+        var bytes: Int
         var continuation: CheckedContinuation<Void, any Error>
     }
+
+    /// The most bytes one batch carries (a row larger than this goes alone).
+    static let batchBytes = 8 << 20
+    /// The most rows waiting: past it an insert fails at once as unavailable (the ODB does
+    /// not keep up, or does not answer) instead of queueing without bound.
+    static let maximumWaiting = 20_000
 
     /// - Parameters:
     ///   - table: the table, as SQL (a trusted identifier, never user input).
@@ -50,16 +58,25 @@ public final class PostgresGroupInserter: Sendable {
     }
 
     /// Inserts the row `row` appends in the next batch; returns once it is committed.
-    /// - Throws: the error of the statement that carried the row.
-    public func insert(_ row: @escaping Row) async throws {
+    /// - Parameter bytes: the row's size, about (the sum of its large values).
+    /// - Throws: the error of the statement that carried the row; ``StoreError/Cause/unavailable``
+    ///   at once when ``maximumWaiting`` rows already wait.
+    public func insert(bytes: Int, _ row: @escaping Row) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let startWriter = queue.withLock { queue -> Bool in
-                queue.jobs.append(Job(row: row, continuation: continuation))
+            let start = queue.withLock { queue -> Bool? in
+                guard queue.jobs.count < Self.maximumWaiting else { return nil }
+                queue.jobs.append(Job(row: row, bytes: bytes, continuation: continuation))
                 guard queue.writing < writers else { return false }
                 queue.writing += 1
                 return true
             }
-            if startWriter { Task { await self.write() } }
+            switch start {
+            case nil:
+                continuation.resume(throwing: StoreError(
+                    .unavailable, "[odb] \(odb.settings): \(Self.maximumWaiting) rows already wait to be written into \(table)"))
+            case true?: Task { await self.write() }
+            case false?: break
+            }
         }
     }
 
@@ -67,7 +84,11 @@ public final class PostgresGroupInserter: Sendable {
     private func write() async {
         while true {
             let batch = queue.withLock { queue -> [Job] in
-                let count = min(batchRows, queue.jobs.count)
+                var count = 0, bytes = 0
+                while count < min(batchRows, queue.jobs.count), count == 0 || bytes + queue.jobs[count].bytes <= Self.batchBytes {
+                    bytes += queue.jobs[count].bytes
+                    count += 1
+                }
                 let batch = Array(queue.jobs.prefix(count))
                 queue.jobs.removeFirst(count)
                 if batch.isEmpty { queue.writing -= 1 }

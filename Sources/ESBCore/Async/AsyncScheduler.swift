@@ -22,8 +22,8 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
     private let running = Atomic<Int>(0)
     /// The cids of the steps this server's tasks run now.
     private let inFlight = Mutex<Set<String>>([])
-    /// When a `claimDue` last timed out: for a while, claims it may have committed late are
-    /// looked for with every take-over.
+    /// When a read of due work last failed (timed out, lost its connection): for a while,
+    /// claims it may have committed anyway are looked for with every take-over.
     private let claimTimedOut = Mutex<ContinuousClock.Instant?>(nil)
     private let stopping = Atomic<Bool>(false)
     /// Set by a reload: the loop prunes on its next turn.
@@ -113,7 +113,8 @@ public final class AsyncScheduler: ServiceLifecycle.Service, Sendable, CustomStr
                     }
                 } catch {
                     if stopping.load(ordering: .relaxed) || Task.isCancelled { break }
-                    if error is DeadlineExceeded { claimTimedOut.withLock { $0 = .now } }
+                    // Whatever failed, the claim may have committed: look for claims no task runs.
+                    claimTimedOut.withLock { $0 = .now }
                     logger.error("cannot read due async work; trying again", metadata: ["esb.error": "\(error)"])
                     wait = .seconds(1)
                 }

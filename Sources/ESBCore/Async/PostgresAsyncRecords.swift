@@ -57,7 +57,7 @@ struct PostgresAsyncRecords: AsyncRecords {
     func insert(_ record: AsyncRecord) async throws {
         let r = record
         let errors = try Self.errorsJSON(r)
-        try await inserter.insert { b in
+        try await inserter.insert(bytes: r.payload.count + (r.response?.count ?? 0)) { b in
             b.append(r.cid); b.append(r.kind.rawValue); b.append(r.source); b.append(r.origCID); b.append(r.target)
             try? b.append(r.payload); b.append(r.callback); b.append(r.callbackID); b.append(r.context)
             b.append(Int64(r.repeats)); b.append(r.intervalMS); b.append(r.backoff); b.append(r.maxIntervalMS)

@@ -30,6 +30,8 @@ public actor Deployer {
         var serving: Serving?
         /// While the unit is quarantined by crashes: the hash of the content that crashed.
         var quarantinedHash: String?
+        /// When the registry last recorded a version of it (at restore).
+        var recordedAt: Date?
     }
 
     /// A serving version: an unchanged redeploy (same hash, same modules) is a no-op.
@@ -134,9 +136,20 @@ public actor Deployer {
 
     /// Deploys a file found in the pickup directory at start, unless it is a quarantined
     /// unit's unchanged content: quarantine lasts until the unit is deployed again.
-    public func deployAtStart(fileName: String, source: Data, displayPath: String) async -> Outcome? {
-        if let hash = units[fileName]?.quarantinedHash, hash == SHA256.hash(data: source).hex {
+    /// A file last modified before the registry recorded another version of its unit (through
+    /// the API, another server, or a later drop) is not deployed again: it would roll back
+    /// that version, on every server of a cluster.
+    public func deployAtStart(fileName: String, source: Data, displayPath: String, modified: Date) async -> Outcome? {
+        let hash = SHA256.hash(data: source).hex
+        if let quarantined = units[fileName]?.quarantinedHash, quarantined == hash {
             logger.warning("not loading a quarantined unit found in the pickup directory", metadata: ["esb.unit": "\(fileName)"])
+            return nil
+        }
+        if let state = units[fileName], let serving = state.serving, serving.hash != hash,
+           let recorded = state.recordedAt, modified < recorded {
+            logger.warning("pickup file is older than the version of its unit deployed since; not deployed again (drop it again to deploy it)",
+                           metadata: ["esb.unit": "\(fileName)", "esb.file": "\(displayPath)",
+                                      "esb.file_modified": "\(modified.ISO8601Format())", "esb.recorded": "\(recorded.ISO8601Format())"])
             return nil
         }
         return await deploy(fileName: fileName, source: source, displayPath: displayPath)
@@ -155,6 +168,7 @@ public actor Deployer {
                 continue
             }
             guard let source = try await store.servingSource(unit: unit.name) else { continue }
+            units[unit.name, default: UnitState()].recordedAt = unit.updatedAt
             if unit.kind == .library, let library = LibrarySource(unit: unit.name, blob: source) {
                 outcomes.append(await deployLibrary(library, display: unit.name, isRestore: true))
             } else {

@@ -147,7 +147,8 @@ public struct PickupWatcher: Service, CustomStringConvertible {
             return
         }
         let outcome = atStart
-            ? await deployer.deployAtStart(fileName: name, source: data, displayPath: path)
+            ? await deployer.deployAtStart(fileName: name, source: data, displayPath: path, modified: Date(
+                timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec) + TimeInterval(info.st_mtim.tv_nsec) / 1e9))
             : await deployer.deploy(fileName: name, source: data, displayPath: path)
         if outcome?.status == .deployed && deleteAfterPickup() {
             try? FileManager.default.removeItem(atPath: path)

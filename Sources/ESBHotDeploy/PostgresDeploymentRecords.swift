@@ -10,6 +10,8 @@ struct PostgresDeploymentRecords: DeploymentRecords {
     let odb: PostgresODB
     /// This server's name: each server of a cluster has its own run marker.
     let server: String
+    /// Counts recorded deployments, for the followers' polling.
+    let counter = ChangeCounter(key: "deployments_version")
     private var runKey: String { "running:\(server)" }
 
     /// Migration `v2-deployments`.
@@ -89,7 +91,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
     }
 
     func recordDeployed(_ version: DeploymentStore.Version, keep: Int) async throws -> Int {
-        try await odb.transaction { connection in
+        let outcome = try await odb.transaction { connection in
             let number = try await insert(connection, version)
             let status = UnitStatus.deployed.rawValue
             let serving = Int64(number)
@@ -105,8 +107,10 @@ struct PostgresDeploymentRecords: DeploymentRecords {
                 """, logger: odb.logger)
             // Delivered at commit: the other servers deploy the new serving version.
             try await connection.query("SELECT pg_notify(\(Self.channel), \(server + "\n" + version.unit))", logger: odb.logger)
-            return number
+            return (number, try await counter.bump(on: connection, logger: odb.logger))
         }
+        counter.committed(outcome.1)
+        return outcome.0
     }
 
     func recordFailed(_ version: DeploymentStore.Version) async throws {
@@ -221,7 +225,8 @@ struct PostgresDeploymentRecords: DeploymentRecords {
     }
 
     func followOtherServers(logger: Logger, deployed: @escaping @Sendable (String?) async -> Void) async {
-        await odb.follow(channel: Self.channel, what: "other servers' deployments", listening: { await deployed(nil) }) { [server] payload in
+        await odb.follow(channel: Self.channel, what: "other servers' deployments", counter: counter,
+                         listening: { await deployed(nil) }) { [server] payload in
             let lines = payload.split(separator: "\n", maxSplits: 1).map(String.init)
             guard lines.count == 2, lines[0] != server else { return }
             await deployed(lines[1])

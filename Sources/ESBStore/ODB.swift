@@ -176,6 +176,27 @@ public final class ODB: Sendable {
         }
     }
 
+    /// Sets `key` in `esb_meta` to `value`, or removes it when `value` is nil.
+    public func setMeta(_ key: String, _ value: String?) async throws {
+        switch connection {
+        case .sqlite(let pool):
+            try await pool.write { db in
+                if let value {
+                    try db.execute(sql: "INSERT INTO esb_meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                                   arguments: [key, value])
+                } else {
+                    try db.execute(sql: "DELETE FROM esb_meta WHERE key = ?", arguments: [key])
+                }
+            }
+        case .postgresql(let postgres):
+            if let value {
+                try await postgres.setMeta(key, value)
+            } else {
+                try await postgres.execute("DELETE FROM esb_meta WHERE key = \(key)", logger: postgres.logger)
+            }
+        }
+    }
+
     /// Checks that the database answers a read and a write; returns the error when not.
     public func check() async -> StoreError? {
         let now = Date().ISO8601Format()
@@ -275,8 +296,11 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         switch error.code {
         case .server:
             let state = error.serverInfo?[.sqlState] ?? ""
-            // 57P0x: administrator shutdown, crash, cannot connect now; 08xxx: connection exceptions.
-            guard state.hasPrefix("57P0") || state.hasPrefix("08") else { return nil }
+            // 57P0x: administrator shutdown, crash, cannot connect now; 08xxx: connection exceptions;
+            // 53xxx: out of connections or memory; 55P03: a lock not granted within lock_timeout;
+            // 25P03: a transaction left idle too long (its server stalled).
+            guard state.hasPrefix("57P0") || state.hasPrefix("08") || state.hasPrefix("53") || state == "55P03"
+                || state == "25P03" else { return nil }
         case .connectionError, .serverClosedConnection, .uncleanShutdown, .poolClosed, .clientClosedConnection:
             break
         default:

@@ -122,6 +122,12 @@ public final class PostgresODB: Sendable {
             database: settings.database, tls: tls.client)
         configuration.options.maximumConnections = settings.poolSize
         configuration.options.connectTimeout = .seconds(10)
+        // A server that stalls inside a transaction (frozen, cut off) must not hold the
+        // cluster's locks for hours: PostgreSQL ends such a transaction, and a statement waits
+        // for a lock at most so long (then fails as unavailable: try again).
+        configuration.options.additionalStartupParameters = [
+            ("lock_timeout", "15s"), ("idle_in_transaction_session_timeout", "60s"),
+        ]
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         return PostgresODB(settings: settings, client: client, tls: tls, logger: logger)
     }
@@ -159,9 +165,40 @@ public final class PostgresODB: Sendable {
     /// each notification's payload to `notified`. A lost connection is reconnected every
     /// `retry`, logged once as losing `what`. Notifications sent while not listening are
     /// lost, so `listening` runs each time LISTEN takes effect (at first too): it catches up.
+    ///
+    /// With `counter`, the feed's change counter is also read every `poll`: a change it
+    /// shows that this server did not write runs `listening` too. That is the fallback for
+    /// a LISTEN connection that broke without saying so (a half-open TCP connection).
     public func follow(channel: String, what: String, retry: Duration = .seconds(1),
+                       counter: ChangeCounter? = nil, poll: Duration = .seconds(5),
                        listening: @escaping @Sendable () async -> Void,
                        notified: @escaping @Sendable (String) async -> Void) async {
+        await withDiscardingTaskGroup { group in
+            if let counter {
+                group.addTask { await self.poll(counter, every: poll, what: what, changed: listening) }
+            }
+            await listen(channel: channel, what: what, retry: retry, listening: listening, notified: notified)
+            group.cancelAll()
+        }
+    }
+
+    private func poll(_ counter: ChangeCounter, every interval: Duration, what: String,
+                      changed: @Sendable () async -> Void) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            guard !Task.isCancelled else { return }
+            // A failure here is the LISTEN loop's to report: it loses the same server.
+            guard let value = try? await counter.read(self) else { continue }
+            if counter.changed(to: value) {
+                logger.debug("\(what): reading everything again after a change seen by polling")
+                await changed()
+            }
+        }
+    }
+
+    private func listen(channel: String, what: String, retry: Duration,
+                        listening: @escaping @Sendable () async -> Void,
+                        notified: @escaping @Sendable (String) async -> Void) async {
         var connectedBefore = false
         var failing = false
         while !Task.isCancelled {
@@ -369,8 +406,11 @@ public final class PostgresODB: Sendable {
             let state = error.serverInfo?[.sqlState] ?? ""
             // 28xxx: authentication; 3D000: no such database; 42501: no privilege to connect.
             if state.hasPrefix("28") || state == "3D000" || state == "42501" { return StoreError(.refused, described) }
-            // 57P03: the server is starting or shutting down; 53xxx: out of resources.
-            if state == "57P03" || state.hasPrefix("53") || state.hasPrefix("08") { return StoreError(.unavailable, described) }
+            // 57P0x: the server is starting, shutting down or restarting; 53xxx: out of
+            // resources; 55P03, 25P03: a lock or an idle transaction timed out.
+            if state.hasPrefix("57P0") || state.hasPrefix("53") || state.hasPrefix("08") || state == "55P03" || state == "25P03" {
+                return StoreError(.unavailable, described)
+            }
             return StoreError(.failed, described)
         case .sslUnsupported, .failedToAddSSLHandler, .unsupportedAuthMechanism, .authMechanismRequiresPassword, .saslError:
             return StoreError(.refused, described)
@@ -403,6 +443,53 @@ private final class LeaseRace: Sendable {
             guard winner == nil else { return false }
             winner = outcome
             return true
+        }
+    }
+}
+
+/// A feed's change counter in `esb_meta` (`key`): each writing transaction adds one before it
+/// commits, and followers poll it (``PostgresODB/follow(channel:what:retry:counter:poll:listening:notified:)``).
+/// The writers' transactions on the counter's row commit in the order of their values.
+public final class ChangeCounter: Sendable {
+    public let key: String
+    /// The last value this server accounted for: polled, or written by itself right after it.
+    private let seen = Mutex<Int64?>(nil)
+
+    public init(key: String) { self.key = key }
+
+    /// Adds one inside the writer's transaction on `connection`; returns the new value, for
+    /// ``committed(_:)``.
+    public func bump(on connection: PostgresConnection, logger: Logger) async throws -> Int64 {
+        var value: Int64 = 0
+        for try await text in try await connection.query("""
+            INSERT INTO esb_meta(key, value) VALUES (\(key), '1')
+            ON CONFLICT (key) DO UPDATE SET value = ((esb_meta.value)::bigint + 1)::text RETURNING value
+            """, logger: logger).decode(String.self) {
+            value = Int64(text) ?? 0
+        }
+        return value
+    }
+
+    /// This server's transaction that bumped the counter to `value` committed: no other
+    /// server changed anything in between when it follows the value last seen.
+    public func committed(_ value: Int64) {
+        seen.withLock { seen in if let last = seen, last == value - 1 { seen = value } }
+    }
+
+    func read(_ odb: PostgresODB) async throws -> Int64 {
+        for try await text in try await odb.query("SELECT value FROM esb_meta WHERE key = \(key)", logger: odb.logger).decode(String.self) {
+            return Int64(text) ?? 0
+        }
+        return 0
+    }
+
+    /// Whether `value`, just polled, shows a change not accounted for (the first poll sets
+    /// the baseline: the start caught up already).
+    func changed(to value: Int64) -> Bool {
+        seen.withLock { seen in
+            defer { seen = value }
+            guard let last = seen else { return false }
+            return last != value
         }
     }
 }

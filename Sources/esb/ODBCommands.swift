@@ -16,8 +16,9 @@ struct ODBCommand: AsyncParsableCommand {
             discussion: """
                 Reads the ODB and [crypto] key of the --from server.conf and writes into the ODB of the \
                 --to server.conf, which must be empty; secrets are sealed again with the --to key. No \
-                server may run on either ODB while it copies. Afterwards start servers on the target only: \
-                the source still holds the same pending work, which would run twice.
+                server may run on either ODB while it copies, nor start on the target until the copy has \
+                finished. Afterwards start servers on the target only: the source, which still holds the \
+                same pending work, is marked copied and esbd refuses to start on it.
                 """)
 
         @Option(name: .customLong("from"), help: "server.conf of the server whose ODB is copied.")
@@ -72,7 +73,7 @@ struct ODBCommand: AsyncParsableCommand {
             }
             print("""
                 copied \(ODB.location(sourceConfig.odb)) into \(ODB.location(targetConfig.odb)). \
-                Start servers on the target only: the source still holds the same pending work.
+                Start servers on the target: the source is marked copied, and esbd refuses to start on it.
                 """)
         }
 

@@ -68,6 +68,19 @@ enum Daemon {
             return error.cause == .refused ? configErrorStatus : 1
         }
 
+        // An ODB `esb odb copy` copied from, or is copying into, serves no server.
+        do {
+            if let refusal = try await ODBCopy.refusal(odb) {
+                logger.critical("refusing to start: [odb] \(refusal)")
+                await odb.close()
+                return configErrorStatus
+            }
+        } catch {
+            logger.critical("cannot read the ODB: \(StoreError.describe(error))")
+            await odb.close()
+            return 1
+        }
+
         // Every server of a cluster seals and opens secrets with one key: a server with another
         // would fail every connection that needs a password, one by one, later.
         do {

@@ -139,6 +139,22 @@ import Testing
         #expect(try await storeA.takeOver(now: 5_000) == (3, 0))
     }
 
+    /// A server whose own heartbeat is older than half the lease (its heartbeat connection
+    /// is stuck or failing) claims nothing: the others may take its work over soon, and
+    /// claims it made meanwhile would run twice. Its next heartbeat lets it claim again.
+    @Test func aServerWhoseHeartbeatIsStaleClaimsNothingUntilItBeatsAgain() async throws {
+        let odb = try await TestODB.make(.postgresql)
+        let a = try await Self.join(odb, "a")
+        let store = AsyncStore(odb: odb, server: "a", lease: .seconds(30))
+        try await store.records.insert(
+            AsyncRecord(kind: .invokeAsync, target: "t.svc", payload: Data(), source: nil, origCID: nil, callback: nil, now: 1_000))
+        guard case .postgresql(let postgres) = odb.connection else { return }
+        try await postgres.client.query("UPDATE esb_server SET last_seen = last_seen - 16000 WHERE name = 'a'", logger: Self.logger)
+        #expect(try await store.claimDue(now: 2_000, limit: 5).isEmpty)
+        #expect(await a.beat() == nil)
+        #expect(try await store.claimDue(now: 2_000, limit: 5).count == 1)
+    }
+
     /// On a shared ODB a server claims only work whose due step calls a service it has
     /// deployed: the target for an attempt, the callback once the attempts are over. The rest
     /// waits, unclaimed and not counted as due, for a server that has the service.

@@ -220,6 +220,30 @@ extension ClusterTests {
         #expect(try await Self.waitFor(b, path) { $0.status == 404 })
     }
 
+    /// A change whose notification never arrived (as through a LISTEN connection that broke
+    /// without saying so) still applies: the servers poll the objects' change counter.
+    @Test func anObjectChangeWhoseNotificationIsLostAppliesByPolling() async throws {
+        let database = try await PostgresServerTests.createDatabase()
+        let a = try PostgresServerTests.server(database: database, name: "poll")
+        try await a.start()
+        defer { Task { await a.stop() } }
+        try a.drop("polled.swift", "import ESBService\n" + HotDeployTests.service("Polled", "cluster.polled", returning: "polled"))
+        try await a.waitForDeployment("polled.swift")
+        let path = "/polled-\(UUID().uuidString.prefix(8))"
+        let created = try await a.request("POST", "/esb/api/channels/http", body: Data("""
+            {"name": "polled", "url_path": "\(path)", "service": "cluster.polled", "data_format": "text"}
+            """.utf8), credentials: a.admin)
+        #expect(created.status == 201, "\(created.text)")
+        #expect(try await Self.waitFor(a, path) { $0.status == 200 })
+
+        // Another writer's change, committed with its count but without NOTIFY.
+        _ = try await ClusterReliabilityTests.psql(database, """
+            BEGIN; DELETE FROM config_object WHERE kind = 'channel_plain_http' AND name = 'polled';
+            UPDATE esb_meta SET value = ((value)::bigint + 1)::text WHERE key = 'objects_version'; COMMIT;
+            """)
+        #expect(try await Self.waitFor(a, path) { $0.status == 404 }, "\(a.log.suffix(2000))")
+    }
+
     /// Polls `path` on `server` (as the admin when `signedIn`) until `condition` holds (true) or 60 s pass (false).
     static func waitFor(_ server: TestServer, _ path: String, signedIn: Bool = false,
                         _ condition: (TestServer.Reply) -> Bool) async throws -> Bool {

@@ -16,6 +16,33 @@ import Testing
         """
     }
 
+    /// A file left in the pickup directory is not deployed again at start when a later
+    /// version of its unit was deployed since (through the API here; another server in a
+    /// cluster): a restart must not roll that back. Dropped again, it deploys.
+    @Test func aStalePickupFileDoesNotRollBackALaterDeploymentAtStart() async throws {
+        let server = try TestServer()
+        try await server.start()
+        defer { Task { await server.stop() } }
+        let v1 = "import ESBService\n" + Self.service("Stale", "stale.svc", returning: "v1")
+        try server.drop("stale.swift", v1)
+        _ = try await server.waitForDeployment("stale.swift")
+        try await Task.sleep(for: .milliseconds(1100))  // the registry's clock past the file's
+        let v2 = "import ESBService\n" + Self.service("Stale", "stale.svc", returning: "v2")
+        let deployed = try await server.request("POST", "/esb/api/deploy?name=stale.swift", body: Data(v2.utf8),
+                                                credentials: server.admin)
+        #expect(deployed.status == 201, "\(deployed.text)")
+
+        await server.stop()
+        try await server.start()
+        #expect(try await server.invoke("stale.svc", "x").text == "v2 x")
+        #expect(server.log.contains("pickup file is older than the version of its unit deployed since"), "\(server.log.suffix(2000))")
+
+        await server.stop()
+        try server.drop("stale.swift", v1)
+        try await server.start()
+        #expect(try await server.invoke("stale.svc", "x").text == "v1 x")
+    }
+
     @Test func droppedFileGoesLiveAndRedeployReplacesItsServices() async throws {
         let server = try TestServer()
         try await server.start()

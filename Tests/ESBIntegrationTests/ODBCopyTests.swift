@@ -38,6 +38,11 @@ import Testing
         #expect(copied.stdout.contains("pending async invocations: 1"), "\(copied.stdout)")
         #expect(!copied.stdout.contains("sealed-twice"))
 
+        // The source is marked: a server started on it again would run the copied work twice.
+        try await a.start(waitForReady: false)
+        #expect(await a.waitForExit(timeout: 60) == 78)
+        #expect(a.log.contains("was copied into") && a.log.contains("DELETE FROM esb_meta WHERE key = 'copied_to'"), "\(a.log.suffix(2000))")
+
         let again = try await runCommand(TestEnvironment.esb, arguments)
         #expect(again.status != 0)
         #expect(again.stderr.contains("is not empty: it holds 1 object(s), 1 deployment unit(s), 1 async invocation(s)"),

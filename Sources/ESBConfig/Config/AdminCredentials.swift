@@ -41,8 +41,11 @@ public struct AdminCredentials: Sendable, Equatable {
         return userMatches && passwordMatches
     }
 
-    /// A digest of both credentials: sessions signed in under other credentials end when it changes.
-    public var fingerprint: Data { Data(Self.digest(username + "\u{0}" + password.value)) }
+    /// Both credentials, keyed with `secrets` (never a plain digest an ODB reader could try
+    /// passwords against): sessions signed in under other credentials end when it changes.
+    public func fingerprint(_ secrets: SecretBox) -> Data {
+        secrets.authenticationCode(Data((username + "\u{0}" + password.value).utf8), purpose: "esb dashboard session credentials")
+    }
 
     static func digest(_ text: String) -> SHA256Digest { SHA256.hash(data: Data(text.utf8)) }
 }

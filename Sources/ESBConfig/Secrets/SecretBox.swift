@@ -55,6 +55,14 @@ public struct SecretBox: Sendable {
 
     /// Decrypts a value made by ``seal(_:)``.
     /// - Throws: ``SecretError`` when the value is malformed or was sealed with another key.
+    /// An HMAC of `data` under a key derived from this key for `purpose`: what the ODB keeps
+    /// instead of a plain digest of something guessable (an admin password), so that reading
+    /// the ODB without the key file gives nothing to try guesses against.
+    public func authenticationCode(_ data: Data, purpose: String) -> Data {
+        let derived = HKDF<SHA256>.deriveKey(inputKeyMaterial: key, info: Data(purpose.utf8), outputByteCount: 32)
+        return Data(HMAC<SHA256>.authenticationCode(for: data, using: derived))
+    }
+
     public func open(_ sealed: String) throws(SecretError) -> String {
         guard sealed.hasPrefix(Self.prefix), let combined = Data(base64Encoded: String(sealed.dropFirst(Self.prefix.count))) else {
             throw SecretError("stored secret is not in the v1 format")

@@ -25,7 +25,8 @@ public final class AsyncStore: Sendable {
         self.deployedServices = deployedServices
         switch odb.connection {
         case .sqlite(let pool): records = SQLiteAsyncRecords(pool: pool)
-        case .postgresql(let postgres): records = PostgresAsyncRecords(odb: postgres, server: server)
+        case .postgresql(let postgres):
+            records = PostgresAsyncRecords(odb: postgres, server: server, leaseMS: Int64(lease.components.seconds) * 1000)
         }
         self.lease = lease
     }

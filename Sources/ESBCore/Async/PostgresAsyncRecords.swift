@@ -14,11 +14,15 @@ struct PostgresAsyncRecords: AsyncRecords {
     let odb: PostgresODB
     /// This server's `[main] name`, written into its claims.
     let server: String
+    /// `[cluster] lease_seconds` in milliseconds: this server claims work only while its own
+    /// heartbeat is younger than half of it, well before the others would take its claims over.
+    let leaseMS: Int64
     private let inserter: PostgresGroupInserter
 
-    init(odb: PostgresODB, server: String) {
+    init(odb: PostgresODB, server: String, leaseMS: Int64) {
         self.odb = odb
         self.server = server
+        self.leaseMS = leaseMS
         inserter = PostgresGroupInserter(
             odb: odb, table: "async_invocation",
             columns: Self.columns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
@@ -104,6 +108,8 @@ struct PostgresAsyncRecords: AsyncRecords {
             var due = try await Self.records(try await connection.query("""
                 SELECT \(unescaped: Self.columns) FROM async_invocation WHERE next_run_at <= \(now)
                   AND (\(services == nil) OR \(unescaped: Self.dueService) = ANY(\(services ?? [])))
+                  AND NOT EXISTS (SELECT 1 FROM esb_server s WHERE s.name = \(server) AND (s.stopped_at IS NOT NULL
+                    OR s.last_seen IS NULL OR s.last_seen < \(unescaped: PostgresClusterRecords.now) - \(leaseMS / 2)))
                 ORDER BY next_run_at LIMIT \(Int64(limit)) FOR UPDATE SKIP LOCKED
                 """, logger: odb.logger))
             for index in due.indices {

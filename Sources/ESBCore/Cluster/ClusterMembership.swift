@@ -110,7 +110,14 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
     @discardableResult
     func beat() async -> StoreError? {
         do {
-            try await records.heartbeat(address: address.withLock { $0 })
+            let records = records, address = address.withLock { $0 }
+            do {
+                try await withDeadline(heartbeatInterval) { try await records.heartbeat(address: address) }
+            } catch let timeout as DeadlineExceeded {
+                // A connection that stopped answering without closing: replace it.
+                await records.dropSession()
+                throw StoreError(.unavailable, "the heartbeat got no answer \(timeout)")
+            }
             let recovered = lastHeartbeat.withLock { state in
                 defer { state = (true, nil) }
                 return !state.ok

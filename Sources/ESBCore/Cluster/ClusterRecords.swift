@@ -31,6 +31,17 @@ public struct ClusterServer: Sendable, Codable, Equatable {
         case startedAt = "started_at"
         case lastSeen = "last_seen"
     }
+
+    /// Every key, `null` for a time not recorded (a server whose start failed after it was listed).
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(address, forKey: .address)
+        try container.encode(version, forKey: .version)
+        try container.encode(startedAt, forKey: .startedAt)
+        try container.encode(lastSeen, forKey: .lastSeen)
+        try container.encode(status, forKey: .status)
+    }
 }
 
 /// What ``ClusterMembership`` needs from the ODB, whatever the engine: the `esb_server`
@@ -48,6 +59,9 @@ protocol ClusterRecords: Sendable {
     func heartbeat(address: String) async throws
     /// Records a clean stop and lets the name go.
     func leave() async
+    /// Ends the connection a heartbeat is stuck on (half-open): the next heartbeat opens a
+    /// new one and takes the name again.
+    func dropSession() async
     /// Every server that ever joined, by name; `up` when its heartbeat is younger than `leaseMS`.
     func servers(leaseMS: Int64) async throws -> [ClusterServer]
     /// For work done while no server runs on the ODB (`esb odb copy`): refuses, naming the

@@ -22,6 +22,8 @@ actor PostgresClusterRecords: ClusterRecords {
     /// The second number of the ODB's own lock (no server has id 0): each running server
     /// holds it shared, `esb odb copy` exclusively, so that neither starts while the other runs.
     static let odbLock: Int32 = 0
+    /// A server seen this lately without a clean stop may still serve (its name connection broke).
+    static let recentlySeenMS: Int64 = 60_000
 
     /// The ODB's clock in milliseconds since 1970.
     static let now = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
@@ -49,6 +51,8 @@ actor PostgresClusterRecords: ClusterRecords {
         self.name = name
         let connection = try await odb.connectSession()
         do {
+            // Before anything is written: a copy into this ODB may be running.
+            try await holdODBShared(on: connection)
             let id = try await register(on: connection, name: name, cluster: cluster)
             try await takeName(on: connection, id: id)
             try await connection.query("""
@@ -93,14 +97,7 @@ actor PostgresClusterRecords: ClusterRecords {
     /// - Throws: ``StoreError/Cause/refused`` when another session holds the name, or
     ///   `esb odb copy` holds the ODB.
     private func takeName(on connection: PostgresConnection, id: Int32) async throws {
-        var shared = false
-        for try await value in try await connection.query(
-            "SELECT pg_try_advisory_lock_shared(\(Self.nameLockSpace), \(Self.odbLock))", logger: logger).decode(Bool.self) {
-            shared = value
-        }
-        guard shared else {
-            throw StoreError(.refused, "ODB \(odb.settings) is held by esb odb copy: start server '\(name)' once the copy has ended")
-        }
+        try await holdODBShared(on: connection)
         var taken = false
         for try await value in try await connection.query(
             "SELECT pg_try_advisory_lock(\(Self.nameLockSpace), \(id))", logger: logger).decode(Bool.self) {
@@ -109,6 +106,18 @@ actor PostgresClusterRecords: ClusterRecords {
         guard taken else {
             throw StoreError(.refused, "[main] name '\(name)' is in use: another server with that name is running on ODB "
                 + "\(odb.settings). Give each server of a cluster its own [main] name")
+        }
+    }
+
+    /// Takes the ODB's lock shared for the session (held once per call; all go with the session).
+    private func holdODBShared(on connection: PostgresConnection) async throws {
+        var shared = false
+        for try await value in try await connection.query(
+            "SELECT pg_try_advisory_lock_shared(\(Self.nameLockSpace), \(Self.odbLock))", logger: logger).decode(Bool.self) {
+            shared = value
+        }
+        guard shared else {
+            throw StoreError(.refused, "ODB \(odb.settings) is held by esb odb copy: start server '\(name)' once the copy has ended")
         }
     }
 
@@ -147,6 +156,11 @@ actor PostgresClusterRecords: ClusterRecords {
         }
     }
 
+    func dropSession() async {
+        try? await session?.close()
+        session = nil
+    }
+
     func leave() async {
         guard let session else { return }
         if let id = serverID {
@@ -166,6 +180,7 @@ actor PostgresClusterRecords: ClusterRecords {
     func holdWithNoServer(for job: String) async throws(StoreError) {
         let connection = try await odb.connectSession()
         var running: [String] = []
+        var recent: [String] = []
         var held = false
         do {
             for try await value in try await connection.query(
@@ -186,15 +201,25 @@ actor PostgresClusterRecords: ClusterRecords {
                     ORDER BY s.name COLLATE "C"
                     """, logger: logger)
                 for try await name in rows.decode(String.self) { running.append(name) }
+                // A server whose connection holding its name broke still serves until its next
+                // heartbeat takes the name again: one seen lately without a clean stop counts too.
+                for try await (name, age) in try await connection.query("""
+                    SELECT name, \(unescaped: Self.now) - last_seen FROM esb_server
+                    WHERE stopped_at IS NULL AND last_seen >= \(unescaped: Self.now) - \(Self.recentlySeenMS)
+                    ORDER BY name COLLATE "C"
+                    """, logger: logger).decode((String, Int64).self) where !running.contains(name) {
+                    recent.append("'\(name)' (seen \(max(0, age) / 1000) s ago without a clean stop)")
+                }
             }
         } catch {
             try? await connection.close()
             throw PostgresODB.storeError(error, settings: odb.settings)
         }
-        guard held, running.isEmpty else {
+        guard held, running.isEmpty, recent.isEmpty else {
             try? await connection.close()
-            let servers = running.isEmpty ? "a running server or another esb odb copy"
-                : "running server(s) \(running.map { "'\($0)'" }.joined(separator: ", "))"
+            let servers = !running.isEmpty ? "running server(s) \(running.map { "'\($0)'" }.joined(separator: ", "))"
+                : !recent.isEmpty ? "server(s) \(recent.joined(separator: ", ")); if stopped, try again \(Self.recentlySeenMS / 1000) s after"
+                : "a running server or another esb odb copy"
             throw StoreError(.refused, "ODB \(odb.settings) is in use by \(servers). Stop every server of the cluster before \(job)")
         }
         session = connection

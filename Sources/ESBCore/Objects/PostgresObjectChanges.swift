@@ -25,9 +25,12 @@ enum PostgresObjectChanges {
     /// Follows other servers' changes until the task is cancelled: `changed` hears the kinds
     /// of each. Once listening (at start, and after a lost connection is reconnected),
     /// `changed` hears every kind (`nil`): notifications sent before were not received, so
-    /// everything is read again.
-    static func follow(_ odb: PostgresODB, server: String, changed: @escaping @Sendable (Set<String>?) async -> Void) async {
-        await odb.follow(channel: channel, what: "other servers' object changes", listening: { await changed(nil) }) { payload in
+    /// everything is read again; so it is when the change counter shows a change this
+    /// server did not hear of (polling, the fallback for a LISTEN connection that broke silently).
+    static func follow(_ odb: PostgresODB, server: String, counter: ChangeCounter,
+                       changed: @escaping @Sendable (Set<String>?) async -> Void) async {
+        await odb.follow(channel: channel, what: "other servers' object changes", counter: counter,
+                         listening: { await changed(nil) }) { payload in
             var lines = payload.split(separator: "\n").map(String.init)
             guard !lines.isEmpty, lines.removeFirst() != server else { return }
             await changed(Set(lines))

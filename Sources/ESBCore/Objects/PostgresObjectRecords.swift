@@ -12,6 +12,8 @@ struct PostgresObjectRecords: ObjectRecords {
     let odb: PostgresODB
     /// This server's name, in the notifications of its changes (it skips its own).
     let server: String
+    /// Counts object transactions, for the followers' polling.
+    let counter = ChangeCounter(key: "objects_version")
 
     /// The lock object transactions hold ("OBJ" as a number).
     static let writeLock: Int64 = 0x4F_424A
@@ -39,7 +41,7 @@ struct PostgresObjectRecords: ObjectRecords {
         reading keys: Set<ObjectKey>,
         _ plan: @escaping @Sendable ([ObjectKey: StoredObject]) throws -> (writes: [ObjectWrite], value: T)
     ) async throws -> T {
-        try await odb.transaction { connection in
+        let outcome = try await odb.transaction { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(\(Self.writeLock))", logger: odb.logger)
             var objects: [ObjectKey: StoredObject] = [:]
             for key in keys {
@@ -49,12 +51,15 @@ struct PostgresObjectRecords: ObjectRecords {
             let failures = try await apply(connection, writes)
             if !failures.isEmpty { throw ObjectWritesRefused(failures: failures) }
             try await PostgresObjectChanges.notify(connection, server: server, kinds: Set(writes.map(\.kind)), logger: odb.logger)
-            return value
+            let version = writes.isEmpty ? nil : try await counter.bump(on: connection, logger: odb.logger)
+            return (value, version)
         }
+        if let version = outcome.1 { counter.committed(version) }
+        return outcome.0
     }
 
     func followOtherServers(logger: Logger, changed: @escaping @Sendable (Set<String>?) async -> Void) async {
-        await PostgresObjectChanges.follow(odb, server: server, changed: changed)
+        await PostgresObjectChanges.follow(odb, server: server, counter: counter, changed: changed)
     }
 
     private func apply(_ connection: PostgresConnection, _ writes: [ObjectWrite]) async throws -> [ObjectWriteFailure] {

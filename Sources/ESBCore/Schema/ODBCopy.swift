@@ -33,6 +33,26 @@ public enum ODBCopy {
         public var finishedNotCopied = 0
     }
 
+    /// In the target's `esb_meta` while a copy writes into it: no server starts on a half copy.
+    public static let inProgressKey = "copy_in_progress"
+    /// In the source's `esb_meta` once copied: no server starts on it again, which would run
+    /// the pending work the target now runs.
+    public static let copiedToKey = "copied_to"
+
+    /// Why no server may start on `odb`, when a copy marked it; nil when none did.
+    public static func refusal(_ odb: ODB) async throws -> String? {
+        if let copy = try await odb.meta(inProgressKey) {
+            return "ODB \(odb.location) holds an unfinished copy (esb odb copy \(copy)): start no server on it; "
+                + "empty it (a new database or file) and copy again"
+        }
+        if let target = try await odb.meta(copiedToKey) {
+            return "ODB \(odb.location) was copied into \(target) by esb odb copy: its pending work runs there now and would "
+                + "run twice. Point [odb] at the copy; to serve from this ODB anyway, delete the mark first "
+                + "(DELETE FROM esb_meta WHERE key = '\(copiedToKey)')"
+        }
+        return nil
+    }
+
     /// The job's name in a refusal ("Stop the server before …").
     static let job = "copying its ODB (esb odb copy)"
     /// Async records read and written at a time.
@@ -79,6 +99,12 @@ public enum ODBCopy {
 
         try await refuseUnlessEmpty(target, objects: targetObjects, units: targetUnits, async: targetAsync)
 
+        let started = Date().ISO8601Format()
+        do {
+            try await target.setMeta(inProgressKey, "from \(source.location), started \(started)")
+        } catch {
+            throw ODBCopyError("cannot write into the target ODB \(target.location): \(StoreError.describe(error))")
+        }
         var report = Report()
         var written = false
         do {
@@ -90,7 +116,11 @@ public enum ODBCopy {
             try await copyAsync(from: sourceAsync, to: targetAsync, report: &report, written: &written)
             progress("pending async invocations: \(report.asyncRecords)")
             report.finishedNotCopied = max(0, try await sourceAsync.counts().values.reduce(0, +) - report.asyncRecords)
+            // The source is marked before the target is released: at no moment may both serve.
+            try await source.setMeta(copiedToKey, "\(target.location) on \(started)")
+            try await target.setMeta(inProgressKey, nil)
         } catch {
+            if !written { try? await target.setMeta(inProgressKey, nil) }
             let message = (error as? ODBCopyError)?.message ?? StoreError.describe(error)
             throw ODBCopyError(written
                 ? "\(message)\nThe target ODB \(target.location) now holds part of the copy: empty it (a new database or file) and copy again"

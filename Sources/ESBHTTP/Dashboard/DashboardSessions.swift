@@ -60,7 +60,7 @@ final class DashboardSessions: Sendable {
     func create() async throws -> String {
         let token = Self.token()
         let now = Self.now()
-        let stored = DashboardSessionStore.Session(csrf: Self.token(), credentials: state.credentials.fingerprint,
+        let stored = DashboardSessionStore.Session(csrf: Self.token(), credentials: state.credentials.fingerprint(state.secrets),
                                                    startedAt: now, expiresAt: now + Self.lifetime)
         try await store.insert(token: token, stored, now: now)
         remember(token, stored)
@@ -111,7 +111,7 @@ final class DashboardSessions: Sendable {
     /// ``load(for:)`` made current.
     func session(for request: Request) -> Session? {
         guard let token = Self.cookie(Self.cookieName, in: request) else { return nil }
-        let credentials = state.credentials.fingerprint
+        let credentials = state.credentials.fingerprint(state.secrets)
         let now = Self.now()
         return cache.withLock { cache in
             guard var session = cache[token], session.expires > now, now - session.started < Self.maximumAge,

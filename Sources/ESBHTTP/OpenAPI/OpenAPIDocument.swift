@@ -162,7 +162,8 @@ struct OpenAPIDocument {
                 "created_at": ["type": "string"], "updated_at": ["type": "string"],
                 "servers": ["type": "array", "items": ["type": "object", "properties": [
                     "name": ["type": "string"], "status": ["type": "string", "enum": names(UnitStatus.self)],
-                    "error": ["type": ["string", "null"]],
+                    "error": ["type": ["string", "null"]], "hash": ["type": ["string", "null"]],
+                    "current": ["type": "boolean"],
                 ]]],
             ]]],
             "ClusterServers": ["type": "array", "items": ["type": "object", "properties": [

@@ -154,13 +154,20 @@ struct DeploymentDTO: Encodable {
         var name: String
         var status: UnitStatus
         @ExplicitNull var error: String? = nil
+        /// The version that server last deployed or tried.
+        @ExplicitNull var hash: String? = nil
+        /// Whether that is the unit's serving version: false while a server has yet to follow
+        /// a deployment (or is down), and with `status` deployed, it still serves the one before.
+        var current: Bool
     }
 
     init(_ unit: DeploymentStore.Unit) {
         name = unit.name; kind = unit.kind; status = unit.status; hash = unit.hash; version = unit.version
         services = unit.services; error = unit.error; imports = unit.imports; dependents = unit.dependents
         createdAt = unit.createdAt; updatedAt = unit.updatedAt
-        servers = unit.servers.map { ServerDTO(name: $0.name, status: $0.status, error: $0.error) }
+        servers = unit.servers.map {
+            ServerDTO(name: $0.name, status: $0.status, error: $0.error, hash: $0.hash, current: $0.hash == unit.hash)
+        }
     }
 
     enum CodingKeys: String, CodingKey {

@@ -113,13 +113,15 @@ public actor Deployer {
                 throw DeployError(.loadFailed, "\(display): \(error)")
             }
             let names = try validate(plugin.services, unit: fileName, display: display)
-            registry.replace(unit: fileName, with: plugin.services)
-            units[fileName, default: UnitState()].serving = Serving(hash: hash, services: names, modules: modules.fingerprint,
-                                                                    imports: modules.libraries, source: source)
+            // Recorded before it serves: a version the registry could not record (the ODB is
+            // down) fails and the previous one keeps serving, here as on the other servers.
             if !isRestore {
                 try await store.recordDeployed(unit: fileName, kind: kind, hash: hash, source: source, services: names,
                                                imports: modules.libraries, keep: backupHistory())
             }
+            registry.replace(unit: fileName, with: plugin.services)
+            units[fileName, default: UnitState()].serving = Serving(hash: hash, services: names, modules: modules.fingerprint,
+                                                                    imports: modules.libraries, source: source)
             logger.notice("deployed", metadata: ["esb.unit": "\(fileName)", "esb.services": "\(names.joined(separator: ","))",
                                                  "esb.cached": "\(cached)"])
             await recordOnThisServer(fileName, hash: hash, .deployed, error: nil)
@@ -274,12 +276,12 @@ public actor Deployer {
             guard dlopen(artifact.library, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) != nil else {
                 throw DeployError(.loadFailed, "\(display): cannot load \(artifact.library): \(String(cString: dlerror()))")
             }
-            units[unit, default: UnitState()].serving = Serving(hash: hash, services: [], modules: modules.fingerprint,
-                                                                imports: imports, source: blob, library: artifact)
             if !isRestore {
                 try await store.recordDeployed(unit: unit, kind: .library, hash: hash, source: blob, services: [],
                                                imports: imports, keep: backupHistory())
             }
+            units[unit, default: UnitState()].serving = Serving(hash: hash, services: [], modules: modules.fingerprint,
+                                                                imports: imports, source: blob, library: artifact)
             logger.notice("library deployed", metadata: ["esb.unit": "\(unit)", "esb.cached": "\(cached)",
                                                          "esb.imports": "\(imports.joined(separator: ","))"])
             await recordOnThisServer(unit, hash: hash, .deployed, error: nil)

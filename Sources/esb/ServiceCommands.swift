@@ -63,12 +63,17 @@ struct DeploymentsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let rows = try await connection.client.list("/esb/api/deployments")
-        Table.print(["UNIT", "KIND", "STATUS", "VERSION", "SERVICES / DEPENDENTS", "IMPORTS", "ERROR"], rows.map { row in
+        Table.print(["UNIT", "KIND", "STATUS", "VERSION", "SERVICES / DEPENDENTS", "IMPORTS", "SERVERS", "ERROR"], rows.map { row in
             let kind = "\(row["kind"] ?? "")"
             let listed = (row[kind == "library" ? "dependents" : "services"] as? [String] ?? []).joined(separator: ",")
             let imports = (row["imports"] as? [String] ?? []).joined(separator: ",")
+            // name=status per server; `(behind)` where it has yet to follow the serving version.
+            let servers = (row["servers"] as? [[String: Any]] ?? []).map { server in
+                "\(server["name"] ?? "")=\(server["status"] ?? "")" + (server["current"] as? Bool == false ? "(behind)" : "")
+            }.joined(separator: ",")
             let error = (row["error"] as? String)?.split(separator: "\n").first.map(String.init) ?? ""
-            return ["\(row["name"] ?? "")", kind, "\(row["status"] ?? "")", "\(row["version"] as? Int ?? 0)", listed, imports, error]
+            return ["\(row["name"] ?? "")", kind, "\(row["status"] ?? "")", "\(row["version"] as? Int ?? 0)", listed, imports,
+                    servers, error]
         })
     }
 }

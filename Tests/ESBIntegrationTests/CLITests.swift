@@ -107,6 +107,7 @@ import Testing
         #expect(row?.split(separator: " ") == ["cli.hello", "cli.swift", "deployed"])
         let deployments = try await runCommand(TestEnvironment.esb, ["deployments"] + connection)
         #expect(deployments.stdout.contains("cli.swift  service  deployed  1"), "\(deployments.stdout)")
+        #expect(deployments.stdout.contains("SERVERS") && deployments.stdout.contains("test-server=deployed"), "\(deployments.stdout)")
 
         let broken = server.directory + "/broken.swift"
         try "import ESBService\nstruct B: Service { static let name = 1 }\n".write(toFile: broken, atomically: true, encoding: .utf8)

@@ -39,16 +39,22 @@ import Testing
             try await Self.psql(database, "SELECT count(*) FROM async_invocation WHERE attempts = 0") == "0"
         }
 
-        // Survivors under HTTP load from before the kill to the end. b is killed while every
-        // invocation is pending and b runs some of their attempts; then the attempts succeed.
+        // Every server under HTTP load from before the kill to the end (b's requests fail once
+        // it is killed: only the survivors' are counted). b is killed while every invocation is
+        // pending and b runs some of their attempts; then the attempts succeed.
         let load = HTTPLoad(servers: [a, c])
         let loading = Task { await load.run() }
+        let victimLoad = HTTPLoad(servers: [b])
+        let victimLoading = Task { await victimLoad.run() }
         let heldByB = "SELECT count(*) FROM async_invocation WHERE claimed_by = 'b' AND (status = 'running' OR callback_status = 'running')"
         try? await Self.waitUntil("b runs some of the work", timeout: 60) { try await Self.psql(database, heldByB) != "0" }
         let pendingAtKill = Int(try await Self.psql(database, "SELECT count(*) FROM async_invocation WHERE status IN ('pending', 'running')")) ?? 0
         b.signal(SIGKILL)
         _ = await b.waitForExit()
         let killed = Date()
+        victimLoad.stop()
+        await victimLoading.value
+        #expect(victimLoad.requests > 0, "b was under load when it was killed")
         let cut = Int(try await Self.psql(database, heldByB)) ?? 0
         #expect(pendingAtKill == count, "every accepted invocation still pending at the kill")
         try FileManager.default.removeItem(atPath: shared + "/fail")
@@ -77,7 +83,8 @@ import Testing
             #expect(a.log.contains("took over async work") || c.log.contains("took over async work"))
         }
         print("R18 3 servers, \(count) pending retries, b killed -9 with \(pendingAtKill) pending, \(cut) of them running on b: lost 0 of \(cids.count); "
-            + "\(callbacks.count) callbacks, \(redelivered) redelivered; survivors answered \(load.requests) requests, "
+            + "\(callbacks.count) callbacks, \(redelivered) redelivered; b answered \(victimLoad.requests - victimLoad.failures) requests "
+            + "before the kill; survivors answered \(load.requests) requests, "
             + "\(load.failures) failed; all called back \(String(format: "%.1f", recovered)) s after the kill (lease 6 s)")
     }
 

@@ -63,6 +63,9 @@ import Testing
         let cluster = (health.json?["components"] as? [String: Any])?["cluster"] as? [String: Any]
         #expect(cluster?["status"] as? String == "ok")
         #expect((cluster?["detail"] as? String)?.contains("2 of 2 servers up") == true, "\(health.text)")
+        let figures = cluster?["cluster"] as? [String: Any]
+        #expect(figures?["name"] as? String == "test" && figures?["servers"] as? Int == 2
+                && Set(figures?["up"] as? [String] ?? []).count == 2, "\(health.text)")
         let page = try await SecurityTests().dashboardPage(a, jar: a.directory + "/cookies", path: "/esb/dashboard/cluster")
         #expect(page.contains("Cluster <code>test</code>") && page.contains("127.0.0.1:\(b.port)"), "\(page.prefix(3000))")
 

@@ -39,6 +39,7 @@ import Testing
         let health = try await server.request("GET", "/esb/health", credentials: server.admin)
         let odb = (health.json?["components"] as? [String: Any])?["odb"] as? [String: Any]
         #expect(odb?["status"] as? String == "ok")
+        #expect(odb?["engine"] as? String == "postgresql", "\(health.text)")
         #expect((odb?["detail"] as? String)?.hasPrefix("postgresql postgresql://esb@127.0.0.1:\(Self.port)/\(database)") == true,
                 "\(health.text)")
 

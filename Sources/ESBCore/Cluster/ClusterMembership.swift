@@ -154,7 +154,8 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
         do {
             let servers = try await servers()
             let up = servers.filter { $0.status == .up }.map(\.name)
-            return ["cluster": .init(status: .ok, detail: "cluster '\(cluster)': \(up.count) of \(servers.count) servers up (\(up.joined(separator: ", ")))")]
+            return ["cluster": .init(status: .ok, detail: "cluster '\(cluster)': \(up.count) of \(servers.count) servers up (\(up.joined(separator: ", ")))",
+                                     cluster: .init(name: cluster, up: up, servers: servers.count))]
         } catch {
             return ["cluster": .init(status: .degraded, detail: "cluster '\(cluster)': \(StoreError.describe(error))")]
         }

@@ -17,13 +17,30 @@ public struct HealthReport: Sendable, Codable, Equatable {
         public var critical: Bool
         /// An AMQP outconn's connections.
         public var pool: PoolHealth?
+        /// The ODB's engine: `sqlite` or `postgresql`.
+        public var engine: String?
+        /// The cluster this server belongs to, as the ODB lists it.
+        public var cluster: ClusterHealth?
 
-        public init(status: Status, detail: String? = nil, critical: Bool = false, pool: PoolHealth? = nil) {
+        public init(status: Status, detail: String? = nil, critical: Bool = false, pool: PoolHealth? = nil,
+                    engine: String? = nil, cluster: ClusterHealth? = nil) {
             self.status = status
             self.detail = detail
             self.critical = critical
             self.pool = pool
+            self.engine = engine
+            self.cluster = cluster
         }
+    }
+
+    /// The `cluster` component's figures.
+    public struct ClusterHealth: Sendable, Codable, Equatable {
+        /// `[cluster] name`.
+        public var name: String
+        /// The servers whose heartbeat is within the lease, by name.
+        public var up: [String]
+        /// Every server that ever joined.
+        public var servers: Int
     }
 
     public init(server: String, components: [String: Component]) {

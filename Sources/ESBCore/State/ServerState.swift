@@ -77,9 +77,10 @@ public final class ServerState: Sendable {
     public func health() async -> HealthReport {
         var components: [String: HealthReport.Component] = [:]
         if let problem = await odb.check() {
-            components["odb"] = .init(status: .degraded, detail: problem.message, critical: true)
+            components["odb"] = .init(status: .degraded, detail: problem.message, critical: true, engine: odb.engine.rawValue)
         } else {
-            components["odb"] = .init(status: .ok, detail: "\(odb.engine.rawValue) \(odb.location)", critical: true)
+            components["odb"] = .init(status: .ok, detail: "\(odb.engine.rawValue) \(odb.location)", critical: true,
+                                      engine: odb.engine.rawValue)
         }
         for source in healthSources.withLock({ $0 }) {
             components.merge(await source()) { $1 }

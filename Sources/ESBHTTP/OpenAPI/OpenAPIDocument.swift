@@ -141,6 +141,11 @@ struct OpenAPIDocument {
                             "status": ["type": "string", "enum": names(HealthReport.Status.self)],
                             "detail": ["type": "string"],
                             "critical": ["type": "boolean"],
+                            "engine": ["type": "string", "enum": ["sqlite", "postgresql"]],
+                            "cluster": ["type": "object", "properties": [
+                                "name": ["type": "string"], "up": ["type": "array", "items": ["type": "string"]],
+                                "servers": ["type": "integer"],
+                            ]],
                         ],
                     ]],
                 ],

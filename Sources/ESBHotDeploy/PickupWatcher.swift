@@ -55,6 +55,15 @@ public struct PickupWatcher: Service, CustomStringConvertible {
         for name in names where Self.isDeployable(name) { await pickUp(name, atStart: true) }
     }
 
+    /// When the file was last written or put in place: the later of its modification and
+    /// status-change times (a copy that keeps the modification time still changes the latter).
+    static func changed(_ info: stat) -> Date {
+        func date(_ time: timespec) -> Date {
+            Date(timeIntervalSince1970: TimeInterval(time.tv_sec) + TimeInterval(time.tv_nsec) / 1e9)
+        }
+        return max(date(info.st_mtim), date(info.st_ctim))
+    }
+
     static func subdirectories(of path: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter { name in
             var isDirectory: ObjCBool = false
@@ -147,8 +156,7 @@ public struct PickupWatcher: Service, CustomStringConvertible {
             return
         }
         let outcome = atStart
-            ? await deployer.deployAtStart(fileName: name, source: data, displayPath: path, modified: Date(
-                timeIntervalSince1970: TimeInterval(info.st_mtim.tv_sec) + TimeInterval(info.st_mtim.tv_nsec) / 1e9))
+            ? await deployer.deployAtStart(fileName: name, source: data, displayPath: path, modified: Self.changed(info))
             : await deployer.deploy(fileName: name, source: data, displayPath: path)
         if outcome?.status == .deployed && deleteAfterPickup() {
             try? FileManager.default.removeItem(atPath: path)

@@ -91,7 +91,20 @@ public final class ODB: Sendable {
     /// had to happen first (``open(_:schema:logger:migrate:attempt:)``) has happened.
     public func migrate() async throws(StoreError) {
         switch connection {
-        case .sqlite(let pool): try migrateSQLite(pool)
+        case .sqlite(let pool):
+            // On GRDB's writer queue, not on the caller's (cooperative) thread.
+            guard let migrator else { return }
+            let location = location
+            let failure: StoreError? = await withCheckedContinuation { continuation in
+                migrator.asyncMigrate(pool) { result in
+                    if case .failure(let error) = result {
+                        continuation.resume(returning: StoreError("ODB '\(location)' cannot be migrated: \(error)"))
+                    } else {
+                        continuation.resume(returning: nil)
+                    }
+                }
+            }
+            if let failure { throw failure }
         case .postgresql(let postgres): try await postgres.migrate(postgresMigrations)
         }
     }
@@ -276,6 +289,8 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 
     public var cause: Cause
     public var message: String
+    /// The work was sent and got no answer: it may or may not have taken effect.
+    public var outcomeUnknown = false
     public init(_ message: String) { self.init(.failed, message) }
     public init(_ cause: Cause, _ message: String) {
         self.cause = cause

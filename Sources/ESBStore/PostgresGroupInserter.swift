@@ -10,9 +10,14 @@ import Synchronization
 /// the round trip, the statement and the commit record per row, which is what lets durable
 /// async acceptance keep up with many callers on a pool of a few connections (the
 /// PostgreSQL counterpart of ``SQLiteGroupCommitter``). Each caller returns once its row is
-/// committed. When a batch fails, its rows are inserted again one by one, so a bad row fails
-/// alone; when the batch's outcome is unknown (the connection broke before the reply), a
-/// row that is then found already there counts as committed.
+/// committed. A batch that failed is judged by what is known of it:
+/// - never sent (no connection): every row fails with that, at once;
+/// - refused by the server (nothing of it committed): its rows are inserted again one by
+///   one, so that a bad row fails alone;
+/// - sent and not answered (a broken connection): it is sent again once with
+///   `ON CONFLICT (key) DO NOTHING`, so that the rows the lost batch committed count as
+///   committed and the others are inserted now (keys are random: a row already there is
+///   the batch's own).
 public final class PostgresGroupInserter: Sendable {
     /// Appends one row's values, exactly `columns.count` of them, to the statement's binds.
     public typealias Row = @Sendable (inout PostgresBindings) -> Void
@@ -20,6 +25,7 @@ public final class PostgresGroupInserter: Sendable {
     private let odb: PostgresODB
     private let table: String
     private let columns: [String]
+    private let conflictKey: String
     private let batchRows: Int
     private let writers: Int
     private let queue = Mutex<Queue>(Queue())
@@ -34,7 +40,12 @@ public final class PostgresGroupInserter: Sendable {
         /// The row's size in bytes, about (its large values).
         var bytes: Int
         var continuation: CheckedContinuation<Void, any Error>
+        /// When it was queued: a row no writer took for ``maximumWait`` fails, never sent.
+        var queued = ContinuousClock.now
     }
+
+    /// The longest a row waits for a writer (PostgreSQL away: every writer waits its lease).
+    static let maximumWait = PostgresODB.leaseTimeout * 2
 
     /// The most bytes one batch carries (a row larger than this goes alone).
     static let batchBytes = 8 << 20
@@ -45,14 +56,16 @@ public final class PostgresGroupInserter: Sendable {
     /// - Parameters:
     ///   - table: the table, as SQL (a trusted identifier, never user input).
     ///   - columns: its columns the rows fill, as SQL.
+    ///   - conflictKey: its unique key, whose values are random (`ON CONFLICT` after a lost answer).
     ///   - batchRows: the most rows one statement inserts (PostgreSQL takes at most 65,535
     ///     parameters in one statement).
     ///   - writers: the most batches written at once (each on its own pooled connection).
-    public init(odb: PostgresODB, table: String, columns: [String], batchRows: Int = 256, writers: Int = 2) {
+    public init(odb: PostgresODB, table: String, columns: [String], conflictKey: String, batchRows: Int = 256, writers: Int = 2) {
         precondition(!columns.isEmpty && batchRows * columns.count <= Int(UInt16.max), "a batch must fit one statement's parameters")
         self.odb = odb
         self.table = table
         self.columns = columns
+        self.conflictKey = conflictKey
         self.batchRows = max(1, batchRows)
         self.writers = max(1, writers)
     }
@@ -100,59 +113,105 @@ public final class PostgresGroupInserter: Sendable {
     }
 
     private func write(_ batch: [Job]) async {
-        var carried = batch
-        var bindings = PostgresBindings(capacity: batch.count * columns.count)
-        var index = 0
-        while index < carried.count {
-            let before = bindings.count
-            carried[index].row(&bindings)
-            if bindings.count - before == columns.count {
-                index += 1
-                continue
+        // Rows that waited too long for a writer fail, never sent.
+        let now = ContinuousClock.now
+        var carried: [Job] = []
+        carried.reserveCapacity(batch.count)
+        for job in batch {
+            if now - job.queued > Self.maximumWait {
+                job.continuation.resume(throwing: StoreError(
+                    .unavailable, "[odb] \(odb.settings): not written into \(table) within \(Self.maximumWait) (PostgreSQL does not keep up or answer)"))
+            } else {
+                carried.append(job)
             }
-            // A row of the wrong width fails alone; the statement is built again without it.
-            let wrong = carried.remove(at: index)
-            wrong.continuation.resume(throwing: StoreError(
-                "ODB: a row for \(table) has \(bindings.count - before) values for \(columns.count) columns"))
-            bindings = PostgresBindings(capacity: carried.count * columns.count)
-            for job in carried[..<index] { job.row(&bindings) }
         }
-        guard !carried.isEmpty else { return }
+        guard let bindings = bind(&carried) else { return }
         do {
             try await odb.execute(statement(rows: carried.count, binds: bindings), logger: odb.logger)
             for job in carried { job.continuation.resume() }
         } catch {
-            guard carried.count > 1 else {
+            switch Self.judge(error) {
+            case .neverSent:
+                for job in carried { job.continuation.resume(throwing: error) }
+            case .refused where carried.count == 1:
                 carried[0].continuation.resume(throwing: error)
-                return
+            case .refused:
+                await insertOneByOne(carried)
+            case .unknown:
+                // Sent again once: rows the lost batch committed are there and skipped.
+                do {
+                    try await odb.execute(statement(rows: carried.count, binds: bindings, skippingExisting: true), logger: odb.logger)
+                    for job in carried { job.continuation.resume() }
+                } catch {
+                    for job in carried { job.continuation.resume(throwing: error) }
+                }
             }
-            // The server refused the statement (nothing of it was committed), or the outcome
-            // is unknown: each row again on its own, so that only a bad row fails.
-            let state = (error as? PSQLError)?.serverInfo?[.sqlState] ?? ""
-            // Data, integrity, syntax or limit errors: the statement was refused, nothing of it
-            // committed. Anything else (a lost connection, a server shutting down) leaves the
-            // outcome unknown.
-            let refused = ["22", "23", "42", "54"].contains(String(state.prefix(2)))
-            for job in carried { await insertAlone(job, batchWasRefused: refused) }
         }
     }
 
-    private func insertAlone(_ job: Job, batchWasRefused: Bool) async {
-        do {
+    /// The binds of `jobs`' rows; a row of the wrong width fails alone and leaves `jobs`.
+    private func bind(_ jobs: inout [Job]) -> PostgresBindings? {
+        var bindings = PostgresBindings(capacity: jobs.count * columns.count)
+        var index = 0
+        while index < jobs.count {
+            let before = bindings.count
+            jobs[index].row(&bindings)
+            if bindings.count - before == columns.count {
+                index += 1
+                continue
+            }
+            let wrong = jobs.remove(at: index)
+            wrong.continuation.resume(throwing: StoreError(
+                "ODB: a row for \(table) has \(bindings.count - before) values for \(columns.count) columns"))
+            bindings = PostgresBindings(capacity: jobs.count * columns.count)
+            for job in jobs[..<index] { job.row(&bindings) }
+        }
+        return jobs.isEmpty ? nil : bindings
+    }
+
+    /// What is known of a statement that failed.
+    enum Judgement: Equatable {
+        /// No connection came: nothing was sent.
+        case neverSent
+        /// The server answered with an error: nothing of it committed.
+        case refused
+        /// Sent, and the answer was lost (or came after the connection broke): it may have committed.
+        case unknown
+    }
+
+    static func judge(_ error: any Error) -> Judgement {
+        if let error = error as? StoreError {
+            return error.cause == .unavailable && !error.outcomeUnknown ? .neverSent : .unknown
+        }
+        guard let state = (error as? PSQLError)?.serverInfo?[.sqlState] else { return .unknown }
+        // A connection ended by the server (shutdown, crash) may end after a commit.
+        return state.hasPrefix("57P0") || state.hasPrefix("08") ? .unknown : .refused
+    }
+
+    /// Each row of a refused batch alone, so that only a bad row fails; once PostgreSQL cannot
+    /// be reached, the rows left fail with that at once.
+    private func insertOneByOne(_ jobs: [Job]) async {
+        var unreachable: (any Error)?
+        for job in jobs {
+            if let unreachable {
+                job.continuation.resume(throwing: unreachable)
+                continue
+            }
             var row = PostgresBindings(capacity: columns.count)
             job.row(&row)
-            try await odb.execute(statement(rows: 1, binds: row), logger: odb.logger)
-            job.continuation.resume()
-        } catch let error as PSQLError where !batchWasRefused && error.serverInfo?[.sqlState] == "23505" {
-            // A unique violation after a batch whose reply was lost: the batch had committed it.
-            job.continuation.resume()
-        } catch {
-            job.continuation.resume(throwing: error)
+            do {
+                try await odb.execute(statement(rows: 1, binds: row), logger: odb.logger)
+                job.continuation.resume()
+            } catch {
+                job.continuation.resume(throwing: error)
+                if StoreError.unreachable(error) != nil { unreachable = error }
+            }
         }
     }
 
-    /// `INSERT INTO table(columns) VALUES ($1, …), (…)` for `rows` rows.
-    private func statement(rows: Int, binds: PostgresBindings) -> PostgresQuery {
+    /// `INSERT INTO table(columns) VALUES ($1, …), (…)` for `rows` rows (`skippingExisting`:
+    /// `ON CONFLICT (key) DO NOTHING`).
+    private func statement(rows: Int, binds: PostgresBindings, skippingExisting: Bool = false) -> PostgresQuery {
         var sql = "INSERT INTO \(table)(\(columns.joined(separator: ", "))) VALUES "
         sql.reserveCapacity(sql.utf8.count + rows * columns.count * 7)
         var parameter = 1
@@ -165,6 +224,7 @@ public final class PostgresGroupInserter: Sendable {
             }
             sql += ")"
         }
+        if skippingExisting { sql += " ON CONFLICT (\(conflictKey)) DO NOTHING" }
         return PostgresQuery(unsafeSQL: sql, binds: binds)
     }
 }

@@ -312,8 +312,17 @@ public final class PostgresODB: Sendable {
         }
     }
 
+    /// How long a write may run once its connection is leased before it is given up on, its
+    /// outcome unknown. PostgreSQL's `lock_timeout` (15 s) ends a statement that waits; a
+    /// statement on a connection PostgreSQL dropped at the wrong moment was seen never to
+    /// return (R19): its connection is closed, so that the pool replaces it.
+    public static let statementTimeout: Duration = .seconds(30)
+
     /// Runs the write `query` on a pooled connection leased within ``leaseTimeout``, and
-    /// returns how many rows it returned. Once sent, the statement is waited for.
+    /// returns how many rows it returned.
+    /// - Throws: ``StoreError/Cause/unavailable`` when no connection came (nothing was sent),
+    ///   or with ``StoreError/outcomeUnknown`` when the statement got no answer within
+    ///   ``statementTimeout``; else the engine's error.
     @discardableResult
     public func execute(_ query: PostgresQuery, logger: Logger) async throws -> Int {
         try await withLeasedConnection { connection in
@@ -325,51 +334,68 @@ public final class PostgresODB: Sendable {
 
     /// Runs `body` in one transaction on one leased connection: committed when it returns,
     /// rolled back when it throws (the error is rethrown as it was). Fails as unavailable when
-    /// no connection was leased within ``leaseTimeout``; once leased, `body` has no deadline.
-    public func transaction<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await withLeasedConnection { connection in
-            try await connection.query("BEGIN", logger: self.logger)
+    /// no connection was leased within ``leaseTimeout``, or with an unknown outcome when it
+    /// did not end within ``statementTimeout``.
+    public func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let logger = logger
+        return try await withLeasedConnection { connection in
+            try await connection.query("BEGIN", logger: logger)
             do {
                 let value = try await body(connection)
-                try await connection.query("COMMIT", logger: self.logger)
+                try await connection.query("COMMIT", logger: logger)
                 return value
             } catch {
-                _ = try? await connection.query("ROLLBACK", logger: self.logger)
+                _ = try? await connection.query("ROLLBACK", logger: logger)
                 throw error
             }
         }
     }
 
-    /// `client.withConnection`, with the wait for the lease bounded by ``leaseTimeout``.
-    /// Either the lease or the timeout wins, never both: a connection leased after the
-    /// timeout won is handed back unused, so `body` never runs for a caller told it failed.
+    /// `client.withConnection`, with the wait for the lease bounded by ``leaseTimeout`` and
+    /// the work on it by ``statementTimeout``. Either the lease or the lease timeout wins,
+    /// never both: a connection leased after the timeout won is handed back unused, so
+    /// `body` never runs for a caller told nothing was sent.
     private func withLeasedConnection<T: Sendable>(
-        _ body: @Sendable (PostgresConnection) async throws -> T
+        _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         let lease = LeaseRace()
-        let client = client, timeout = Self.leaseTimeout, settings = settings
-        return try await withoutActuallyEscaping(body) { body in
-            try await withThrowingTaskGroup(of: T?.self) { group in
-                group.addTask {
-                    try await client.withConnection { connection in
-                        guard lease.win(.leased) else { throw CancellationError() }
-                        return try await body(connection)
+        let client = client, leaseTimeout = Self.leaseTimeout, settings = settings
+        do {
+            // Past the whole bound the work is left behind (a dropped connection's query may
+            // never return), not awaited.
+            return try await withDeadline(leaseTimeout + Self.statementTimeout) {
+                try await withThrowingTaskGroup(of: T?.self) { group in
+                    group.addTask {
+                        try await client.withConnection { connection in
+                            guard lease.win(.leased(connection)) else { return nil }
+                            return try await body(connection)
+                        }
                     }
-                }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    guard lease.win(.timedOut) else { return nil }
-                    // The group cancels the waiting lease, which PostgresNIO withdraws at once.
-                    throw StoreError(.unavailable, "[odb] \(settings): no connection to PostgreSQL within \(timeout)")
-                }
-                while let outcome = try await group.next() {
-                    if let value = outcome {
-                        group.cancelAll()
-                        return value
+                    group.addTask {
+                        try await Task.sleep(for: leaseTimeout)
+                        guard lease.win(.timedOut) else { return nil }
+                        // The group cancels the waiting lease, which PostgresNIO withdraws at once.
+                        throw StoreError(.unavailable, "[odb] \(settings): no connection to PostgreSQL within \(leaseTimeout)")
                     }
+                    while let outcome = try await group.next() {
+                        if let value = outcome {
+                            group.cancelAll()
+                            return value
+                        }
+                    }
+                    throw CancellationError()
                 }
-                throw CancellationError()
             }
+        } catch is DeadlineExceeded {
+            guard let connection = lease.connection else {
+                throw StoreError(.unavailable, "[odb] \(settings): no connection to PostgreSQL within \(leaseTimeout)")
+            }
+            // Closed: its stuck work fails, and the pool opens another in its place.
+            Task { try? await connection.close() }
+            var error = StoreError(.unavailable, "[odb] \(settings): PostgreSQL did not answer within \(Self.statementTimeout); "
+                + "what was sent may or may not have taken effect")
+            error.outcomeUnknown = true
+            throw error
         }
     }
 
@@ -434,7 +460,10 @@ public final class PostgresODB: Sendable {
 
 /// Which came first for one lease: the connection or the timeout.
 private final class LeaseRace: Sendable {
-    enum Outcome { case leased, timedOut }
+    enum Outcome: Sendable {
+        case leased(PostgresConnection)
+        case timedOut
+    }
     private let winner = Mutex<Outcome?>(nil)
 
     /// Whether `outcome` is the first (and so the only) one.
@@ -443,6 +472,14 @@ private final class LeaseRace: Sendable {
             guard winner == nil else { return false }
             winner = outcome
             return true
+        }
+    }
+
+    /// The connection, when the lease won.
+    var connection: PostgresConnection? {
+        winner.withLock { winner in
+            if case .leased(let connection) = winner { return connection }
+            return nil
         }
     }
 }
@@ -463,7 +500,8 @@ public final class ChangeCounter: Sendable {
         var value: Int64 = 0
         for try await text in try await connection.query("""
             INSERT INTO esb_meta(key, value) VALUES (\(key), '1')
-            ON CONFLICT (key) DO UPDATE SET value = ((esb_meta.value)::bigint + 1)::text RETURNING value
+            ON CONFLICT (key) DO UPDATE SET value = (CASE WHEN esb_meta.value ~ '^[0-9]{1,18}$'
+              THEN (esb_meta.value)::bigint + 1 ELSE 1 END)::text RETURNING value
             """, logger: logger).decode(String.self) {
             value = Int64(text) ?? 0
         }

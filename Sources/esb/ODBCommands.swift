@@ -46,8 +46,9 @@ struct ODBCommand: AsyncParsableCommand {
             }
             let result: Result<ODBCopy.Report, ODBCopyError>
             do {
+                let lease = max(60, sourceConfig.cluster.leaseSeconds, targetConfig.cluster.leaseSeconds)
                 result = .success(try await ODBCopy.run(from: source, sourceSecrets: sourceSecrets, to: target,
-                                                        targetSecrets: targetSecrets) { line in print(line) })
+                                                        targetSecrets: targetSecrets, recentlySeen: .seconds(lease)) { line in print(line) })
             } catch {
                 result = .failure(error)
             }

@@ -37,10 +37,16 @@ protocol AsyncRecords: Sendable {
     /// by cid, after `cid` when one is given: every one, page by page, for `esb odb copy`.
     func unfinished(after cid: String?, limit: Int) async throws -> [AsyncRecord]
     /// How many records are in each status (every status present, zero when none).
-    func counts() async throws -> [AsyncRecord.Status: Int]
+    /// How many records are in each of `statuses`.
+    func counts(_ statuses: [AsyncRecord.Status]) async throws -> [AsyncRecord.Status: Int]
 }
 
 extension AsyncRecords {
+    /// How many records are in each status.
+    func counts() async throws -> [AsyncRecord.Status: Int] {
+        try await counts(AsyncRecord.Status.allCases)
+    }
+
     func claimDue(now: Int64, limit: Int) async throws -> [AsyncRecord] {
         try await claimDue(now: now, limit: limit, services: nil)
     }

@@ -108,7 +108,7 @@ public final class AsyncStore: Sendable {
     }
 
     /// How many records are in each status.
-    func counts() async throws -> [AsyncRecord.Status: Int] {
-        try await records.counts()
+    func counts(_ statuses: [AsyncRecord.Status] = AsyncRecord.Status.allCases) async throws -> [AsyncRecord.Status: Int] {
+        try await records.counts(statuses)
     }
 }

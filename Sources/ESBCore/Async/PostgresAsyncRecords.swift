@@ -25,7 +25,8 @@ struct PostgresAsyncRecords: AsyncRecords {
         self.leaseMS = leaseMS
         inserter = PostgresGroupInserter(
             odb: odb, table: "async_invocation",
-            columns: Self.columns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
+            columns: Self.columns.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) },
+            conflictKey: "cid")
     }
 
     /// Migration `v5-async`.
@@ -214,14 +215,26 @@ struct PostgresAsyncRecords: AsyncRecords {
         }
     }
 
+    /// In batches of ``pruneBatch``, each its own short statement: a large prune (a lowered
+    /// retention) holds no connection for long and stops between batches when cancelled.
     func prune(finishedBefore cutoff: Int64) async throws -> Int {
-        try await Self.count(try await odb.client.query("""
-            DELETE FROM async_invocation
-            WHERE finished_at < \(cutoff) AND status IN (\(AsyncRecord.Status.done.rawValue), \(AsyncRecord.Status.failed.rawValue))
-              AND callback_status IN (\(AsyncRecord.CallbackStatus.none.rawValue), \(AsyncRecord.CallbackStatus.delivered.rawValue))
-            RETURNING cid
-            """, logger: odb.logger))
+        var pruned = 0
+        while !Task.isCancelled {
+            let deleted = try await odb.execute("""
+                DELETE FROM async_invocation WHERE cid IN (
+                  SELECT cid FROM async_invocation
+                  WHERE finished_at < \(cutoff) AND status IN (\(AsyncRecord.Status.done.rawValue), \(AsyncRecord.Status.failed.rawValue))
+                    AND callback_status IN (\(AsyncRecord.CallbackStatus.none.rawValue), \(AsyncRecord.CallbackStatus.delivered.rawValue))
+                  LIMIT \(Int64(Self.pruneBatch)))
+                RETURNING 1
+                """, logger: odb.logger)
+            pruned += deleted
+            if deleted < Self.pruneBatch { break }
+        }
+        return pruned
     }
+
+    static let pruneBatch = 5_000
 
     func record(cid: String) async throws -> AsyncRecord? {
         try await Self.records(try await odb.query(
@@ -238,10 +251,11 @@ struct PostgresAsyncRecords: AsyncRecords {
             """, logger: odb.logger))
     }
 
-    func counts() async throws -> [AsyncRecord.Status: Int] {
-        var counts = Dictionary(uniqueKeysWithValues: AsyncRecord.Status.allCases.map { ($0, 0) })
+    func counts(_ statuses: [AsyncRecord.Status]) async throws -> [AsyncRecord.Status: Int] {
+        var counts = Dictionary(uniqueKeysWithValues: statuses.map { ($0, 0) })
         for try await (status, count) in try await odb.query(
-            "SELECT status, count(*) FROM async_invocation GROUP BY status", logger: odb.logger).decode((String, Int64).self) {
+            "SELECT status, count(*) FROM async_invocation WHERE status = ANY(\(statuses.map(\.rawValue))) GROUP BY status",
+            logger: odb.logger).decode((String, Int64).self) {
             if let status = AsyncRecord.Status(rawValue: status) { counts[status] = Int(count) }
         }
         return counts

@@ -139,10 +139,10 @@ struct SQLiteAsyncRecords: AsyncRecords {
         }
     }
 
-    func counts() async throws -> [AsyncRecord.Status: Int] {
+    func counts(_ statuses: [AsyncRecord.Status]) async throws -> [AsyncRecord.Status: Int] {
         try await pool.read { db in
             var counts: [AsyncRecord.Status: Int] = [:]
-            for status in AsyncRecord.Status.allCases {
+            for status in statuses {
                 counts[status] = try Int.fetchOne(db, sql: "SELECT count(*) FROM async_invocation WHERE status = ?",
                                                   arguments: [status.rawValue]) ?? 0
             }

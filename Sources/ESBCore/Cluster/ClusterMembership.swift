@@ -21,6 +21,9 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
     private let logger: Logger
     private let address: Mutex<String>
     private let lastHeartbeat = Mutex<(ok: Bool, error: String?)>((true, nil))
+    /// When a heartbeat last succeeded: one that hangs (a connection gone silent) shows in
+    /// health once it is older than the lease, and the ODB stops this server's claims at half.
+    private let lastRenewed = Mutex(ContinuousClock.now)
 
     /// The version a server records in the cluster.
     public static let version = "0.19.0"
@@ -56,11 +59,14 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
                                  address: address, logger: logger)
     }
 
-    /// Holds `odb` for `job`, work done while no server runs on it (`esb odb copy`).
+    /// Holds `odb` for `job`, work done while no server runs on it (`esb odb copy`). A
+    /// server seen within `recentlySeen` that recorded no clean stop counts as running (its
+    /// connection holding the name may have broken; it serves until it takes it again).
     /// - Throws: ``StoreError/Cause/refused`` naming the running servers while any runs.
-    public static func holdWithNoServer(odb: ODB, for job: String) async throws(StoreError) -> ODBHold {
+    public static func holdWithNoServer(odb: ODB, for job: String,
+                                        recentlySeen: Duration = .seconds(60)) async throws(StoreError) -> ODBHold {
         let records = makeRecords(odb)
-        try await records.holdWithNoServer(for: job)
+        try await records.holdWithNoServer(for: job, recentlySeen: recentlySeen)
         return ODBHold(records: records)
     }
 
@@ -72,7 +78,7 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
     }
 
     /// Keeps servers from starting on an ODB until released or dropped
-    /// (``holdWithNoServer(odb:for:)``): a SQLite file's lock, PostgreSQL's ODB lock.
+    /// (``holdWithNoServer(odb:for:recentlySeen:)``): a SQLite file's lock, PostgreSQL's ODB lock.
     public struct ODBHold: Sendable {
         let records: any ClusterRecords
 
@@ -110,14 +116,8 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
     @discardableResult
     func beat() async -> StoreError? {
         do {
-            let records = records, address = address.withLock { $0 }
-            do {
-                try await withDeadline(heartbeatInterval) { try await records.heartbeat(address: address) }
-            } catch let timeout as DeadlineExceeded {
-                // A connection that stopped answering without closing: replace it.
-                await records.dropSession()
-                throw StoreError(.unavailable, "the heartbeat got no answer \(timeout)")
-            }
+            try await records.heartbeat(address: address.withLock { $0 })
+            lastRenewed.withLock { $0 = .now }
             let recovered = lastHeartbeat.withLock { state in
                 defer { state = (true, nil) }
                 return !state.ok
@@ -148,6 +148,11 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
     /// The cluster as `/esb/health` shows it.
     public func health() async -> [String: HealthReport.Component] {
         let heartbeat = lastHeartbeat.withLock { $0 }
+        let silent = ContinuousClock.now - lastRenewed.withLock { $0 }
+        if heartbeat.ok, silent > lease {
+            return ["cluster": .init(status: .degraded, detail: "cluster '\(cluster)': no heartbeat renewed for \(silent.components.seconds) s "
+                + "(the ODB does not answer); the other servers take this server's async work over")]
+        }
         guard heartbeat.ok else {
             return ["cluster": .init(status: .degraded, detail: "cluster '\(cluster)': heartbeat failing: \(heartbeat.error ?? "")")]
         }

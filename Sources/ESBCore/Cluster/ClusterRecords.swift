@@ -59,15 +59,12 @@ protocol ClusterRecords: Sendable {
     func heartbeat(address: String) async throws
     /// Records a clean stop and lets the name go.
     func leave() async
-    /// Ends the connection a heartbeat is stuck on (half-open): the next heartbeat opens a
-    /// new one and takes the name again.
-    func dropSession() async
     /// Every server that ever joined, by name; `up` when its heartbeat is younger than `leaseMS`.
     func servers(leaseMS: Int64) async throws -> [ClusterServer]
     /// For work done while no server runs on the ODB (`esb odb copy`): refuses, naming the
     /// running servers, while any does. On SQLite it also keeps a server from starting until
     /// these records are released.
-    func holdWithNoServer(for job: String) async throws(StoreError)
+    func holdWithNoServer(for job: String, recentlySeen: Duration) async throws(StoreError)
 }
 
 extension ClusterServer {

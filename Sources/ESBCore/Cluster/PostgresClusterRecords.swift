@@ -22,8 +22,6 @@ actor PostgresClusterRecords: ClusterRecords {
     /// The second number of the ODB's own lock (no server has id 0): each running server
     /// holds it shared, `esb odb copy` exclusively, so that neither starts while the other runs.
     static let odbLock: Int32 = 0
-    /// A server seen this lately without a clean stop may still serve (its name connection broke).
-    static let recentlySeenMS: Int64 = 60_000
 
     /// The ODB's clock in milliseconds since 1970.
     static let now = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
@@ -156,11 +154,6 @@ actor PostgresClusterRecords: ClusterRecords {
         }
     }
 
-    func dropSession() async {
-        try? await session?.close()
-        session = nil
-    }
-
     func leave() async {
         guard let session else { return }
         if let id = serverID {
@@ -177,7 +170,8 @@ actor PostgresClusterRecords: ClusterRecords {
     /// Takes the ODB's lock exclusively on a connection of its own, held until this object
     /// ends: no server starts meanwhile. Servers that predate the lock are found by their
     /// name locks.
-    func holdWithNoServer(for job: String) async throws(StoreError) {
+    func holdWithNoServer(for job: String, recentlySeen: Duration) async throws(StoreError) {
+        let recentMS = Int64(recentlySeen.components.seconds) * 1000
         let connection = try await odb.connectSession()
         var running: [String] = []
         var recent: [String] = []
@@ -205,7 +199,7 @@ actor PostgresClusterRecords: ClusterRecords {
                 // heartbeat takes the name again: one seen lately without a clean stop counts too.
                 for try await (name, age) in try await connection.query("""
                     SELECT name, \(unescaped: Self.now) - last_seen FROM esb_server
-                    WHERE stopped_at IS NULL AND last_seen >= \(unescaped: Self.now) - \(Self.recentlySeenMS)
+                    WHERE stopped_at IS NULL AND last_seen >= \(unescaped: Self.now) - \(recentMS)
                     ORDER BY name COLLATE "C"
                     """, logger: logger).decode((String, Int64).self) where !running.contains(name) {
                     recent.append("'\(name)' (seen \(max(0, age) / 1000) s ago without a clean stop)")
@@ -218,7 +212,7 @@ actor PostgresClusterRecords: ClusterRecords {
         guard held, running.isEmpty, recent.isEmpty else {
             try? await connection.close()
             let servers = !running.isEmpty ? "running server(s) \(running.map { "'\($0)'" }.joined(separator: ", "))"
-                : !recent.isEmpty ? "server(s) \(recent.joined(separator: ", ")); if stopped, try again \(Self.recentlySeenMS / 1000) s after"
+                : !recent.isEmpty ? "server(s) \(recent.joined(separator: ", ")); if stopped, try again \(recentMS / 1000) s after"
                 : "a running server or another esb odb copy"
             throw StoreError(.refused, "ODB \(odb.settings) is in use by \(servers). Stop every server of the cluster before \(job)")
         }

@@ -62,7 +62,7 @@ final class SQLiteClusterRecords: ClusterRecords {
         }
     }
 
-    func holdWithNoServer(for job: String) async throws(StoreError) {
+    func holdWithNoServer(for job: String, recentlySeen: Duration) async throws(StoreError) {
         try lock { reason in
             StoreError(.refused, "ODB '\(path)' is in use: \(reason). Stop the server before \(job)")
         }
@@ -91,8 +91,6 @@ final class SQLiteClusterRecords: ClusterRecords {
                            arguments: [Self.now(), address, name])
         }
     }
-
-    func dropSession() async {}
 
     func leave() async {
         let name = self.name.withLock { $0 }

@@ -62,12 +62,15 @@ public enum ODBCopy {
     /// - Throws: ``ODBCopyError`` naming what stopped the copy: a server running on either
     ///   ODB, a target that is not empty, a secret the source key cannot open, an ODB error.
     ///   A copy stopped part way leaves the target partly written, and says so.
+    /// `recentlySeen`: a server seen this lately without a clean stop counts as running (at
+    /// least the cluster's `lease_seconds`).
     public static func run(from source: ODB, sourceSecrets: SecretBox, to target: ODB, targetSecrets: SecretBox,
+                           recentlySeen: Duration = .seconds(60),
                            progress: @Sendable (String) -> Void = { _ in }) async throws(ODBCopyError) -> Report {
         let holds: [ClusterMembership.ODBHold]
         do {
-            holds = [try await ClusterMembership.holdWithNoServer(odb: source, for: job),
-                     try await ClusterMembership.holdWithNoServer(odb: target, for: job)]
+            holds = [try await ClusterMembership.holdWithNoServer(odb: source, for: job, recentlySeen: recentlySeen),
+                     try await ClusterMembership.holdWithNoServer(odb: target, for: job, recentlySeen: recentlySeen)]
         } catch {
             throw ODBCopyError(error.message)
         }

@@ -144,7 +144,9 @@ public final class ServiceInvoker: Sendable {
             // The code a service can match; the engine's detail stays in the server's log.
             logger.warning("async invocation not accepted: the ODB cannot be reached",
                            metadata: ["esb.cid": "\(record.cid)", "esb.error": "\(unreachable.message)"])
-            throw ServiceError(.odbUnavailable, "the ODB cannot be reached now, so the invocation was not accepted; try again shortly")
+            throw ServiceError(.odbUnavailable, unreachable.outcomeUnknown
+                ? "the ODB did not answer in time: invocation \(record.cid) may have been stored (it then runs); try again shortly"
+                : "the ODB cannot be reached now, so the invocation was not accepted; try again shortly")
         }
     }
 

@@ -42,6 +42,8 @@ import Testing
         // Every server under HTTP load from before the kill to the end (b's requests fail once
         // it is killed: only the survivors' are counted). b is killed while every invocation is
         // pending and b runs some of their attempts; then the attempts succeed.
+        // Attempts take 0.3 s from now on, so that b holds running work when it is killed.
+        _ = FileManager.default.createFile(atPath: shared + "/slow", contents: Data())
         let load = HTTPLoad(servers: [a, c])
         let loading = Task { await load.run() }
         let victimLoad = HTTPLoad(servers: [b])
@@ -52,10 +54,11 @@ import Testing
         b.signal(SIGKILL)
         _ = await b.waitForExit()
         let killed = Date()
+        // Counted before anything else: past the lease the survivors take b's claims over.
+        let cut = Int(try await Self.psql(database, heldByB)) ?? 0
         victimLoad.stop()
         await victimLoading.value
         #expect(victimLoad.requests > 0, "b was under load when it was killed")
-        let cut = Int(try await Self.psql(database, heldByB)) ?? 0
         #expect(pendingAtKill == count, "every accepted invocation still pending at the kill")
         try FileManager.default.removeItem(atPath: shared + "/fail")
         try await Self.waitUntil("every invocation called back", timeout: 600) {

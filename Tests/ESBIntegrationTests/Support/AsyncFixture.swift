@@ -8,7 +8,7 @@ struct AsyncFixture {
     let directory: String
 
     /// Services: `async.start` starts work as its JSON order says; `async.target` fails while
-    /// `DIR/fail` exists (payload `marker`) or for its first N calls per key (payload `KEY:N`,
+    /// `DIR/fail` exists (payload `marker`; taking 0.3 s while `DIR/slow` exists) or for its first N calls per key (payload `KEY:N`,
     /// `KEY:N:empty` answers empty); `async.callback` writes each delivery to `DIR/callbacks/`
     /// and, for context `hold`, waits for `DIR/release` before returning; `async.count` answers
     /// how often a key was called.
@@ -30,6 +30,9 @@ struct AsyncFixture {
                     return calls[parts[0]]!
                 }
                 if parts[0] == "marker" {
+                    if FileManager.default.fileExists(atPath: directory + "/slow") {
+                        try await Task.sleep(for: .milliseconds(300))
+                    }
                     if FileManager.default.fileExists(atPath: directory + "/fail") {
                         throw ServiceError(.internalError, "marker present")
                     }

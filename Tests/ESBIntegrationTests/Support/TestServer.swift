@@ -4,6 +4,7 @@ import ESBCore
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// A real esbd process on a temporary directory, random port and its own notify socket.
 final class TestServer: @unchecked Sendable {
@@ -57,7 +58,10 @@ final class TestServer: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         process.standardOutput = FileHandle.nullDevice
+        // Forgotten once it exits: its pid may be another process's later.
+        process.terminationHandler = { process in TestServer.running.withLock { _ = $0.remove(process.processIdentifier) } }
         try process.run()
+        TestServer.started(process)
         self.process = process
         if waitForReady {
             guard await notify.wait(for: "READY=1") != nil else {
@@ -171,6 +175,25 @@ final class TestServer: @unchecked Sendable {
 
     deinit {
         if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    /// Every esbd a test started: those still running when the test process exits (a
+    /// test's deferred stop that never ran) are killed then, not left serving.
+    private static let running = Mutex<Set<Int32>>([])
+
+    private static func started(_ process: Process) {
+        let first = running.withLock { running -> Bool in
+            // Under the lock the termination handler takes too: one that already ran leaves it out.
+            if process.isRunning { running.insert(process.processIdentifier) }
+            return !exitHookInstalled.exchange(true, ordering: .relaxed)
+        }
+        if first { atexit { TestServer.killRunning() } }
+    }
+
+    private static let exitHookInstalled = Atomic(false)
+
+    private static func killRunning() {
+        for pid in running.withLock({ $0 }) { kill(pid, SIGKILL) }
     }
 }
 

@@ -30,7 +30,7 @@ public actor Deployer {
         var serving: Serving?
         /// While the unit is quarantined by crashes: the hash of the content that crashed.
         var quarantinedHash: String?
-        /// When the registry recorded its serving version (at restore; nil after a failure).
+        /// When the registry recorded its serving version (at restore).
         var recordedAt: Date?
     }
 
@@ -170,9 +170,8 @@ public actor Deployer {
                 continue
             }
             guard let source = try await store.servingSource(unit: unit.name) else { continue }
-            // Only a unit whose last recorded attempt deployed: a failure (here or on another
-            // server) also moves `updatedAt`, and must not keep a newer file from deploying.
-            units[unit.name, default: UnitState()].recordedAt = unit.status == .deployed ? unit.updatedAt : nil
+            // When its serving version was recorded (a later failed attempt does not count).
+            units[unit.name, default: UnitState()].recordedAt = try await store.servingRecordedAt(unit: unit.name)
             if unit.kind == .library, let library = LibrarySource(unit: unit.name, blob: source) {
                 outcomes.append(await deployLibrary(library, display: unit.name, isRestore: true))
             } else {

@@ -23,6 +23,8 @@ protocol DeploymentRecords: Sendable {
     /// and imports; kind and status as stored.
     func units() async throws -> [StoredUnit]
     func servingSource(unit: String) async throws -> Data?
+    /// When the serving version of `unit` was recorded.
+    func servingRecordedAt(unit: String) async throws -> Date?
     func versionCount(unit: String) async throws -> Int
 
     /// Records how the unit stands on this server (each server of a cluster deploys it itself).

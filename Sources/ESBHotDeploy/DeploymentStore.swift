@@ -170,6 +170,11 @@ public struct DeploymentStore: Sendable {
         try await records.servingSource(unit: unit)
     }
 
+    /// When the serving version of `unit` was recorded (deployed here or on another server).
+    public func servingRecordedAt(unit: String) async throws -> Date? {
+        try await records.servingRecordedAt(unit: unit)
+    }
+
     /// Records how `unit` (version `hash`) stands on this server.
     public func recordOnThisServer(unit: String, hash: String, status: UnitStatus, error: String?) async throws {
         try await records.recordOnThisServer(unit: unit, hash: hash, status: status, error: error)

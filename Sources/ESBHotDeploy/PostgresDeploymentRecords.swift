@@ -177,6 +177,16 @@ struct PostgresDeploymentRecords: DeploymentRecords {
         return nil
     }
 
+    func servingRecordedAt(unit: String) async throws -> Date? {
+        for try await created in try await odb.query("""
+            SELECT v.created_at FROM deployment_unit u JOIN deployment_version v
+            ON v.unit = u.name AND v.version = u.serving_version WHERE u.name = \(unit)
+            """, logger: odb.logger).decode(Date.self) {
+            return created
+        }
+        return nil
+    }
+
     func versionCount(unit: String) async throws -> Int {
         for try await count in try await odb.query(
             "SELECT COUNT(*) FROM deployment_version WHERE unit = \(unit)", logger: odb.logger).decode(Int64.self) {
@@ -219,7 +229,8 @@ struct PostgresDeploymentRecords: DeploymentRecords {
 
     func shareArtifact(key: String, library: Data) async throws {
         guard library.count <= Self.maximumSharedArtifactBytes else { return }
-        try await odb.execute("""
+        // Not bounded like other writes: a library is up to maximumSharedArtifactBytes.
+        try await odb.client.query("""
             INSERT INTO deployment_artifact(key, library, created_at) VALUES (\(key), \(library), now()) ON CONFLICT (key) DO NOTHING
             """, logger: odb.logger)
     }

@@ -155,6 +155,15 @@ struct SQLiteDeploymentRecords: DeploymentRecords {
         }
     }
 
+    func servingRecordedAt(unit: String) async throws -> Date? {
+        try await pool.read { db in
+            try Date.fetchOne(db, sql: """
+                SELECT v.created_at FROM deployment_unit u JOIN deployment_version v
+                ON v.unit = u.name AND v.version = u.serving_version WHERE u.name = ?
+                """, arguments: [unit])
+        }
+    }
+
     func versionCount(unit: String) async throws -> Int {
         try await pool.read { db in
             try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM deployment_version WHERE unit = ?", arguments: [unit]) ?? 0

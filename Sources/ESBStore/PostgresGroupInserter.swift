@@ -143,7 +143,9 @@ public final class PostgresGroupInserter: Sendable {
                     try await odb.execute(statement(rows: carried.count, binds: bindings, skippingExisting: true), logger: odb.logger)
                     for job in carried { job.continuation.resume() }
                 } catch {
-                    for job in carried { job.continuation.resume(throwing: error) }
+                    // Whatever stopped the second send, the first may have committed.
+                    let unknown = Self.outcomeUnknown(error)
+                    for job in carried { job.continuation.resume(throwing: unknown) }
                 }
             }
         }
@@ -183,18 +185,21 @@ public final class PostgresGroupInserter: Sendable {
         if let error = error as? StoreError {
             return error.cause == .unavailable && !error.outcomeUnknown ? .neverSent : .unknown
         }
+        // The pool's own refusal (it cannot open connections): nothing was sent.
+        if String(describing: type(of: error)) == "ConnectionPoolError" { return .neverSent }
         guard let state = (error as? PSQLError)?.serverInfo?[.sqlState] else { return .unknown }
         // A connection ended by the server (shutdown, crash) may end after a commit.
         return state.hasPrefix("57P0") || state.hasPrefix("08") ? .unknown : .refused
     }
 
     /// Each row of a refused batch alone, so that only a bad row fails; once PostgreSQL cannot
-    /// be reached, the rows left fail with that at once.
+    /// be reached, the rows left fail at once, never sent.
     private func insertOneByOne(_ jobs: [Job]) async {
-        var unreachable: (any Error)?
+        var unreachable = false
         for job in jobs {
-            if let unreachable {
-                job.continuation.resume(throwing: unreachable)
+            if unreachable {
+                job.continuation.resume(throwing: StoreError(
+                    .unavailable, "[odb] \(odb.settings): PostgreSQL could not be reached; not written into \(table)"))
                 continue
             }
             var row = PostgresBindings(capacity: columns.count)
@@ -203,10 +208,17 @@ public final class PostgresGroupInserter: Sendable {
                 try await odb.execute(statement(rows: 1, binds: row), logger: odb.logger)
                 job.continuation.resume()
             } catch {
-                job.continuation.resume(throwing: error)
-                if StoreError.unreachable(error) != nil { unreachable = error }
+                job.continuation.resume(throwing: Self.judge(error) == .unknown ? Self.outcomeUnknown(error) : error)
+                if StoreError.unreachable(error) != nil { unreachable = true }
             }
         }
+    }
+
+    /// `error` as an unavailable ODB with an unknown outcome: the row may have been stored.
+    static func outcomeUnknown(_ error: any Error) -> StoreError {
+        var unknown = StoreError(.unavailable, StoreError.describe(error))
+        unknown.outcomeUnknown = true
+        return unknown
     }
 
     /// `INSERT INTO table(columns) VALUES ($1, …), (…)` for `rows` rows (`skippingExisting`:

@@ -368,7 +368,14 @@ public final class PostgresODB: Sendable {
                     group.addTask {
                         try await client.withConnection { connection in
                             guard lease.win(.leased(connection)) else { return nil }
-                            return try await body(connection)
+                            // Given up on (the deadline, the caller cancelled) while it runs: the
+                            // connection is closed while still leased here, so that its stuck
+                            // work fails and the pool replaces it.
+                            return try await withTaskCancellationHandler {
+                                try await body(connection)
+                            } onCancel: {
+                                _ = connection.close() as EventLoopFuture<Void>
+                            }
                         }
                     }
                     group.addTask {
@@ -386,16 +393,22 @@ public final class PostgresODB: Sendable {
                     throw CancellationError()
                 }
             }
-        } catch is DeadlineExceeded {
-            guard let connection = lease.connection else {
+        } catch let error as DeadlineExceeded {
+            // Nothing leased yet: nothing was sent, and nothing will be.
+            if lease.win(.timedOut) {
                 throw StoreError(.unavailable, "[odb] \(settings): no connection to PostgreSQL within \(leaseTimeout)")
             }
-            // Closed: its stuck work fails, and the pool opens another in its place.
-            Task { try? await connection.close() }
-            var error = StoreError(.unavailable, "[odb] \(settings): PostgreSQL did not answer within \(Self.statementTimeout); "
+            var unknown = StoreError(.unavailable, "[odb] \(settings): PostgreSQL did not answer within \(error.timeout); "
                 + "what was sent may or may not have taken effect")
-            error.outcomeUnknown = true
-            throw error
+            unknown.outcomeUnknown = true
+            throw unknown
+        } catch is CancellationError where Task.isCancelled {
+            // The caller was cancelled: as above, unless the work had begun.
+            if lease.win(.timedOut) { throw CancellationError() }
+            var unknown = StoreError(.unavailable, "[odb] \(settings): cancelled while PostgreSQL worked on it; "
+                + "what was sent may or may not have taken effect")
+            unknown.outcomeUnknown = true
+            throw unknown
         }
     }
 
@@ -475,13 +488,6 @@ private final class LeaseRace: Sendable {
         }
     }
 
-    /// The connection, when the lease won.
-    var connection: PostgresConnection? {
-        winner.withLock { winner in
-            if case .leased(let connection) = winner { return connection }
-            return nil
-        }
-    }
 }
 
 /// A feed's change counter in `esb_meta` (`key`): each writing transaction adds one before it

@@ -31,6 +31,10 @@ import Testing
         let deployed = try await server.request("POST", "/esb/api/deploy?name=stale.swift", body: Data(v2.utf8),
                                                 credentials: server.admin)
         #expect(deployed.status == 201, "\(deployed.text)")
+        // A later version that fails changes nothing: v2 still serves, v1's file stays stale.
+        let broken = try await server.request("POST", "/esb/api/deploy?name=stale.swift",
+                                              body: Data("import ESBService\nstruct Broken: Service {".utf8), credentials: server.admin)
+        #expect(broken.status == 422, "\(broken.text)")
 
         await server.stop()
         try await server.start()

@@ -24,6 +24,8 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
     /// When a heartbeat last succeeded: one that hangs (a connection gone silent) shows in
     /// health once it is older than the lease, and the ODB stops this server's claims at half.
     private let lastRenewed = Mutex(ContinuousClock.now)
+    /// Whether a heartbeat runs (it may outlive its deadline until its connection is closed).
+    private let beating = Atomic<Bool>(false)
 
     /// The version a server records in the cluster.
     public static let version = "0.19.0"
@@ -116,7 +118,17 @@ public final class ClusterMembership: ServiceLifecycle.Service, Sendable, Custom
     @discardableResult
     func beat() async -> StoreError? {
         do {
-            try await records.heartbeat(address: address.withLock { $0 })
+            // One heartbeat at a time: a beat still stuck when the next is due is ended by closing
+            // its connection (a query on a dropped connection was seen never to return).
+            guard !beating.exchange(true, ordering: .relaxed) else {
+                await records.dropSession()
+                throw StoreError(.unavailable, "the last heartbeat got no answer; its connection was closed")
+            }
+            let address = address.withLock { $0 }
+            try await withDeadline(heartbeatInterval) { [self] in
+                defer { beating.store(false, ordering: .relaxed) }
+                try await records.heartbeat(address: address)
+            }
             lastRenewed.withLock { $0 = .now }
             let recovered = lastHeartbeat.withLock { state in
                 defer { state = (true, nil) }

@@ -59,6 +59,9 @@ protocol ClusterRecords: Sendable {
     func heartbeat(address: String) async throws
     /// Records a clean stop and lets the name go.
     func leave() async
+    /// Closes the connection a heartbeat is stuck on: the heartbeat fails, and the next one
+    /// opens a new connection and takes the name again.
+    func dropSession() async
     /// Every server that ever joined, by name; `up` when its heartbeat is younger than `leaseMS`.
     func servers(leaseMS: Int64) async throws -> [ClusterServer]
     /// For work done while no server runs on the ODB (`esb odb copy`): refuses, naming the

@@ -149,9 +149,15 @@ actor PostgresClusterRecords: ClusterRecords {
                 """, logger: logger)
         } catch {
             try? await session.close()
-            self.session = nil
+            // Only this beat's connection: another may have replaced it meanwhile.
+            if self.session === session { self.session = nil }
             throw error
         }
+    }
+
+    func dropSession() async {
+        // Closing fails the query stuck on it; the stuck heartbeat then clears `session`.
+        if let session { _ = session.close() as EventLoopFuture<Void> }
     }
 
     func leave() async {

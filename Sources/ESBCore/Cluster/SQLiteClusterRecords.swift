@@ -92,6 +92,8 @@ final class SQLiteClusterRecords: ClusterRecords {
         }
     }
 
+    func dropSession() async {}
+
     func leave() async {
         let name = self.name.withLock { $0 }
         try? await pool.write { db in

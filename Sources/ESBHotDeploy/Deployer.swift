@@ -169,9 +169,9 @@ public actor Deployer {
                 logger.error("unit quarantined, not loaded", metadata: ["esb.unit": "\(unit.name)", "esb.error": "\(unit.error ?? "")"])
                 continue
             }
-            guard let source = try await store.servingSource(unit: unit.name) else { continue }
+            guard let (source, recordedAt) = try await store.serving(unit: unit.name) else { continue }
             // When its serving version was recorded (a later failed attempt does not count).
-            units[unit.name, default: UnitState()].recordedAt = try await store.servingRecordedAt(unit: unit.name)
+            units[unit.name, default: UnitState()].recordedAt = recordedAt
             if unit.kind == .library, let library = LibrarySource(unit: unit.name, blob: source) {
                 outcomes.append(await deployLibrary(library, display: unit.name, isRestore: true))
             } else {

@@ -22,9 +22,8 @@ protocol DeploymentRecords: Sendable {
     /// Every unit, oldest first (then by name), with its serving version's hash, services
     /// and imports; kind and status as stored.
     func units() async throws -> [StoredUnit]
-    func servingSource(unit: String) async throws -> Data?
-    /// When the serving version of `unit` was recorded.
-    func servingRecordedAt(unit: String) async throws -> Date?
+    /// The serving version's source, and when it was recorded.
+    func serving(unit: String) async throws -> (source: Data, recordedAt: Date)?
     func versionCount(unit: String) async throws -> Int
 
     /// Records how the unit stands on this server (each server of a cluster deploys it itself).

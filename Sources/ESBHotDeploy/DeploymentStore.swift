@@ -167,12 +167,12 @@ public struct DeploymentStore: Sendable {
 
     /// The source of the version serving `unit`.
     public func servingSource(unit: String) async throws -> Data? {
-        try await records.servingSource(unit: unit)
+        try await records.serving(unit: unit)?.source
     }
 
-    /// When the serving version of `unit` was recorded (deployed here or on another server).
-    public func servingRecordedAt(unit: String) async throws -> Date? {
-        try await records.servingRecordedAt(unit: unit)
+    /// The serving version's source, and when it was recorded (deployed here or on another server).
+    public func serving(unit: String) async throws -> (source: Data, recordedAt: Date)? {
+        try await records.serving(unit: unit)
     }
 
     /// Records how `unit` (version `hash`) stands on this server.

@@ -167,22 +167,12 @@ struct PostgresDeploymentRecords: DeploymentRecords {
         return units
     }
 
-    func servingSource(unit: String) async throws -> Data? {
-        for try await source in try await odb.query("""
-            SELECT v.source FROM deployment_unit u JOIN deployment_version v
+    func serving(unit: String) async throws -> (source: Data, recordedAt: Date)? {
+        for try await (source, recordedAt) in try await odb.query("""
+            SELECT v.source, v.created_at FROM deployment_unit u JOIN deployment_version v
             ON v.unit = u.name AND v.version = u.serving_version WHERE u.name = \(unit)
-            """, logger: odb.logger).decode(Data.self) {
-            return source
-        }
-        return nil
-    }
-
-    func servingRecordedAt(unit: String) async throws -> Date? {
-        for try await created in try await odb.query("""
-            SELECT v.created_at FROM deployment_unit u JOIN deployment_version v
-            ON v.unit = u.name AND v.version = u.serving_version WHERE u.name = \(unit)
-            """, logger: odb.logger).decode(Date.self) {
-            return created
+            """, logger: odb.logger).decode((Data, Date).self) {
+            return (source, recordedAt)
         }
         return nil
     }

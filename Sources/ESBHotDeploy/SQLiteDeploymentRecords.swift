@@ -146,21 +146,12 @@ struct SQLiteDeploymentRecords: DeploymentRecords {
         }
     }
 
-    func servingSource(unit: String) async throws -> Data? {
+    func serving(unit: String) async throws -> (source: Data, recordedAt: Date)? {
         try await pool.read { db in
-            try Data.fetchOne(db, sql: """
-                SELECT v.source FROM deployment_unit u JOIN deployment_version v
+            try Row.fetchOne(db, sql: """
+                SELECT v.source, v.created_at FROM deployment_unit u JOIN deployment_version v
                 ON v.unit = u.name AND v.version = u.serving_version WHERE u.name = ?
-                """, arguments: [unit])
-        }
-    }
-
-    func servingRecordedAt(unit: String) async throws -> Date? {
-        try await pool.read { db in
-            try Date.fetchOne(db, sql: """
-                SELECT v.created_at FROM deployment_unit u JOIN deployment_version v
-                ON v.unit = u.name AND v.version = u.serving_version WHERE u.name = ?
-                """, arguments: [unit])
+                """, arguments: [unit]).map { row in (row[0], row[1]) }
         }
     }
 

@@ -53,9 +53,9 @@ def main():
 
     med = {name: statistics.median(values) for name, values in results.items()}
     rows = [
-        ("Paginator `page(n)`, fresh paginator per page", "ours_fresh", "C loop on hiredis: LLEN then LRANGE", "c_fresh", 0.8),
-        ("Paginator, one paginator, many pages (count cached)", "ours_cached", "C loop on hiredis: LRANGE alone", "c_cached", 0.8),
-        ("Paginator (fresh per page) vs the original approach", "ours_fresh", "redis-py + Django Paginator (lazy LLEN/LRANGE list)", "django", 3.0),
+        ("Paginator `page(n)`, fresh paginator per page", "ours_fresh", "C loop on hiredis: LLEN then LRANGE", "c_fresh", 0.85),
+        ("Paginator, one paginator, many pages (count cached)", "ours_cached", "C loop on hiredis: LRANGE alone", "c_cached", 0.85),
+        ("Paginator (fresh per page) vs the original approach", "ours_fresh", "redis-py + Django Paginator (lazy LLEN/LRANGE list)", "django", 2.0),
     ]
     lines = ["## Redis paginators (issue 5)", "",
              f"`python3 Benchmarks/kvdb.py --bin BIN --rounds {args.rounds} --pages {args.pages}` (run by `scripts/bench`): "

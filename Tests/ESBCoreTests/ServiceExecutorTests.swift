@@ -1,3 +1,4 @@
+import ESBConcurrency
 import ESBCore
 import Foundation
 import Synchronization
@@ -16,6 +17,18 @@ import Testing
         #expect(executor.threadCount > 2)
         for _ in blockers { release.signal() }
         for blocker in blockers { await blocker.value }
+    }
+
+    /// Only the executor's workers may make a blocking C call in place: Swift's cooperative
+    /// pool and other threads are never taken for service threads.
+    @Test func serviceWorkerThreadsAreMarkedAndOtherThreadsAreNot() async {
+        let executor = ServiceExecutor(threads: 1, maximumThreads: 2)
+        #expect(await Task(executorPreference: executor) { ServiceThread.isCurrent }.value)
+        #expect(await Task.detached { ServiceThread.isCurrent }.value == false)
+        let plain = await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: ServiceThread.isCurrent) }.start()
+        }
+        #expect(plain == false)
     }
 
     @Test func correlationIDsAreTwentyFourHexDigitsAndUnique() {

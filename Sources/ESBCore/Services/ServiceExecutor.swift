@@ -49,6 +49,7 @@ public final class ServiceExecutor: TaskExecutor, Sendable {
     }
 
     private func work(permanent: Bool) {
+        ServiceThread.markCurrent()
         let worker = JobQueue<UnownedJob>.Worker()
         let executor = asUnownedTaskExecutor()
         while true {

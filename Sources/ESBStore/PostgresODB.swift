@@ -173,6 +173,9 @@ public final class PostgresODB: Sendable {
                        counter: ChangeCounter? = nil, poll: Duration = .seconds(5),
                        listening: @escaping @Sendable () async -> Void,
                        notified: @escaping @Sendable (String) async -> Void) async {
+        // The baseline before LISTEN's first catch-up: a change after it is either read by that
+        // catch-up or seen by a poll (a baseline taken by the first poll could hide one).
+        if let counter, let value = try? await counter.read(self) { _ = counter.changed(to: value) }
         await withDiscardingTaskGroup { group in
             if let counter {
                 group.addTask { await self.poll(counter, every: poll, what: what, changed: listening) }
@@ -527,8 +530,8 @@ public final class ChangeCounter: Sendable {
         return 0
     }
 
-    /// Whether `value`, just polled, shows a change not accounted for (the first poll sets
-    /// the baseline: the start caught up already).
+    /// Whether `value`, just read, shows a change not accounted for (the first read sets the
+    /// baseline, taken before LISTEN's first catch-up).
     func changed(to value: Int64) -> Bool {
         seen.withLock { seen in
             defer { seen = value }

@@ -68,31 +68,9 @@ enum Daemon {
             return error.cause == .refused ? configErrorStatus : 1
         }
 
-        // An ODB `esb odb copy` copied from, or is copying into, serves no server.
-        do {
-            if let refusal = try await ODBCopy.refusal(odb) {
-                logger.critical("refusing to start: [odb] \(refusal)")
-                await odb.close()
-                return configErrorStatus
-            }
-        } catch {
-            logger.critical("cannot read the ODB: \(StoreError.describe(error))")
+        if let status = await refusal(odb: odb, secrets: secrets, config: config, logger: logger) {
             await odb.close()
-            return 1
-        }
-
-        // Every server of a cluster seals and opens secrets with one key: a server with another
-        // would fail every connection that needs a password, one by one, later.
-        do {
-            if let object = try await ObjectStore(odb: odb, secrets: secrets, kinds: ObjectKinds.all).secretTheKeyCannotOpen() {
-                logger.critical("refusing to start: the key in [crypto] secret_key_path '\(config.crypto.secretKeyPath)' cannot decrypt the secrets stored in the ODB (first: \(object.kind) '\(object.name)'); every server sharing an ODB needs the key that sealed them")
-                await odb.close()
-                return configErrorStatus
-            }
-        } catch {
-            logger.critical("cannot read the stored objects: \(error)")
-            await odb.close()
-            return 1
+            return status
         }
         let cluster: ClusterMembership
         do {
@@ -184,6 +162,27 @@ enum Daemon {
         await odb.close()
         logger.notice("stopped")
         return 0
+    }
+
+    /// Why `odb` must serve no server, as the exit status, after logging it: an ODB `esb odb copy`
+    /// copied from or is copying into; stored secrets the `[crypto]` key cannot open (every
+    /// server of a cluster seals and opens them with one key, or each connection that needs a
+    /// password would fail later, one by one). nil when it may serve.
+    static func refusal(odb: ODB, secrets: SecretBox, config: ServerConfig, logger: Logger) async -> Int32? {
+        do {
+            if let refusal = try await ODBCopy.refusal(odb) {
+                logger.critical("refusing to start: [odb] \(refusal)")
+                return configErrorStatus
+            }
+            if let object = try await ObjectStore(odb: odb, secrets: secrets, kinds: ObjectKinds.all).secretTheKeyCannotOpen() {
+                logger.critical("refusing to start: the key in [crypto] secret_key_path '\(config.crypto.secretKeyPath)' cannot decrypt the secrets stored in the ODB (first: \(object.kind) '\(object.name)'); every server sharing an ODB needs the key that sealed them")
+                return configErrorStatus
+            }
+            return nil
+        } catch {
+            logger.critical("cannot read the ODB: \(StoreError.describe(error))")
+            return 1
+        }
     }
 
     /// Redeploys the registry, then what waits in the pickup directory.

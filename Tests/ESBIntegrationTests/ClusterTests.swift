@@ -207,15 +207,7 @@ extension ClusterTests {
         let (a, b) = try await Self.startPair()
         defer { Task { await a.stop() } }
         defer { Task { await b.stop() } }
-        for server in [a, b] {
-            try server.drop("spread.swift", "import ESBService\n" + HotDeployTests.service("Spread", "cluster.spread", returning: "spread"))
-            try await server.waitForDeployment("spread.swift")
-        }
-        let path = "/cluster-\(UUID().uuidString.prefix(8))"
-        let created = try await a.request("POST", "/esb/api/channels/http", body: Data("""
-            {"name": "spread", "url_path": "\(path)", "service": "cluster.spread", "data_format": "text"}
-            """.utf8), credentials: a.admin)
-        #expect(created.status == 201, "\(created.text)")
+        let path = try await Self.channel("spread", through: a, deployedOn: [a, b])
         #expect(try await Self.waitFor(b, path) { $0.status == 200 && $0.text == "spread " }, "\(b.log.suffix(2000))")
 
         let deleted = try await a.request("DELETE", "/esb/api/channels/http/spread", credentials: a.admin)
@@ -230,13 +222,7 @@ extension ClusterTests {
         let a = try PostgresServerTests.server(database: database, name: "poll")
         try await a.start()
         defer { Task { await a.stop() } }
-        try a.drop("polled.swift", "import ESBService\n" + HotDeployTests.service("Polled", "cluster.polled", returning: "polled"))
-        try await a.waitForDeployment("polled.swift")
-        let path = "/polled-\(UUID().uuidString.prefix(8))"
-        let created = try await a.request("POST", "/esb/api/channels/http", body: Data("""
-            {"name": "polled", "url_path": "\(path)", "service": "cluster.polled", "data_format": "text"}
-            """.utf8), credentials: a.admin)
-        #expect(created.status == 201, "\(created.text)")
+        let path = try await Self.channel("polled", through: a, deployedOn: [a])
         #expect(try await Self.waitFor(a, path) { $0.status == 200 })
 
         // Another writer's change, committed with its count but without NOTIFY.
@@ -245,6 +231,21 @@ extension ClusterTests {
             UPDATE esb_meta SET value = ((value)::bigint + 1)::text WHERE key = 'objects_version'; COMMIT;
             """)
         #expect(try await Self.waitFor(a, path) { $0.status == 404 }, "\(a.log.suffix(2000))")
+    }
+
+    /// Deploys service `cluster.NAME` (answering "NAME " and the payload) on `servers`, then
+    /// creates HTTP channel `NAME` for it through `server`; returns its path.
+    static func channel(_ name: String, through server: TestServer, deployedOn servers: [TestServer]) async throws -> String {
+        for member in servers {
+            try member.drop("\(name).swift", "import ESBService\n" + HotDeployTests.service(name.capitalized, "cluster.\(name)", returning: name))
+            try await member.waitForDeployment("\(name).swift")
+        }
+        let path = "/\(name)-\(UUID().uuidString.prefix(8))"
+        let created = try await server.request("POST", "/esb/api/channels/http", body: Data("""
+            {"name": "\(name)", "url_path": "\(path)", "service": "cluster.\(name)", "data_format": "text"}
+            """.utf8), credentials: server.admin)
+        #expect(created.status == 201, "\(created.text)")
+        return path
     }
 
     /// Polls `path` on `server` (as the admin when `signedIn`) until `condition` holds (true) or 60 s pass (false).

@@ -1,9 +1,12 @@
 import CESBHiredis
 import Foundation
 
-/// One hiredis context: a C handle used from exactly one thread (its pool worker's), freed
-/// in `deinit`. Every call blocks, bounded by the configured timeout.
-final class RedisConnection {
+/// One hiredis context: a C handle used by one thread at a time (the pool lends it for one
+/// call), freed in `deinit`. Every call blocks, bounded by the configured timeout.
+///
+/// `@unchecked Sendable`: it moves between threads only through the pool's lock, which
+/// lends it to one borrower at a time.
+final class RedisConnection: @unchecked Sendable {
     private let context: UnsafeMutablePointer<redisContext>
     private let configuration: RedisConfiguration
 
@@ -30,10 +33,9 @@ final class RedisConnection {
         if let password = configuration.password { setup.append(["AUTH", password]) }
         if configuration.database != 0 { setup.append(["SELECT", String(configuration.database)]) }
         guard !setup.isEmpty else { return }
-        for (command, reply) in zip(setup, try pipeline(setup)) {
-            if case .error(let text) = reply {
-                throw RedisError(.unavailable, "kvdb \(configuration.address): \(command[0]) failed: \(text)")
-            }
+        let replies = try pipeline(setup, as: RedisReply.self)
+        if let (index, text) = replies.firstError {
+            throw RedisError(.unavailable, "kvdb \(configuration.address): \(setup[index][0]) failed: \(text)")
         }
     }
 
@@ -42,22 +44,42 @@ final class RedisConnection {
     /// Whether the connection can still be used (hiredis marks it failed after an I/O error).
     var isUsable: Bool { context.pointee.err == 0 }
 
-    /// Sends every command, then reads every reply: one round trip. An error reply stays in
-    /// its place; an I/O failure or timeout throws and leaves the connection unusable.
-    func pipeline(_ commands: [[String]]) throws(RedisError) -> [RedisReply] {
+    /// Whether an idle connection still looks open: nothing may arrive on it unasked, so a
+    /// readable socket means the server closed it (or broke the protocol). One `poll(2)`,
+    /// no waiting.
+    var looksAlive: Bool {
+        guard isUsable else { return false }
+        var descriptor = pollfd(fd: context.pointee.fd, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) == 0
+    }
+
+    /// Sends every command, then reads every reply: one round trip (one command: hiredis's
+    /// `redisCommandArgv`). Replies decode straight into `Value`; an error reply stays in
+    /// its place and the first is named. An I/O failure or timeout throws and leaves the
+    /// connection unusable.
+    func pipeline<Value: RedisReplyDecodable>(_ commands: [[String]], as type: Value.Type) throws(RedisError) -> RedisReplies<Value> {
+        if commands.count == 1 {
+            let raw = Self.withArgv(commands[0]) { argc, argv, lengths in redisCommandArgv(context, argc, argv, lengths) }
+            guard let raw else { throw failure() }
+            defer { freeReplyObject(raw) }
+            let reply = raw.assumingMemoryBound(to: redisReply.self)
+            let firstError: (command: Int, text: String)? = reply.pointee.type == REDIS_REPLY_ERROR ? (0, Self.text(reply)) : nil
+            return RedisReplies(values: [Self.decode(reply, as: type)], firstError: firstError)
+        }
         for command in commands {
             let status = Self.withArgv(command) { argc, argv, lengths in
                 redisAppendCommandArgv(context, argc, argv, lengths)
             }
             guard status == REDIS_OK else { throw failure() }
         }
-        var replies: [RedisReply] = []
-        replies.reserveCapacity(commands.count)
-        for _ in commands {
+        var replies = RedisReplies<Value>(values: [], firstError: nil)
+        replies.values.reserveCapacity(commands.count)
+        for index in commands.indices {
             var raw: UnsafeMutableRawPointer?
             guard redisGetReply(context, &raw) == REDIS_OK, let raw else { throw failure() }
             let reply = raw.assumingMemoryBound(to: redisReply.self)
-            replies.append(Self.convert(reply))
+            if replies.firstError == nil, reply.pointee.type == REDIS_REPLY_ERROR { replies.firstError = (index, Self.text(reply)) }
+            replies.values.append(Self.decode(reply, as: type))
             freeReplyObject(raw)
         }
         return replies
@@ -78,33 +100,49 @@ final class RedisConnection {
         }
     }
 
-    private static func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {
+    private static func text(_ reply: UnsafeMutablePointer<redisReply>) -> String {
+        guard let start = reply.pointee.str else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: start, count: reply.pointee.len), as: UTF8.self)
+    }
+
+    private static func decode<Value: RedisReplyDecodable>(_ reply: UnsafeMutablePointer<redisReply>, as type: Value.Type) -> Value {
         let value = reply.pointee
         switch value.type {
         case REDIS_REPLY_INTEGER: return .int(Int(value.integer))
-        case REDIS_REPLY_NIL: return .null
         case REDIS_REPLY_STRING: return .string(value.str.map { Data(bytes: $0, count: value.len) } ?? Data())
-        case REDIS_REPLY_STATUS: return .status(value.str.map { String(decoding: Data(bytes: $0, count: value.len), as: UTF8.self) } ?? "")
-        case REDIS_REPLY_ERROR: return .error(value.str.map { String(decoding: Data(bytes: $0, count: value.len), as: UTF8.self) } ?? "")
+        case REDIS_REPLY_STATUS: return .status(text(reply))
+        case REDIS_REPLY_ERROR: return .error(text(reply))
         case REDIS_REPLY_ARRAY:
-            return .array((0..<value.elements).compactMap { index in value.element[index].map(convert) })
+            var elements: [Value] = []
+            elements.reserveCapacity(value.elements)
+            for index in 0..<value.elements {
+                if let element = value.element[index] { elements.append(decode(element, as: type)) }
+            }
+            return .array(elements)
         default: return .null
         }
     }
 
-    /// Calls `body` with C argv and lengths for `command` (binary-safe).
+    /// Calls `body` with C argv and lengths for `command` (binary-safe): the arguments'
+    /// bytes in one buffer, on the stack when small.
     private static func withArgv<T>(_ command: [String], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> T) -> T {
-        let arguments = command.map { Array($0.utf8) }
-        let storage = arguments.map { bytes -> UnsafeMutablePointer<CChar> in
-            let memory = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
-            bytes.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(memory), byteCount: bytes.count) }
-            return memory.assumingMemoryBound(to: CChar.self)
-        }
-        defer { storage.forEach { $0.deallocate() } }
-        var argv = storage.map { UnsafePointer<CChar>?($0) }
-        let lengths = arguments.map(\.count)
-        return argv.withUnsafeMutableBufferPointer { argvBuffer in
-            lengths.withUnsafeBufferPointer { body(Int32(command.count), argvBuffer.baseAddress!, $0.baseAddress!) }
+        var total = 0
+        for argument in command { total += argument.utf8.count }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: max(total, 1)) { bytes in
+            withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: command.count) { argv in
+                withUnsafeTemporaryAllocation(of: Int.self, capacity: command.count) { lengths in
+                    var offset = 0
+                    for (index, argument) in command.enumerated() {
+                        let start = bytes.baseAddress! + offset
+                        let target = UnsafeMutableRawBufferPointer(start: start, count: total - offset)
+                        let written = target.initializeMemory(as: UInt8.self, fromContentsOf: argument.utf8).count
+                        argv[index] = UnsafePointer(start)
+                        lengths[index] = written
+                        offset += written
+                    }
+                    return body(Int32(command.count), argv.baseAddress!, UnsafePointer(lengths.baseAddress!))
+                }
+            }
         }
     }
 }

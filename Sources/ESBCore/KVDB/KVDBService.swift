@@ -63,9 +63,19 @@ public final class KVDBService: ServiceLifecycle.Service, Sendable {
         return configuration
     }
 
-    /// Runs commands in one round trip.
+    /// Runs commands in one round trip (on the calling service thread when a connection is idle).
     /// - Throws: ``ServiceError`` `kvdb.unavailable`, `kvdb.timeout`, `kvdb.reply_error`, `kvdb.unsupported_command`.
     public func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
+        try await run(commands).values
+    }
+
+    /// Runs one command.
+    /// - Throws: as ``pipeline(_:)``.
+    public func execute(_ command: [String]) async throws -> RedisValue {
+        try await run([command]).values[0]
+    }
+
+    private func run(_ commands: [[String]]) async throws -> RedisReplies<RedisValue> {
         for command in commands {
             guard let name = command.first?.uppercased(), !name.isEmpty else {
                 throw ServiceError(.kvdbUnsupportedCommand, "kvdb: an empty command")
@@ -80,35 +90,22 @@ public final class KVDBService: ServiceLifecycle.Service, Sendable {
         let start = ContinuousClock.now
         defer { duration.record(duration: ContinuousClock.now - start) }
         commandCount.increment(by: Int64(commands.count))
-        let replies: [RedisReply]
+        let replies: RedisReplies<RedisValue>
         do {
-            replies = try await client.pipeline(commands)
+            replies = try await client.pipeline(commands, as: RedisValue.self)
         } catch let error as RedisError {
             errors.increment()
             throw ServiceError(error.code == .timeout ? .kvdbTimeout : .kvdbUnavailable, error.message)
         }
-        return try zip(commands, replies).map { command, reply in
-            if case .error(let text) = reply {
-                errors.increment()
-                throw ServiceError(.kvdbReplyError, "kvdb \(command[0].uppercased()): \(text)")
-            }
-            return Self.value(reply)
+        if let (index, text) = replies.firstError {
+            errors.increment()
+            throw ServiceError(.kvdbReplyError, "kvdb \(commands[index][0].uppercased()): \(text)")
         }
+        return replies
     }
 
-    public func execute(_ command: [String]) async throws -> RedisValue {
-        try await pipeline([command])[0]
-    }
-
-    static func value(_ reply: RedisReply) -> RedisValue {
-        switch reply {
-        case .null: .null
-        case .int(let number): .int(number)
-        case .string(let data): .string(data)
-        case .status(let text), .error(let text): .string(Data(text.utf8))
-        case .array(let replies): .array(replies.map(value))
-        }
-    }
+    /// Calls handed to the pool's threads (not made on the calling service thread), for tests.
+    public var handOffs: Int { client.withLock { $0 }?.handOffs ?? 0 }
 
     /// The `kvdb` health component: degraded while the most recent call failed.
     public func health() -> [String: HealthReport.Component] {
@@ -127,4 +124,10 @@ public final class KVDBService: ServiceLifecycle.Service, Sendable {
     public func shutdown() {
         client.withLock { $0 }?.shutdown()
     }
+}
+
+/// Replies decode straight into the SDK's value: a status or a nested error reply as its text.
+extension RedisValue: RedisReplyDecodable {
+    public static func status(_ text: String) -> RedisValue { .string(Data(text.utf8)) }
+    public static func error(_ text: String) -> RedisValue { .string(Data(text.utf8)) }
 }

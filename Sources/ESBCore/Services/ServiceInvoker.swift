@@ -211,7 +211,10 @@ struct InvocationHost: ServiceHost {
     }
 
     func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue {
-        try await kvdbPipeline([command], from: context)[0]
+        guard let kvdb = invoker.outgoing.kvdb else {
+            throw ServiceError(.kvdbUnavailable, "kvdb is not configured in this server")
+        }
+        return try await kvdb.execute(command)
     }
 
     func kvdbPipeline(_ commands: [[String]], from context: ServiceContext) async throws -> [RedisValue] {

@@ -171,6 +171,7 @@ let package = Package(
         ),
 
         .testTarget(name: "ESBAMQPTests", dependencies: ["ESBAMQP"], swiftSettings: swiftSettings),
+        .testTarget(name: "ESBRedisTests", dependencies: ["ESBRedis"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ESBCoreTests",
             dependencies: ["ESBConcurrency", "ESBConfig", "ESBStore", "ESBHotDeploy", "ESBCore", "ESBAMQP", "ESBRedis", .product(name: "GRDB", package: "GRDB.swift"),

@@ -6,6 +6,7 @@ import PackageDescription
 
 let package = Package(
     name: "ESBServiceSDK",
+    platforms: [.macOS(.v15)],
     products: [
         .library(name: "ESBService", type: .dynamic, targets: ["ESBService"]),
     ],

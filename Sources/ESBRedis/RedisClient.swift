@@ -13,10 +13,9 @@ import Synchronization
 /// A lost connection is dropped and a new one opened on the next call; while Redis is down,
 /// calls fail at once with `unavailable` (one connect attempt per retry interval). An idle
 /// connection is checked before it is lent after a second unused (a socket readable when
-/// nothing was asked means Redis closed it), and sent PING after ``pingInterval`` unused.
+/// nothing was asked means Redis closed it), and sent PING after
+/// ``RedisConfiguration/idlePingMilliseconds`` unused.
 public final class RedisClient: Sendable {
-    /// How long a connection may sit idle before the pool's housekeeping sends it PING.
-    public static let pingInterval: Duration = .seconds(15)
     /// How long a connection may sit idle before it is checked when lent (one `poll(2)`).
     static let checkAfterNanoseconds: UInt64 = 1_000_000_000
 
@@ -191,11 +190,11 @@ public final class RedisClient: Sendable {
     // MARK: - The pool's threads
 
     /// Takes handed-off calls; thread 0 also sends PING on connections idle for
-    /// ``pingInterval`` while it has nothing else to do. The last thread out closes the pool.
+    /// `idlePingMilliseconds` while it has nothing else to do. The last thread out closes the pool.
     private func run(_ index: Int) {
         let worker = JobQueue<Job>.Worker()
         loop: while true {
-            switch queue.take(worker, idleTimeout: index == 0 ? Self.pingInterval : nil) {
+            switch queue.take(worker, idleTimeout: index == 0 ? .milliseconds(max(10, configuration.idlePingMilliseconds)) : nil) {
             case .job(let job): job.run(index)
             case .idle: ping()
             case .closed: break loop
@@ -206,11 +205,10 @@ public final class RedisClient: Sendable {
         for waiter in waiting { hand(.closed, to: waiter) }
     }
 
-    /// PING on every connection idle for ``pingInterval``: one that fails is dropped, so the
-    /// next call opens a fresh one instead of failing on it.
+    /// PING on every connection idle for `idlePingMilliseconds`: one that fails is dropped,
+    /// so the next call opens a fresh one instead of failing on it.
     private func ping() {
-        let interval = Self.pingInterval.components
-        let cutoff = Self.now &- UInt64(interval.seconds) * 1_000_000_000
+        let cutoff = Self.now &- UInt64(max(10, configuration.idlePingMilliseconds)) * 1_000_000
         for connection in state.withLock({ $0.takeIdle(before: cutoff) }) {
             let alive = connection.looksAlive && (try? connection.pipeline([["PING"]], as: RedisReply.self)) != nil
             giveBack(alive ? connection : nil)

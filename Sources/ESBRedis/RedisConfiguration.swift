@@ -12,10 +12,13 @@ public struct RedisConfiguration: Sendable, Equatable {
     public var database = 0
     /// `timeout_ms`, default 2000: connect, and each command's reply.
     public var timeoutMilliseconds = 2000
-    /// `pool_size`, default 4: connections, each owned by one thread.
+    /// `pool_size`, default 4: connections, each used by one thread at a time.
     public var poolSize = 4
     /// After a failed connect, calls fail at once (no new attempt) for this long.
     public var retryIntervalMilliseconds = 500
+    /// A connection idle this long is sent PING by the pool's housekeeping (dropped if it
+    /// fails), so that calls do not find it dead.
+    public var idlePingMilliseconds = 15_000
 
     public init() {}
 

@@ -39,6 +39,35 @@ import Testing
         #expect(try await Self.calls(kvdb) == ["llen": 1], "an empty page issues no LRANGE")
     }
 
+    /// Issue 20: ListPaginator and ZSetPaginator read pages on the calling service thread:
+    /// no hop onto their actors, and Redis called in place (no hand-off to the pool's threads).
+    @Test func pagesAreReadOnTheCallingServiceThreadWithNoHop() async throws {
+        let redis = try await PrivateRedis()
+        let (context, kvdb) = KVDBHost.context(port: redis.port)
+        _ = try await kvdb.pipeline([["RPUSH", "items"] + (1...100).map(String.init), ["ZADD", "set", "1", "a", "2", "b", "3", "c"]])
+        let executor = CountingExecutor()
+        defer { executor.shutdown() }
+        let handOffsBefore = kvdb.handOffs
+        let (direct, viaProtocol) = try await withTaskExecutorPreference(executor) { () async throws -> (Int, Int) in
+            let list = ListPaginator(kvdb: context.kvdb, key: "items", perPage: 25)
+            let set = ZSetPaginator(kvdb: context.kvdb, key: "set", perPage: 2)
+            let start = executor.enqueued
+            for number in 1...4 { #expect(try await list.page(number).count == 25) }
+            #expect(try await list.getPage("9").number == 4)
+            #expect(try await set.page(2).objectList == ["c"])
+            #expect(try await list.numPages == 4)
+            let direct = executor.enqueued - start
+            // The same reads through the protocol's actor-isolated methods hop.
+            func read(_ paginator: some Paginator) async throws -> Int { try await paginator.page(1).count }
+            let before = executor.enqueued
+            #expect(try await read(ListPaginator(kvdb: context.kvdb, key: "items", perPage: 25)) == 25)
+            return (direct, executor.enqueued - before)
+        }
+        #expect(direct == 0, "no hop for pages of ListPaginator and ZSetPaginator")
+        #expect(viaProtocol > 0, "the counter sees the actor's hops")
+        #expect(kvdb.handOffs == handOffsBefore, "every Redis call ran on the service thread")
+    }
+
     @Test func aScoreRangeCountsWithZCOUNTAndReadsOnlyThePageWithLIMIT() async throws {
         let redis = try await PrivateRedis()
         let (context, kvdb) = KVDBHost.context(port: redis.port)

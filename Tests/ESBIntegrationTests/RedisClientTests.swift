@@ -1,3 +1,4 @@
+import ESBCore
 import ESBRedis
 import Foundation
 import Testing
@@ -98,5 +99,91 @@ import Testing
             if !recovered { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(recovered)
+    }
+
+    // MARK: - Calls on the calling service thread (issue 20)
+
+    @Test func callsFromServiceThreadsBorrowAConnectionWithNoHandOff() async throws {
+        let redis = try await PrivateRedis()
+        let client = Self.client(redis, poolSize: 2)
+        defer { client.shutdown() }
+        let executor = ServiceExecutor(threads: 2)
+        let counted = try await withTaskExecutorPreference(executor) {
+            var last = RedisReply.null
+            for _ in 0..<50 { last = try await client.execute(["INCR", "calls"]) }
+            return last
+        }
+        #expect(counted == .int(50))
+        #expect(client.handOffs == 0, "every call ran on the service thread that made it")
+        #expect(try await client.execute(["GET", "calls"]) == .string(Data("50".utf8)))
+        #expect(client.handOffs == 1, "a call from Swift's cooperative pool is handed to the pool's threads")
+    }
+
+    @Test func aServiceCallFindingEveryConnectionBusyIsHandedOffAndWaitsItsTurn() async throws {
+        let redis = try await PrivateRedis()
+        let client = Self.client(redis, poolSize: 1)
+        defer { client.shutdown() }
+        let executor = ServiceExecutor(threads: 2)
+        try await withTaskExecutorPreference(executor) {
+            async let blocked = client.execute(["BLPOP", "never-filled", "0.5"])
+            try await Task.sleep(for: .milliseconds(150))
+            #expect(try await client.execute(["PING"]) == .status("PONG"))
+            #expect(try await blocked == .null)
+        }
+        #expect(client.handOffs == 1)
+        #expect(client.status.connected == 1, "the waiting call used the one connection after the first")
+    }
+
+    @Test func anIdleConnectionRedisClosedIsReplacedBeforeACallUsesIt() async throws {
+        let redis = try await PrivateRedis()
+        let client = Self.client(redis, poolSize: 1)
+        defer { client.shutdown() }
+        let executor = ServiceExecutor(threads: 1)
+        try await withTaskExecutorPreference(executor) { _ = try await client.execute(["PING"]) }
+        let killer = Self.client(redis, poolSize: 1)
+        defer { killer.shutdown() }
+        #expect(try await killer.execute(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]) == .int(1))
+        try await Task.sleep(for: .milliseconds(1_200))
+        let reply = try await withTaskExecutorPreference(executor) { try await client.execute(["PING"]) }
+        #expect(reply == .status("PONG"), "the closed connection was noticed before use, not by a failed call")
+    }
+
+    @Test func idleConnectionsArePingedAndADeadOneIsDropped() async throws {
+        let redis = try await PrivateRedis()
+        var configuration = RedisConfiguration()
+        configuration.port = redis.port
+        configuration.poolSize = 2
+        configuration.idlePingMilliseconds = 200
+        let client = RedisClient(configuration)
+        defer { client.shutdown() }
+        _ = try await client.execute(["PING"])
+        #expect(client.status.connected == 1)
+        let killer = Self.client(redis, poolSize: 1)
+        defer { killer.shutdown() }
+        _ = try await killer.execute(["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+        var dropped = false
+        for _ in 0..<50 where !dropped {
+            try await Task.sleep(for: .milliseconds(100))
+            dropped = client.status.connected == 0
+        }
+        #expect(dropped, "the housekeeping found the idle connection dead and dropped it")
+    }
+
+    @Test func callsAfterShutdownFailAsClosed() async throws {
+        let redis = try await PrivateRedis()
+        let client = Self.client(redis, poolSize: 1)
+        _ = try await client.execute(["PING"])
+        client.shutdown()
+        let executor = ServiceExecutor(threads: 1)
+        for onServiceThread in [false, true] {
+            let error = await #expect(throws: RedisError.self) {
+                if onServiceThread {
+                    _ = try await withTaskExecutorPreference(executor) { try await client.execute(["PING"]) }
+                } else {
+                    _ = try await client.execute(["PING"])
+                }
+            }
+            #expect(error?.code == .closed)
+        }
     }
 }

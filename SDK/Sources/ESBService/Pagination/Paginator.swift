@@ -94,3 +94,100 @@ extension Paginator {
                     numPages: try await numPages, totalCount: count, perPage: perPage, allowEmptyFirstPage: allowEmptyFirstPage)
     }
 }
+
+/// A paginator whose reads need no hop onto its actor: its settings are constants and its
+/// count cache is atomic, so `page(_:)` and the rest run on the calling service's thread
+/// (``ListPaginator`` and ``ZSetPaginator``). The same methods as ``Paginator``'s, preferred
+/// over them for these types; an implementation detail, not for services to adopt.
+public protocol _NonisolatedPaginator: Paginator {
+    nonisolated var _settings: PaginatorSettings { get }
+    nonisolated func _count() async throws -> Int
+    nonisolated func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?)
+}
+
+/// A paginator's constant settings.
+public struct PaginatorSettings: Sendable {
+    let perPage: Int
+    let orphans: Int
+    let allowEmptyFirstPage: Bool
+    let name: String
+}
+
+extension _NonisolatedPaginator {
+    public nonisolated var numPages: Int {
+        get async throws {
+            let settings = _settings
+            try PageArithmetic.check(perPage: settings.perPage, orphans: settings.orphans, of: settings.name)
+            return PageArithmetic.numPages(count: try await _count(), perPage: settings.perPage, orphans: settings.orphans,
+                                           allowEmptyFirstPage: settings.allowEmptyFirstPage)
+        }
+    }
+
+    public nonisolated var pageRange: Range<Int> {
+        get async throws { 1..<(try await numPages + 1) }
+    }
+
+    public nonisolated func validateNumber(_ number: Int) async throws -> Int {
+        try PageArithmetic.validate(number, numPages: try await numPages, allowEmptyFirstPage: _settings.allowEmptyFirstPage)
+    }
+
+    public nonisolated func validateNumber(_ number: String) async throws -> Int {
+        try PageArithmetic.validate(number, numPages: try await numPages, allowEmptyFirstPage: _settings.allowEmptyFirstPage)
+    }
+
+    public nonisolated func page(_ number: Int) async throws -> Page {
+        try await makePage(try await validateNumber(number))
+    }
+
+    public nonisolated func page(_ number: String) async throws -> Page {
+        try await makePage(try await validateNumber(number))
+    }
+
+    public nonisolated func getPage(_ number: Int) async throws -> Page {
+        do {
+            return try await makePage(try await validateNumber(number))
+        } catch let error as PaginationError {
+            return try await fallbackPage(after: error)
+        }
+    }
+
+    public nonisolated func getPage(_ number: String) async throws -> Page {
+        do {
+            return try await makePage(try await validateNumber(number))
+        } catch let error as PaginationError {
+            return try await fallbackPage(after: error)
+        }
+    }
+
+    public nonisolated func getElidedPageRange(_ number: Int = 1, onEachSide: Int = 3, onEnds: Int = 2) async throws -> [PageRangeItem] {
+        try PageArithmetic.check(onEachSide: onEachSide, onEnds: onEnds)
+        return PageArithmetic.elided(number: try await validateNumber(number), numPages: try await numPages,
+                                     onEachSide: onEachSide, onEnds: onEnds)
+    }
+
+    public nonisolated func getElidedPageRange(_ number: String, onEachSide: Int = 3, onEnds: Int = 2) async throws -> [PageRangeItem] {
+        try PageArithmetic.check(onEachSide: onEachSide, onEnds: onEnds)
+        return PageArithmetic.elided(number: try await validateNumber(number), numPages: try await numPages,
+                                     onEachSide: onEachSide, onEnds: onEnds)
+    }
+
+    /// As Django: page 1 for a number that is not an integer, the last page (validated
+    /// again) for one out of range.
+    private nonisolated func fallbackPage(after error: PaginationError) async throws -> Page {
+        switch error {
+        case .pageNotAnInteger: try await page(1)
+        case .emptyPage: try await page(try await numPages)
+        }
+    }
+
+    private nonisolated func makePage(_ number: Int) async throws -> Page {
+        let settings = _settings
+        let count = try await _count()
+        let bounds = PageArithmetic.bounds(number: number, count: count, perPage: settings.perPage, orphans: settings.orphans)
+        let fetched: (items: [String], scores: [Double]?) = bounds.isEmpty ? ([], nil) : try await _fetch(bounds)
+        return Page(objectList: fetched.items, scores: fetched.scores, number: number,
+                    numPages: PageArithmetic.numPages(count: count, perPage: settings.perPage, orphans: settings.orphans,
+                                                      allowEmptyFirstPage: settings.allowEmptyFirstPage),
+                    totalCount: count, perPage: settings.perPage, allowEmptyFirstPage: settings.allowEmptyFirstPage)
+    }
+}

@@ -1,13 +1,15 @@
 import Foundation
+import Synchronization
 
 /// A paginator over a Redis list (LLEN once, then LRANGE per page).
-public actor ListPaginator: Paginator {
+public actor ListPaginator: _NonisolatedPaginator {
     public let perPage: Int
     public let orphans: Int
     public let allowEmptyFirstPage: Bool
     private let kvdb: KVDB
     private let key: String
-    private var cachedCount: Int?
+    /// The count once read, -1 before: atomic, so that reads need no hop onto the actor.
+    private let cachedCount = Atomic<Int>(-1)
 
     public init(kvdb: KVDB, key: String, perPage: Int, orphans: Int = 0, allowEmptyFirstPage: Bool = true) {
         self.kvdb = kvdb
@@ -17,26 +19,33 @@ public actor ListPaginator: Paginator {
         self.allowEmptyFirstPage = allowEmptyFirstPage
     }
 
-    public var count: Int {
+    public nonisolated var count: Int {
         get async throws {
-            if let cachedCount { return cachedCount }
+            let cached = cachedCount.load(ordering: .relaxed)
+            if cached >= 0 { return cached }
             let counted = try await RedisPagination.integer(kvdb.execute(["LLEN", key]), "LLEN", key)
-            cachedCount = counted
+            cachedCount.store(counted, ordering: .relaxed)
             return counted
         }
     }
 
-    public func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
+    public nonisolated func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
         guard try RedisPagination.check(range, of: "ListPaginator") else { return ([], nil) }
         let reply = try await kvdb.execute(["LRANGE", key, String(range.lowerBound), String(range.upperBound - 1)])
         return (RedisPagination.strings(reply), nil)
     }
+
+    public nonisolated var _settings: PaginatorSettings {
+        PaginatorSettings(perPage: perPage, orphans: orphans, allowEmptyFirstPage: allowEmptyFirstPage, name: "ListPaginator")
+    }
+    public nonisolated func _count() async throws -> Int { try await count }
+    public nonisolated func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) { try await fetch(range) }
 }
 
 /// A paginator over a sorted set in score order: the whole set (ZCARD, ZRANGE), or only the
 /// members with min ≤ score ≤ max (ZCOUNT, ZRANGEBYSCORE … LIMIT), with Redis bound syntax
 /// (`-inf`, `+inf`, `(5`). Optionally highest score first, and with the scores.
-public actor ZSetPaginator: Paginator {
+public actor ZSetPaginator: _NonisolatedPaginator {
     public let perPage: Int
     public let orphans: Int
     public let allowEmptyFirstPage: Bool
@@ -45,7 +54,8 @@ public actor ZSetPaginator: Paginator {
     private let scores: (min: String, max: String)?
     private let descending: Bool
     private let withScores: Bool
-    private var cachedCount: Int?
+    /// The count once read, -1 before: atomic, so that reads need no hop onto the actor.
+    private let cachedCount = Atomic<Int>(-1)
 
     /// The whole set.
     public init(kvdb: KVDB, key: String, perPage: Int, orphans: Int = 0, allowEmptyFirstPage: Bool = true,
@@ -73,17 +83,24 @@ public actor ZSetPaginator: Paginator {
         self.withScores = withScores
     }
 
-    public var count: Int {
+    public nonisolated var count: Int {
         get async throws {
-            if let cachedCount { return cachedCount }
+            let cached = cachedCount.load(ordering: .relaxed)
+            if cached >= 0 { return cached }
             let command = scores.map { ["ZCOUNT", key, $0.min, $0.max] } ?? ["ZCARD", key]
             let counted = try await RedisPagination.integer(kvdb.execute(command), command[0], key)
-            cachedCount = counted
+            cachedCount.store(counted, ordering: .relaxed)
             return counted
         }
     }
 
-    public func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
+    public nonisolated var _settings: PaginatorSettings {
+        PaginatorSettings(perPage: perPage, orphans: orphans, allowEmptyFirstPage: allowEmptyFirstPage, name: "ZSetPaginator")
+    }
+    public nonisolated func _count() async throws -> Int { try await count }
+    public nonisolated func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) { try await fetch(range) }
+
+    public nonisolated func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
         guard try RedisPagination.check(range, of: "ZSetPaginator") else { return (items: [], scores: withScores ? [] : nil) }
         var command: [String]
         if let scores {

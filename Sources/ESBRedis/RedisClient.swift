@@ -58,18 +58,18 @@ public final class RedisClient: Sendable {
 
     /// Runs the commands in one round trip; replies in order, error replies in place.
     /// - Throws: ``RedisError`` `unavailable`, `timeout`, `closed`.
-    public func pipeline(_ commands: [[String]]) async throws -> [RedisReply] {
+    public nonisolated(nonsending) func pipeline(_ commands: [[String]]) async throws -> [RedisReply] {
         try await pipeline(commands, as: RedisReply.self).values
     }
 
     /// Runs one command; an error reply throws `reply_error`.
-    public func execute(_ command: [String]) async throws -> RedisReply {
+    public nonisolated(nonsending) func execute(_ command: [String]) async throws -> RedisReply {
         try await execute(command, as: RedisReply.self)
     }
 
     /// Runs the commands in one round trip, replies decoded straight into `Value`.
     /// - Throws: ``RedisError`` `unavailable`, `timeout`, `closed`.
-    public func pipeline<Value: RedisReplyDecodable>(_ commands: [[String]], as type: Value.Type) async throws -> RedisReplies<Value> {
+    public nonisolated(nonsending) func pipeline<Value: RedisReplyDecodable>(_ commands: [[String]], as type: Value.Type) async throws -> RedisReplies<Value> {
         guard !commands.isEmpty else { return RedisReplies(values: [], firstError: nil) }
         if ServiceThread.isCurrent, let result = call(commands, as: type, waiter: nil) {
             return try result.get()
@@ -86,7 +86,7 @@ public final class RedisClient: Sendable {
     }
 
     /// Runs one command, its reply decoded into `Value`; an error reply throws `reply_error`.
-    public func execute<Value: RedisReplyDecodable>(_ command: [String], as type: Value.Type) async throws -> Value {
+    public nonisolated(nonsending) func execute<Value: RedisReplyDecodable>(_ command: [String], as type: Value.Type) async throws -> Value {
         let replies = try await pipeline([command], as: type)
         if let (_, text) = replies.firstError { throw RedisError(.reply, text) }
         return replies.values[0]

@@ -7,14 +7,14 @@ public struct KVDB: Sendable {
     /// Runs one command, e.g. `["LRANGE", "orders", "0", "9"]`.
     /// - Throws: ``ServiceError`` `kvdb.unavailable`, `kvdb.timeout`, `kvdb.reply_error`,
     ///   `kvdb.unsupported_command` (MULTI, WATCH, SELECT, SUBSCRIBE… need one connection across calls).
-    public func execute(_ command: [String]) async throws -> RedisValue {
+    public nonisolated(nonsending) func execute(_ command: [String]) async throws -> RedisValue {
         try await context.host.kvdbExecute(command, from: context)
     }
 
     /// Runs several commands in one round trip on one connection; replies in order.
     /// - Throws: as ``execute(_:)``; an error reply to any command throws `kvdb.reply_error`
     ///   naming it (the other commands have run).
-    public func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
+    public nonisolated(nonsending) func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
         try await context.host.kvdbPipeline(commands, from: context)
     }
 }

@@ -11,8 +11,8 @@ public protocol ServiceHost: Sendable {
     func amqpSend(_ message: Data, outconn: String, exchange: String, routingKey: String,
                   properties: AMQPProperties, headers: [String: AMQPHeaderValue],
                   from context: ServiceContext) async throws
-    func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue
-    func kvdbPipeline(_ commands: [[String]], from context: ServiceContext) async throws -> [RedisValue]
+    nonisolated(nonsending) func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue
+    nonisolated(nonsending) func kvdbPipeline(_ commands: [[String]], from context: ServiceContext) async throws -> [RedisValue]
     func httpRequest(_ request: OutgoingHTTPRequest, from context: ServiceContext) async throws -> OutgoingHTTPResponse
     func invokeRetry(_ request: InvokeRetryRequest, from context: ServiceContext) async throws -> InvokeRetryResult
 }
@@ -30,10 +30,10 @@ extension ServiceHost {
                          from context: ServiceContext) async throws {
         throw ServiceError(.notConfigured, "outgoing AMQP connection '\(outconn)': AMQP is not configured in this server")
     }
-    public func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue {
+    public nonisolated(nonsending) func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue {
         throw ServiceError(.kvdbUnavailable, "kvdb is not configured in this server")
     }
-    public func kvdbPipeline(_ commands: [[String]], from context: ServiceContext) async throws -> [RedisValue] {
+    public nonisolated(nonsending) func kvdbPipeline(_ commands: [[String]], from context: ServiceContext) async throws -> [RedisValue] {
         throw ServiceError(.kvdbUnavailable, "kvdb is not configured in this server")
     }
     public func httpRequest(_ request: OutgoingHTTPRequest, from context: ServiceContext) async throws -> OutgoingHTTPResponse {

@@ -65,17 +65,17 @@ public final class KVDBService: ServiceLifecycle.Service, Sendable {
 
     /// Runs commands in one round trip (on the calling service thread when a connection is idle).
     /// - Throws: ``ServiceError`` `kvdb.unavailable`, `kvdb.timeout`, `kvdb.reply_error`, `kvdb.unsupported_command`.
-    public func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
+    public nonisolated(nonsending) func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
         try await run(commands).values
     }
 
     /// Runs one command.
     /// - Throws: as ``pipeline(_:)``.
-    public func execute(_ command: [String]) async throws -> RedisValue {
+    public nonisolated(nonsending) func execute(_ command: [String]) async throws -> RedisValue {
         try await run([command]).values[0]
     }
 
-    private func run(_ commands: [[String]]) async throws -> RedisReplies<RedisValue> {
+    private nonisolated(nonsending) func run(_ commands: [[String]]) async throws -> RedisReplies<RedisValue> {
         for command in commands {
             guard let name = command.first?.uppercased(), !name.isEmpty else {
                 throw ServiceError(.kvdbUnsupportedCommand, "kvdb: an empty command")

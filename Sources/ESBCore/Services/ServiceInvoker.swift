@@ -210,14 +210,14 @@ struct InvocationHost: ServiceHost {
         return try await http.request(request, cid: context.cid)
     }
 
-    func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue {
+    nonisolated(nonsending) func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue {
         guard let kvdb = invoker.outgoing.kvdb else {
             throw ServiceError(.kvdbUnavailable, "kvdb is not configured in this server")
         }
         return try await kvdb.execute(command)
     }
 
-    func kvdbPipeline(_ commands: [[String]], from context: ServiceContext) async throws -> [RedisValue] {
+    nonisolated(nonsending) func kvdbPipeline(_ commands: [[String]], from context: ServiceContext) async throws -> [RedisValue] {
         guard let kvdb = invoker.outgoing.kvdb else {
             throw ServiceError(.kvdbUnavailable, "kvdb is not configured in this server")
         }

@@ -9,11 +9,11 @@ import Logging
 struct KVDBHost: ServiceHost {
     let kvdb: KVDBService
 
-    func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue {
+    nonisolated(nonsending) func kvdbExecute(_ command: [String], from context: ServiceContext) async throws -> RedisValue {
         try await kvdb.execute(command)
     }
 
-    func kvdbPipeline(_ commands: [[String]], from context: ServiceContext) async throws -> [RedisValue] {
+    nonisolated(nonsending) func kvdbPipeline(_ commands: [[String]], from context: ServiceContext) async throws -> [RedisValue] {
         try await kvdb.pipeline(commands)
     }
 

@@ -101,8 +101,8 @@ extension Paginator {
 /// over them for these types; an implementation detail, not for services to adopt.
 public protocol _NonisolatedPaginator: Paginator {
     nonisolated var _settings: PaginatorSettings { get }
-    nonisolated func _count() async throws -> Int
-    nonisolated func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?)
+    nonisolated(nonsending) func _count() async throws -> Int
+    nonisolated(nonsending) func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?)
 }
 
 /// A paginator's constant settings.
@@ -114,7 +114,7 @@ public struct PaginatorSettings: Sendable {
 }
 
 extension _NonisolatedPaginator {
-    public nonisolated var numPages: Int {
+    public nonisolated(nonsending) var numPages: Int {
         get async throws {
             let settings = _settings
             try PageArithmetic.check(perPage: settings.perPage, orphans: settings.orphans, of: settings.name)
@@ -123,27 +123,27 @@ extension _NonisolatedPaginator {
         }
     }
 
-    public nonisolated var pageRange: Range<Int> {
+    public nonisolated(nonsending) var pageRange: Range<Int> {
         get async throws { 1..<(try await numPages + 1) }
     }
 
-    public nonisolated func validateNumber(_ number: Int) async throws -> Int {
+    public nonisolated(nonsending) func validateNumber(_ number: Int) async throws -> Int {
         try PageArithmetic.validate(number, numPages: try await numPages, allowEmptyFirstPage: _settings.allowEmptyFirstPage)
     }
 
-    public nonisolated func validateNumber(_ number: String) async throws -> Int {
+    public nonisolated(nonsending) func validateNumber(_ number: String) async throws -> Int {
         try PageArithmetic.validate(number, numPages: try await numPages, allowEmptyFirstPage: _settings.allowEmptyFirstPage)
     }
 
-    public nonisolated func page(_ number: Int) async throws -> Page {
+    public nonisolated(nonsending) func page(_ number: Int) async throws -> Page {
         try await makePage(try await validateNumber(number))
     }
 
-    public nonisolated func page(_ number: String) async throws -> Page {
+    public nonisolated(nonsending) func page(_ number: String) async throws -> Page {
         try await makePage(try await validateNumber(number))
     }
 
-    public nonisolated func getPage(_ number: Int) async throws -> Page {
+    public nonisolated(nonsending) func getPage(_ number: Int) async throws -> Page {
         do {
             return try await makePage(try await validateNumber(number))
         } catch let error as PaginationError {
@@ -151,7 +151,7 @@ extension _NonisolatedPaginator {
         }
     }
 
-    public nonisolated func getPage(_ number: String) async throws -> Page {
+    public nonisolated(nonsending) func getPage(_ number: String) async throws -> Page {
         do {
             return try await makePage(try await validateNumber(number))
         } catch let error as PaginationError {
@@ -159,13 +159,13 @@ extension _NonisolatedPaginator {
         }
     }
 
-    public nonisolated func getElidedPageRange(_ number: Int = 1, onEachSide: Int = 3, onEnds: Int = 2) async throws -> [PageRangeItem] {
+    public nonisolated(nonsending) func getElidedPageRange(_ number: Int = 1, onEachSide: Int = 3, onEnds: Int = 2) async throws -> [PageRangeItem] {
         try PageArithmetic.check(onEachSide: onEachSide, onEnds: onEnds)
         return PageArithmetic.elided(number: try await validateNumber(number), numPages: try await numPages,
                                      onEachSide: onEachSide, onEnds: onEnds)
     }
 
-    public nonisolated func getElidedPageRange(_ number: String, onEachSide: Int = 3, onEnds: Int = 2) async throws -> [PageRangeItem] {
+    public nonisolated(nonsending) func getElidedPageRange(_ number: String, onEachSide: Int = 3, onEnds: Int = 2) async throws -> [PageRangeItem] {
         try PageArithmetic.check(onEachSide: onEachSide, onEnds: onEnds)
         return PageArithmetic.elided(number: try await validateNumber(number), numPages: try await numPages,
                                      onEachSide: onEachSide, onEnds: onEnds)
@@ -173,14 +173,14 @@ extension _NonisolatedPaginator {
 
     /// As Django: page 1 for a number that is not an integer, the last page (validated
     /// again) for one out of range.
-    private nonisolated func fallbackPage(after error: PaginationError) async throws -> Page {
+    private nonisolated(nonsending) func fallbackPage(after error: PaginationError) async throws -> Page {
         switch error {
         case .pageNotAnInteger: try await page(1)
         case .emptyPage: try await page(try await numPages)
         }
     }
 
-    private nonisolated func makePage(_ number: Int) async throws -> Page {
+    private nonisolated(nonsending) func makePage(_ number: Int) async throws -> Page {
         let settings = _settings
         let count = try await _count()
         let bounds = PageArithmetic.bounds(number: number, count: count, perPage: settings.perPage, orphans: settings.orphans)

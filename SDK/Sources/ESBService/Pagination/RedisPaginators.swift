@@ -19,7 +19,7 @@ public actor ListPaginator: _NonisolatedPaginator {
         self.allowEmptyFirstPage = allowEmptyFirstPage
     }
 
-    public nonisolated var count: Int {
+    public nonisolated(nonsending) var count: Int {
         get async throws {
             let cached = cachedCount.load(ordering: .relaxed)
             if cached >= 0 { return cached }
@@ -29,7 +29,7 @@ public actor ListPaginator: _NonisolatedPaginator {
         }
     }
 
-    public nonisolated func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
+    public nonisolated(nonsending) func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
         guard try RedisPagination.check(range, of: "ListPaginator") else { return ([], nil) }
         let reply = try await kvdb.execute(["LRANGE", key, String(range.lowerBound), String(range.upperBound - 1)])
         return (RedisPagination.strings(reply), nil)
@@ -38,8 +38,8 @@ public actor ListPaginator: _NonisolatedPaginator {
     public nonisolated var _settings: PaginatorSettings {
         PaginatorSettings(perPage: perPage, orphans: orphans, allowEmptyFirstPage: allowEmptyFirstPage, name: "ListPaginator")
     }
-    public nonisolated func _count() async throws -> Int { try await count }
-    public nonisolated func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) { try await fetch(range) }
+    public nonisolated(nonsending) func _count() async throws -> Int { try await count }
+    public nonisolated(nonsending) func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) { try await fetch(range) }
 }
 
 /// A paginator over a sorted set in score order: the whole set (ZCARD, ZRANGE), or only the
@@ -83,7 +83,7 @@ public actor ZSetPaginator: _NonisolatedPaginator {
         self.withScores = withScores
     }
 
-    public nonisolated var count: Int {
+    public nonisolated(nonsending) var count: Int {
         get async throws {
             let cached = cachedCount.load(ordering: .relaxed)
             if cached >= 0 { return cached }
@@ -97,10 +97,10 @@ public actor ZSetPaginator: _NonisolatedPaginator {
     public nonisolated var _settings: PaginatorSettings {
         PaginatorSettings(perPage: perPage, orphans: orphans, allowEmptyFirstPage: allowEmptyFirstPage, name: "ZSetPaginator")
     }
-    public nonisolated func _count() async throws -> Int { try await count }
-    public nonisolated func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) { try await fetch(range) }
+    public nonisolated(nonsending) func _count() async throws -> Int { try await count }
+    public nonisolated(nonsending) func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) { try await fetch(range) }
 
-    public nonisolated func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
+    public nonisolated(nonsending) func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
         guard try RedisPagination.check(range, of: "ZSetPaginator") else { return (items: [], scores: withScores ? [] : nil) }
         var command: [String]
         if let scores {

@@ -19,27 +19,33 @@ public actor ListPaginator: _NonisolatedPaginator {
         self.allowEmptyFirstPage = allowEmptyFirstPage
     }
 
-    public nonisolated(nonsending) var count: Int {
-        get async throws {
-            let cached = cachedCount.load(ordering: .relaxed)
-            if cached >= 0 { return cached }
-            let counted = try await RedisPagination.integer(kvdb.execute(["LLEN", key]), "LLEN", key)
-            cachedCount.store(counted, ordering: .relaxed)
-            return counted
-        }
+    // The Paginator witnesses are plain nonisolated: a nonisolated(nonsending) witness of
+    // an actor-isolated requirement traps in Swift 6.3's witness thunk.
+    public nonisolated var count: Int {
+        get async throws { try await _count() }
     }
 
-    public nonisolated(nonsending) func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
-        guard try RedisPagination.check(range, of: "ListPaginator") else { return ([], nil) }
-        let reply = try await kvdb.execute(["LRANGE", key, String(range.lowerBound), String(range.upperBound - 1)])
-        return (RedisPagination.strings(reply), nil)
+    public nonisolated func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
+        try await _fetch(range)
     }
 
     public nonisolated var _settings: PaginatorSettings {
         PaginatorSettings(perPage: perPage, orphans: orphans, allowEmptyFirstPage: allowEmptyFirstPage, name: "ListPaginator")
     }
-    public nonisolated(nonsending) func _count() async throws -> Int { try await count }
-    public nonisolated(nonsending) func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) { try await fetch(range) }
+
+    public nonisolated(nonsending) func _count() async throws -> Int {
+        let cached = cachedCount.load(ordering: .relaxed)
+        if cached >= 0 { return cached }
+        let counted = try await RedisPagination.integer(kvdb.execute(["LLEN", key]), "LLEN", key)
+        cachedCount.store(counted, ordering: .relaxed)
+        return counted
+    }
+
+    public nonisolated(nonsending) func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
+        guard try RedisPagination.check(range, of: "ListPaginator") else { return ([], nil) }
+        let reply = try await kvdb.execute(["LRANGE", key, String(range.lowerBound), String(range.upperBound - 1)])
+        return (RedisPagination.strings(reply), nil)
+    }
 }
 
 /// A paginator over a sorted set in score order: the whole set (ZCARD, ZRANGE), or only the
@@ -83,24 +89,28 @@ public actor ZSetPaginator: _NonisolatedPaginator {
         self.withScores = withScores
     }
 
-    public nonisolated(nonsending) var count: Int {
-        get async throws {
-            let cached = cachedCount.load(ordering: .relaxed)
-            if cached >= 0 { return cached }
-            let command = scores.map { ["ZCOUNT", key, $0.min, $0.max] } ?? ["ZCARD", key]
-            let counted = try await RedisPagination.integer(kvdb.execute(command), command[0], key)
-            cachedCount.store(counted, ordering: .relaxed)
-            return counted
-        }
+    public nonisolated var count: Int {
+        get async throws { try await _count() }
+    }
+
+    public nonisolated func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
+        try await _fetch(range)
     }
 
     public nonisolated var _settings: PaginatorSettings {
         PaginatorSettings(perPage: perPage, orphans: orphans, allowEmptyFirstPage: allowEmptyFirstPage, name: "ZSetPaginator")
     }
-    public nonisolated(nonsending) func _count() async throws -> Int { try await count }
-    public nonisolated(nonsending) func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) { try await fetch(range) }
 
-    public nonisolated(nonsending) func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
+    public nonisolated(nonsending) func _count() async throws -> Int {
+        let cached = cachedCount.load(ordering: .relaxed)
+        if cached >= 0 { return cached }
+        let command = scores.map { ["ZCOUNT", key, $0.min, $0.max] } ?? ["ZCARD", key]
+        let counted = try await RedisPagination.integer(kvdb.execute(command), command[0], key)
+        cachedCount.store(counted, ordering: .relaxed)
+        return counted
+    }
+
+    public nonisolated(nonsending) func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
         guard try RedisPagination.check(range, of: "ZSetPaginator") else { return (items: [], scores: withScores ? [] : nil) }
         var command: [String]
         if let scores {

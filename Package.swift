@@ -170,7 +170,7 @@ let package = Package(
             path: "Benchmarks/HummingbirdAnchor"
         ),
 
-        .testTarget(name: "ESBAMQPTests", dependencies: ["ESBAMQP"], swiftSettings: swiftSettings),
+        .testTarget(name: "ESBAMQPTests", dependencies: ["ESBAMQP", "CESBRabbitMQ"], swiftSettings: swiftSettings),
         .testTarget(name: "ESBRedisTests", dependencies: ["ESBRedis"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ESBCoreTests",

@@ -17,6 +17,9 @@ public struct AMQPError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let channelClosed = Code(rawValue: "channel_closed")
         /// No pooled connection could take the message within the acquire timeout.
         public static let poolTimeout = Code(rawValue: "pool_timeout")
+        /// The message cannot be framed (a name over 255 bytes, headers larger than a frame);
+        /// nothing of it was written.
+        public static let invalidMessage = Code(rawValue: "invalid_message")
         /// The pool was shut down.
         public static let closed = Code(rawValue: "closed")
 

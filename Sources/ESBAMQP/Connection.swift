@@ -42,6 +42,40 @@ final class Connection {
     /// The socket, once open: the watchdog shuts it down to unblock a stalled owner thread.
     var socketDescriptor: Int32 { amqp_get_sockfd(state) }
 
+    /// The negotiated frame_max.
+    var frameMax: Int { Int(amqp_get_frame_max(state)) }
+
+    /// Whether frames may be written to the socket directly (``write(_:)``): plain TCP. A TLS
+    /// connection's bytes go through librabbitmq's own writes.
+    var acceptsRawFrames: Bool { !broker.tls }
+
+    /// Writes encoded frames to the socket with `send(2)`, waiting in `poll(2)` while it is
+    /// full (the watchdog shuts it down under a stalled broker). Plain TCP only, on the owner
+    /// thread between librabbitmq calls, so frames never interleave.
+    /// - Returns: how many bytes were written, why writing stopped before the end, and how
+    ///   many `send(2)` calls it took.
+    func write(_ bytes: UnsafeRawBufferPointer) -> (written: Int, failure: AMQPError?, calls: Int) {
+        let descriptor = amqp_get_sockfd(state)
+        var written = 0, calls = 0
+        while written < bytes.count {
+            calls += 1
+            let count = Glibc.send(descriptor, bytes.baseAddress! + written, bytes.count - written, Int32(MSG_NOSIGNAL))
+            if count > 0 {
+                written += count
+                continue
+            }
+            let code = errno
+            if count < 0 && code == EINTR { continue }
+            if count < 0 && (code == EAGAIN || code == EWOULDBLOCK) {
+                var descriptorSet = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+                let ready = poll(&descriptorSet, 1, 1000)
+                if ready >= 0 || errno == EINTR { continue }
+            }
+            return (written, failure("connection lost while writing: \(String(cString: strerror(code)))"), calls)
+        }
+        return (written, nil, calls)
+    }
+
     /// Whether librabbitmq holds bytes or frames not yet handed out (poll would not see them).
     var hasBufferedInput: Bool { amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0 }
 

@@ -31,6 +31,7 @@ final class ConnectionWorker: Sendable {
     private let blockedLimit = Atomic<UInt64>(0)
     private let socket = Atomic<Int32>(-1)
     private let exited = Atomic<Bool>(false)
+    private let writes = Atomic<Int>(0)
     /// Called on the owner thread as it exits (after ``hasExited`` turns true).
     private let onExit: @Sendable () -> Void
 
@@ -73,6 +74,9 @@ final class ConnectionWorker: Sendable {
     }
 
     var hasExited: Bool { exited.load(ordering: .acquiring) }
+
+    /// `send(2)` calls that wrote publishes of ours (plain TCP).
+    var socketWrites: Int { writes.load(ordering: .relaxed) }
 
     var snapshot: ConnectionSnapshot {
         shared.withLock { ConnectionSnapshot(index: index, status: $0.status, inFlight: $0.inFlight,
@@ -145,6 +149,7 @@ final class ConnectionWorker: Sendable {
 
     private func serveLoop(_ connection: Connection, _ tracker: inout ConfirmTracker<PendingSend>) -> AMQPError? {
         let confirmNanoseconds = UInt64(configuration.confirmTimeoutMilliseconds) * 1_000_000
+        var frames = FrameEncoder(channel: connection.channel, frameMax: connection.frameMax)
         while true {
             // 1. Write what was submitted, and what waits in the pool when the window has room.
             var batch = shared.withLock { state -> [PendingSend] in
@@ -157,6 +162,10 @@ final class ConnectionWorker: Sendable {
                 let waiting = self.room.take(room)
                 shared.withLock { $0.inFlight += waiting.count }
                 batch += waiting
+            }
+            if connection.acceptsRawFrames {
+                if let failure = write(batch, connection, &tracker, &frames) { return failure }
+                batch.removeAll()
             }
             for (position, send) in batch.enumerated() {
                 let tag: UInt64? = configuration.confirm ? tracker.nextTag : nil
@@ -219,6 +228,68 @@ final class ConnectionWorker: Sendable {
             }
         }
     }
+
+    /// Plain TCP: encodes the batch's publishes and writes them with one `send(2)` per
+    /// ``Self/writeChunk`` bytes. A send none of whose bytes were written when writing failed
+    /// goes back to the pool; one partly or wholly written is never written again.
+    /// - Returns: why the connection ended, if writing failed.
+    private func write(_ batch: [PendingSend], _ connection: Connection, _ tracker: inout ConfirmTracker<PendingSend>,
+                       _ frames: inout FrameEncoder) -> AMQPError? {
+        let confirmNanoseconds = UInt64(configuration.confirmTimeoutMilliseconds) * 1_000_000
+        frames.channel = connection.channel
+        var position = 0
+        while position < batch.count {
+            frames.removeAll()
+            var encoded: [(send: PendingSend, start: Int)] = []
+            var tag = tracker.nextTag
+            while position < batch.count && frames.bytes.count < Self.writeChunk {
+                let send = batch[position]
+                position += 1
+                var properties = send.message.properties
+                if configuration.confirm && send.message.mandatory { properties.headers[configuration.returnTagHeader] = .int(Int64(tag)) }
+                let start = frames.bytes.count
+                do {
+                    try frames.publish(exchange: send.message.exchange, routingKey: send.message.routingKey,
+                                       mandatory: send.message.mandatory, properties: properties, body: send.message.body)
+                } catch {
+                    settle(send, .failure(AMQPError(.invalidMessage, "outgoing connection '\(configuration.name)': \(error.reason)")))
+                    continue
+                }
+                encoded.append((send, start))
+                tag += 1
+            }
+            let (written, failure, calls) = blocking(limitMilliseconds: configuration.confirmTimeoutMilliseconds) { () throws(Never) in
+                frames.bytes.withUnsafeBytes { connection.write($0) }
+            }
+            writes.add(calls, ordering: .relaxed)
+            let deadline = monotonicNanoseconds() + confirmNanoseconds
+            for (index, (send, start)) in encoded.enumerated() {
+                guard start < written else {
+                    // Not a byte of it left: safe for another connection, with the rest.
+                    let unwritten = encoded[index...].map(\.send) + batch[position...]
+                    released(unwritten.count)
+                    room.admit(unwritten)
+                    break
+                }
+                observer?.published(pool: configuration.name)
+                let end = index + 1 < encoded.count ? encoded[index + 1].start : frames.bytes.count
+                if configuration.confirm {
+                    // Failed with the connection's error if writing failed (tracked sends are).
+                    _ = tracker.published(send, deadline: deadline)
+                } else if end <= written {
+                    settle(send, .success(()), outcome: .written)
+                } else {
+                    settle(send, .failure(failure!))
+                }
+            }
+            if let failure { return failure }
+        }
+        return nil
+    }
+
+    /// Bytes of frames written per `send(2)` at most (a batch of many large messages is
+    /// written in several).
+    static let writeChunk = 256 * 1024
 
     private var windowIsFull: Bool { shared.withLock { $0.inFlight >= configuration.window } }
 
@@ -286,7 +357,7 @@ final class ConnectionWorker: Sendable {
     }
 
     /// Runs a blocking librabbitmq call under the watchdog.
-    private func blocking<T>(limitMilliseconds: Int, _ body: () throws(AMQPError) -> T) throws(AMQPError) -> T {
+    private func blocking<T, Failure: Error>(limitMilliseconds: Int, _ body: () throws(Failure) -> T) throws(Failure) -> T {
         blockedLimit.store(UInt64(limitMilliseconds) * 1_000_000, ordering: .relaxed)
         blockedSince.store(monotonicNanoseconds(), ordering: .releasing)
         defer { blockedSince.store(0, ordering: .releasing) }

@@ -94,6 +94,11 @@ public final class Pool: Sendable {
     /// Each connection's state.
     public var connections: [ConnectionSnapshot] { workers.map(\.snapshot) }
 
+    /// `send(2)` calls that wrote publishes, over every connection (plain TCP; a TLS
+    /// connection publishes through librabbitmq and counts none): the publishes waiting when
+    /// a connection's owner wakes go out in one.
+    public var socketWrites: Int { workers.reduce(0) { $0 + $1.socketWrites } }
+
     /// Stops taking sends, lets in-flight ones finish (bounded by the confirm timeout),
     /// closes the connections and waits for their threads. Returns the sends that were still
     /// waiting for a connection, unsettled, for a successor pool to take.

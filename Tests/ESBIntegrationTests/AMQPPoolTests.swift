@@ -106,6 +106,29 @@ import Testing
         await AMQPPeer.delete(queue)
     }
 
+    /// Issue 20: the sends waiting when a connection's owner wakes are encoded into one
+    /// buffer and written with one `send(2)`. The pool's one connection is still opening
+    /// when the 300 sends arrive, so they wait and go out together.
+    @Test func sendsWaitingForTheConnectionGoOutInOneWrite() async throws {
+        let queue = AMQPPeer.uniqueName("batch")
+        try await AMQPPeer.declare(queue)
+        let pool = Self.pool("batch", size: 1)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<300 {
+                group.addTask {
+                    try await pool.send(OutgoingMessage(exchange: "", routingKey: queue, body: Data(String(index).utf8),
+                                                        properties: BasicProperties(deliveryMode: 2, headers: ["n": .int(Int64(index))])))
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(pool.socketWrites < 10, "300 publishes in \(pool.socketWrites) writes")
+        let messages = try await AMQPPeer.get(queue)
+        #expect(Set(messages.map(\.body)) == Set((0..<300).map(String.init)))
+        _ = await pool.shutdown()
+        await AMQPPeer.delete(queue)
+    }
+
     @Test func withoutConfirmsASendReportsWrittenToTheSocket() async throws {
         let queue = AMQPPeer.uniqueName("noconfirm")
         try await AMQPPeer.declare(queue)

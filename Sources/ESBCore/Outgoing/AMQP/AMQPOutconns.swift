@@ -108,6 +108,7 @@ public final class AMQPOutconns: ServiceLifecycle.Service, Sendable {
     public func send(_ body: Data, outconn: String, exchange: String, routingKey: String, properties: AMQPProperties,
                      headers: [String: AMQPHeaderValue], cid: String) async throws -> Bool {
         try Self.check(properties)
+        try Self.check(exchange: exchange, routingKey: routingKey, headers: headers)
         for _ in 0..<2 {
             let entry = entries.withLock { $0[outconn] }
             guard let entry else {
@@ -137,6 +138,7 @@ public final class AMQPOutconns: ServiceLifecycle.Service, Sendable {
         case .confirmTimeout: .amqpConfirmTimeout
         case .channelClosed: .amqpChannelClosed
         case .poolTimeout: .amqpPoolTimeout
+        case .invalidMessage: .argumentInvalid
         default: .amqpConnectionFailed
         }
         return ServiceError(code, error.message)
@@ -191,6 +193,21 @@ public final class AMQPOutconns: ServiceLifecycle.Service, Sendable {
 }
 
 extension AMQPOutconns {
+    /// Refuses names AMQP carries as short strings (at most 255 bytes) that are longer.
+    /// - Throws: ``ServiceError`` `argument.invalid` naming the argument.
+    static func check(exchange: String, routingKey: String, headers: [String: AMQPHeaderValue]) throws {
+        let call = "outgoing.amqp.send"
+        if exchange.utf8.count > 255 {
+            throw ServiceError.invalidArgument(call, "exchange", "\(exchange.utf8.count) bytes", allowed: "at most 255 bytes")
+        }
+        if routingKey.utf8.count > 255 {
+            throw ServiceError.invalidArgument(call, "routingKey", "\(routingKey.utf8.count) bytes", allowed: "at most 255 bytes")
+        }
+        if let long = headers.keys.first(where: { $0.utf8.count > 255 }) {
+            throw ServiceError.invalidArgument(call, "headers", "a name of \(long.utf8.count) bytes", allowed: "names of at most 255 bytes")
+        }
+    }
+
     /// Refuses property values AMQP cannot carry, which would otherwise be cut to fit.
     /// - Throws: ``ServiceError`` `argument.invalid` naming the property.
     static func check(_ properties: AMQPProperties) throws {
@@ -203,6 +220,14 @@ extension AMQPOutconns {
         }
         if let expiration = properties.expiration, expiration < 0 {
             throw ServiceError.invalidArgument(call, "properties.expiration", expiration, allowed: "0 or more milliseconds")
+        }
+        let shortStrings: [(String, String?)] = [
+            ("contentType", properties.contentType), ("contentEncoding", properties.contentEncoding),
+            ("userId", properties.userId), ("appId", properties.appId), ("correlationId", properties.correlationId),
+            ("replyTo", properties.replyTo), ("messageId", properties.messageId), ("type", properties.type),
+        ]
+        for case let (name, value?) in shortStrings where value.utf8.count > 255 {
+            throw ServiceError.invalidArgument(call, "properties.\(name)", "\(value.utf8.count) bytes", allowed: "at most 255 bytes")
         }
         if let timestamp = properties.timestamp {
             let seconds = timestamp.timeIntervalSince1970

@@ -2,33 +2,22 @@ import Foundation
 import Glibc
 import Synchronization
 
-/// One pooled connection and the thread that owns it: connects (with backoff), publishes
-/// what is submitted, reads acks, nacks, returns and closes, and keeps heartbeats going.
+/// One pooled connection and the thread that owns it: a thin I/O loop around a
+/// ``PublisherStateMachine``, which decides; this connects, writes, reads, sleeps and
+/// settles as it says.
 ///
 /// Only the owner thread touches the librabbitmq handle. Other threads submit sends
-/// through a locked queue and an eventfd, and a watchdog may shut the socket down when
-/// the owner is stuck in a blocking write.
+/// through the machine (under its lock) and an eventfd, and the pool's watchdog may shut the
+/// socket down when the owner is stuck in a blocking call.
 final class ConnectionWorker: Sendable {
-    private struct Shared {
-        var status = ConnectionStatus.connecting
-        var queue: [PendingSend] = []
-        var inFlight = 0
-        var stopping = false
-        var lastError: String?
-        var reconnects = 0
-        /// The owner is (about to be) asleep in poll: the next submit must wake it.
-        var sleeping = false
-    }
+    typealias Machine = PublisherStateMachine<PendingSend>
 
     let index: Int
     let wakeup: Wakeup
     private let configuration: PoolConfiguration
     private let room: WaitingRoom
     private let observer: (any PoolObserver)?
-    private let shared = Mutex(Shared())
-    /// Monotonic ns when the owner entered a blocking call, 0 when not in one.
-    private let blockedSince = Atomic<UInt64>(0)
-    private let blockedLimit = Atomic<UInt64>(0)
+    private let machine: Mutex<Machine>
     private let socket = Atomic<Int32>(-1)
     private let exited = Atomic<Bool>(false)
     private let writes = Atomic<Int>(0)
@@ -43,6 +32,11 @@ final class ConnectionWorker: Sendable {
         self.room = room
         self.observer = observer
         self.onExit = onExit
+        machine = Mutex(Machine(.init(
+            name: configuration.name, window: configuration.window, confirm: configuration.confirm,
+            confirmTimeout: UInt64(configuration.confirmTimeoutMilliseconds) * 1_000_000,
+            initialBackoff: UInt64(configuration.initialBackoffSeconds * 1e9),
+            maximumBackoff: UInt64(configuration.maximumBackoffSeconds * 1e9))))
     }
 
     /// Starts the owner thread.
@@ -54,22 +48,20 @@ final class ConnectionWorker: Sendable {
 
     /// Queues a send when connected with room in the window; false otherwise.
     func submit(_ send: PendingSend) -> Bool {
-        let (accepted, wake) = shared.withLock { state -> (Bool, Bool) in
-            guard state.status == .connected, !state.stopping, state.inFlight < configuration.window else { return (false, false) }
-            state.queue.append(send)
-            state.inFlight += 1
-            defer { state.sleeping = false }
-            return (true, state.sleeping)
+        switch machine.withLock({ $0.submit(send) }) {
+        case .refused:
+            return false
+        case .queued(let wakeOwner):
+            // A busy owner finds the queue on its next turn; only a sleeping one needs the
+            // eventfd (a syscall and a wakeup per message otherwise).
+            if wakeOwner { wakeup.signal() }
+            return true
         }
-        // A busy owner finds the queue on its next turn; only a sleeping one needs the eventfd
-        // (a syscall and a wakeup per message otherwise).
-        if accepted && wake { wakeup.signal() }
-        return accepted
     }
 
     /// Stops taking sends; the owner finishes what is in flight, closes and exits.
     func stop() {
-        shared.withLock { $0.stopping = true }
+        machine.withLock { $0.stop() }
         wakeup.signal()
     }
 
@@ -79,169 +71,124 @@ final class ConnectionWorker: Sendable {
     var socketWrites: Int { writes.load(ordering: .relaxed) }
 
     var snapshot: ConnectionSnapshot {
-        shared.withLock { ConnectionSnapshot(index: index, status: $0.status, inFlight: $0.inFlight,
-                                             lastError: $0.lastError, reconnects: $0.reconnects) }
+        machine.withLock { ConnectionSnapshot(index: index, status: $0.status, inFlight: $0.inFlight,
+                                              lastError: $0.lastError, reconnects: $0.reconnects) }
     }
 
     /// Called by the pool's watchdog: shuts the socket down under an owner stuck too long in
     /// a blocking call (a stalled broker), which makes that call fail.
     func checkStalled(now: UInt64) {
-        let since = blockedSince.load(ordering: .acquiring)
-        guard since != 0, now > since, now - since > blockedLimit.load(ordering: .relaxed) else { return }
+        guard machine.withLock({ $0.isStalled(now: now) }) else { return }
         let descriptor = socket.load(ordering: .acquiring)
         if descriptor >= 0 { shutdown(descriptor, Int32(SHUT_RDWR)) }
     }
 
     // MARK: The owner thread
 
-    private var isStopping: Bool { shared.withLock { $0.stopping } }
-
     private func run() {
         defer {
             exited.store(true, ordering: .releasing)
             onExit()
         }
-        var delay = configuration.initialBackoffSeconds
-        while !isStopping {
-            setStatus(.connecting, error: nil)
+        while true {
+            switch machine.withLock({ $0.startConnecting() }) {
+            case .exit(let change):
+                report(change)
+                return
+            case .connect(let change):
+                report(change)
+            }
             let connection: Connection
             do {
                 connection = try Connection(broker: configuration.broker, confirm: configuration.confirm, name: configuration.name,
                                             returnTagHeader: configuration.returnTagHeader)
                 try blocking(limitMilliseconds: configuration.broker.connectTimeoutMilliseconds * 4) { () throws(AMQPError) in try connection.open() }
             } catch {
-                setStatus(.backingOff, error: error.message)
-                pause(seconds: delay)
-                delay = min(delay * 2, configuration.maximumBackoffSeconds)
+                perform(machine.withLock { $0.connectFailed(error, now: monotonicNanoseconds()) })
                 continue
             }
-            delay = configuration.initialBackoffSeconds
             socket.store(connection.socketDescriptor, ordering: .releasing)
-            setStatus(.connected, error: nil)
+            report(machine.withLock { $0.connected() })
             let ended = serve(connection)
             if ended == nil { _ = try? blocking(limitMilliseconds: configuration.broker.connectTimeoutMilliseconds) { () throws(AMQPError) in connection.close() } }
             socket.store(-1, ordering: .releasing)
-            guard let ended else { break }
-            shared.withLock { $0.reconnects += 1 }
-            setStatus(.backingOff, error: ended.message)
-            pause(seconds: delay)
-            delay = min(delay * 2, configuration.maximumBackoffSeconds)
+            perform(machine.withLock { $0.connectionEnded(ended, now: monotonicNanoseconds()) })
         }
-        setStatus(.closed, error: nil)
     }
 
-    /// Publishes, reads and waits until the connection ends: nil after a clean stop, or why.
-    /// Everything in flight is settled before it returns.
+    /// Settles, hands back and reports what an ended connection left, then backs off.
+    private func perform(_ action: Machine.EndedAction) {
+        action.settlements.forEach(settle)
+        room.admit(action.unwritten)
+        report(action.change)
+        if let until = action.backOffUntil { pause(until: until) }
+    }
+
+    /// Writes, reads and sleeps until the connection ends: nil after a clean stop, or why.
     private func serve(_ connection: Connection) -> AMQPError? {
-        var tracker = ConfirmTracker<PendingSend>()
-        let ended = serveLoop(connection, &tracker)
-        let failure = ended ?? AMQPError(.closed, "outgoing connection '\(configuration.name)': closed")
-        for send in tracker.reset() { settle(send, .failure(failure)) }
-        // Queued but never written: safe to hand to another connection.
-        let unsent = shared.withLock { state -> [PendingSend] in
-            defer { state.queue.removeAll() }
-            return state.queue
-        }
-        released(unsent.count)
-        room.admit(unsent)
-        return ended
-    }
-
-    private func serveLoop(_ connection: Connection, _ tracker: inout ConfirmTracker<PendingSend>) -> AMQPError? {
-        let confirmNanoseconds = UInt64(configuration.confirmTimeoutMilliseconds) * 1_000_000
         var frames = FrameEncoder(channel: connection.channel, frameMax: connection.frameMax)
         while true {
             // 1. Write what was submitted, and what waits in the pool when the window has room.
-            var batch = shared.withLock { state -> [PendingSend] in
-                defer { state.queue.removeAll(keepingCapacity: true) }
-                return state.queue
-            }
+            var batch = machine.withLock { $0.takeQueued() }
             if !room.isEmpty {
-                // A stopping connection takes nothing more: waiting sends go to the successor pool.
-                let room = shared.withLock { $0.stopping ? 0 : max(0, configuration.window - $0.inFlight) }
-                let waiting = self.room.take(room)
-                shared.withLock { $0.inFlight += waiting.count }
+                let waiting = room.take(machine.withLock { $0.windowRoom })
+                machine.withLock { $0.adopted(waiting.count) }
                 batch += waiting
             }
-            if connection.acceptsRawFrames {
-                if let failure = write(batch, connection, &tracker, &frames) { return failure }
-                batch.removeAll()
-            }
-            for (position, send) in batch.enumerated() {
-                let tag: UInt64? = configuration.confirm ? tracker.nextTag : nil
-                do {
-                    try blocking(limitMilliseconds: configuration.confirmTimeoutMilliseconds) { () throws(AMQPError) in
-                        try connection.publish(send.message, tag: tag)
-                    }
-                } catch {
-                    // The frame may have reached the broker: fail it, never republish it.
-                    settle(send, .failure(error))
-                    let unwritten = batch[(position + 1)...]
-                    released(unwritten.count)
-                    room.admit(unwritten)
-                    return error
-                }
-                observer?.published(pool: configuration.name)
-                if configuration.confirm {
-                    _ = tracker.published(send, deadline: monotonicNanoseconds() + confirmNanoseconds)
-                } else {
-                    settle(send, .success(()), outcome: .written)
-                }
-            }
+            if !batch.isEmpty, let failure = write(batch, connection, &frames) { return failure }
 
             // 2. Read everything the broker sent.
             do {
                 while let incoming = try connection.nextFrame() {
-                    if let ended = try handle(incoming, connection, &tracker) { return ended }
+                    let action = machine.withLock { $0.received(incoming) }
+                    action.settlements.forEach(settle)
+                    report(action.change)
+                    if let end = action.end {
+                        connection.acknowledgeConnectionClose()
+                        return end
+                    }
+                    if action.replaceChannel {
+                        try blocking(limitMilliseconds: configuration.broker.connectTimeoutMilliseconds) { () throws(AMQPError) in
+                            try connection.replaceClosedChannel()
+                        }
+                    }
                 }
             } catch {
                 return error
             }
             connection.releaseBuffers()
 
-            // 3. A missed confirm means a stalled broker or connection: discard it.
+            // 3. A missed confirm means a stalled broker or connection; a stop ends once drained.
             let now = monotonicNanoseconds()
-            if let deadline = tracker.earliestDeadline, deadline <= now {
-                return AMQPError(.confirmTimeout, "outgoing connection '\(configuration.name)': no confirm from the broker within "
-                                 + "\(configuration.confirmTimeoutMilliseconds) ms; the connection was discarded")
+            switch machine.withLock({ $0.tick(now: now) }) {
+            case .end(let error): return error
+            case .drained: return nil
+            case .none: break
             }
-            let (stopping, queued) = shared.withLock { ($0.stopping, !$0.queue.isEmpty) }
-            if stopping && !queued && tracker.count == 0 { return nil }
 
-            // 4. Sleep until the socket, a submit or the next deadline. Heartbeats are serviced
-            // only inside librabbitmq calls, so wake at least four times per heartbeat.
-            if !queued && !connection.hasBufferedInput && (room.isEmpty || windowIsFull) {
-                var milliseconds = configuration.broker.heartbeatSeconds > 0 ? configuration.broker.heartbeatSeconds * 250 : 1000
-                milliseconds = min(milliseconds, 1000)
-                if let deadline = tracker.earliestDeadline {
-                    milliseconds = min(milliseconds, Int((deadline - now) / 1_000_000) + 1)
-                }
-                // Announce the sleep under the lock and look once more: a submit after this signals.
-                let sleeping = shared.withLock { state -> Bool in
-                    state.sleeping = state.queue.isEmpty
-                    return state.sleeping
-                }
-                if sleeping {
-                    wakeup.wait(socket: connection.socketDescriptor, milliseconds: milliseconds)
-                    shared.withLock { $0.sleeping = false }
-                }
+            // 4. Sleep until the socket, a submit or the next deadline.
+            let sleep = machine.withLock {
+                $0.prepareToSleep(now: now, bufferedInput: connection.hasBufferedInput, poolWaiting: !room.isEmpty,
+                                  heartbeatSeconds: configuration.broker.heartbeatSeconds)
+            }
+            if case .sleep(let milliseconds) = sleep {
+                wakeup.wait(socket: connection.socketDescriptor, milliseconds: milliseconds)
+                machine.withLock { $0.awake() }
             }
         }
     }
 
-    /// Plain TCP: encodes the batch's publishes and writes them with one `send(2)` per
-    /// ``Self/writeChunk`` bytes. A send none of whose bytes were written when writing failed
-    /// goes back to the pool; one partly or wholly written is never written again.
+    /// Writes a batch of publishes: on plain TCP encoded by ``FrameEncoder`` and written with
+    /// one `send(2)` per ``Self/writeChunk`` bytes, on TLS through librabbitmq one by one.
     /// - Returns: why the connection ended, if writing failed.
-    private func write(_ batch: [PendingSend], _ connection: Connection, _ tracker: inout ConfirmTracker<PendingSend>,
-                       _ frames: inout FrameEncoder) -> AMQPError? {
-        let confirmNanoseconds = UInt64(configuration.confirmTimeoutMilliseconds) * 1_000_000
-        frames.channel = connection.channel
+    private func write(_ batch: [PendingSend], _ connection: Connection, _ frames: inout FrameEncoder) -> AMQPError? {
         var position = 0
+        frames.channel = connection.channel
         while position < batch.count {
+            // Encode up to a chunk; a send AMQP cannot frame fails alone.
             frames.removeAll()
             var encoded: [(send: PendingSend, start: Int)] = []
-            var tag = tracker.nextTag
+            var tag = machine.withLock { $0.nextTag }
             while position < batch.count && frames.bytes.count < Self.writeChunk {
                 let send = batch[position]
                 position += 1
@@ -249,40 +196,70 @@ final class ConnectionWorker: Sendable {
                 if configuration.confirm && send.message.mandatory { properties.headers[configuration.returnTagHeader] = .int(Int64(tag)) }
                 let start = frames.bytes.count
                 do {
-                    try frames.publish(exchange: send.message.exchange, routingKey: send.message.routingKey,
-                                       mandatory: send.message.mandatory, properties: properties, body: send.message.body)
+                    if connection.acceptsRawFrames {
+                        try frames.publish(exchange: send.message.exchange, routingKey: send.message.routingKey,
+                                           mandatory: send.message.mandatory, properties: properties, body: send.message.body)
+                    }
                 } catch {
-                    settle(send, .failure(AMQPError(.invalidMessage, "outgoing connection '\(configuration.name)': \(error.reason)")))
+                    settle(machine.withLock {
+                        $0.refused(send, AMQPError(.invalidMessage, "outgoing connection '\(configuration.name)': \(error.reason)"))
+                    })
                     continue
                 }
                 encoded.append((send, start))
                 tag += 1
+                if !connection.acceptsRawFrames { break }
             }
-            let (written, failure, calls) = blocking(limitMilliseconds: configuration.confirmTimeoutMilliseconds) { () throws(Never) in
-                frames.bytes.withUnsafeBytes { connection.write($0) }
-            }
-            writes.add(calls, ordering: .relaxed)
-            let deadline = monotonicNanoseconds() + confirmNanoseconds
-            for (index, (send, start)) in encoded.enumerated() {
-                guard start < written else {
-                    // Not a byte of it left: safe for another connection, with the rest.
-                    let unwritten = encoded[index...].map(\.send) + batch[position...]
-                    released(unwritten.count)
-                    room.admit(unwritten)
-                    break
+            guard !encoded.isEmpty else { continue }
+
+            // Write.
+            let written: Int, failure: AMQPError?
+            if connection.acceptsRawFrames {
+                let outcome = blocking(limitMilliseconds: configuration.confirmTimeoutMilliseconds) { () throws(Never) in
+                    frames.bytes.withUnsafeBytes { connection.write($0) }
                 }
-                observer?.published(pool: configuration.name)
-                let end = index + 1 < encoded.count ? encoded[index + 1].start : frames.bytes.count
-                if configuration.confirm {
-                    // Failed with the connection's error if writing failed (tracked sends are).
-                    _ = tracker.published(send, deadline: deadline)
-                } else if end <= written {
-                    settle(send, .success(()), outcome: .written)
-                } else {
-                    settle(send, .failure(failure!))
+                writes.add(outcome.calls, ordering: .relaxed)
+                (written, failure) = (outcome.written, outcome.failure)
+            } else {
+                do {
+                    try blocking(limitMilliseconds: configuration.confirmTimeoutMilliseconds) { () throws(AMQPError) in
+                        try connection.publish(encoded[0].send.message, tag: configuration.confirm ? tag - 1 : nil)
+                    }
+                    (written, failure) = (0, nil)
+                } catch {
+                    (written, failure) = (0, error)
                 }
             }
-            if let failure { return failure }
+
+            // Sends with a byte written are this connection's to settle; the rest go back.
+            var complete: [PendingSend] = [], partlyWritten: PendingSend?, unwrittenFrom = encoded.count
+            if connection.acceptsRawFrames {
+                for (index, item) in encoded.enumerated() {
+                    let end = index + 1 < encoded.count ? encoded[index + 1].start : frames.bytes.count
+                    if end <= written {
+                        complete.append(item.send)
+                    } else if item.start < written {
+                        partlyWritten = item.send
+                    } else {
+                        unwrittenFrom = index
+                        break
+                    }
+                }
+            } else if failure == nil {
+                complete = [encoded[0].send]
+            } else {
+                partlyWritten = encoded[0].send  // librabbitmq may have written part of it
+            }
+            let settlements = machine.withLock {
+                $0.published(complete, partlyWritten: partlyWritten, failure: failure, now: monotonicNanoseconds())
+            }
+            for _ in 0..<(complete.count + (partlyWritten == nil ? 0 : 1)) { observer?.published(pool: configuration.name) }
+            settlements.forEach(settle)
+            if let failure {
+                let unwritten = encoded[unwrittenFrom...].map(\.send) + batch[position...]
+                room.admit(machine.withLock { $0.unwritten(unwritten) })
+                return failure
+            }
         }
         return nil
     }
@@ -291,84 +268,28 @@ final class ConnectionWorker: Sendable {
     /// written in several).
     static let writeChunk = 256 * 1024
 
-    private var windowIsFull: Bool { shared.withLock { $0.inFlight >= configuration.window } }
-
-    /// Acts on one incoming frame; returns why the connection ended, if it did.
-    private func handle(_ incoming: Connection.Incoming, _ connection: Connection,
-                        _ tracker: inout ConfirmTracker<PendingSend>) throws(AMQPError) -> AMQPError? {
-        let name = configuration.name
-        switch incoming {
-        case .ack(let tag, let multiple):
-            for (send, outcome) in tracker.acked(tag: tag, multiple: multiple) { settle(send, outcome) }
-        case .nack(let tag, let multiple):
-            for (send, outcome) in tracker.nacked(tag: tag, multiple: multiple) { settle(send, outcome) }
-        case .returned(let tag, let code, let text):
-            if let tag { tracker.returned(tag: tag, code: code, text: text) }
-        case .channelClosed(let code, let text):
-            let error = AMQPError(.channelClosed, "outgoing connection '\(name)': the broker closed the channel: \(code) \(text)")
-            for send in tracker.reset() { settle(send, .failure(error)) }
-            try connection.replaceClosedChannel()
-        case .connectionClosed(let code, let text):
-            connection.acknowledgeConnectionClose()
-            return AMQPError(.connectionFailed, "outgoing connection '\(name)': the broker closed the connection: \(code) \(text)")
-        case .blocked(let reason):
-            setStatus(.connected, error: "the broker blocked publishing: \(reason)")
-        case .unblocked, .other:
-            break
-        }
-        return nil
+    private func settle(_ settlement: Machine.Settlement) {
+        if settlement.send.complete(settlement.result) { observer?.settled(pool: configuration.name, outcome: settlement.outcome) }
     }
 
-    private func settle(_ send: PendingSend, _ outcome: ConfirmTracker<PendingSend>.Outcome) {
-        let name = configuration.name
-        switch outcome {
-        case .confirmed:
-            settle(send, .success(()), outcome: .confirmed)
-        case .returned(let code, let text):
-            settle(send, .failure(AMQPError(.returned, "outgoing connection '\(name)': the broker returned the message: \(code) \(text)")),
-                   outcome: .returned)
-        case .nacked:
-            settle(send, .failure(AMQPError(.nacked, "outgoing connection '\(name)': the broker nacked the message")), outcome: .nacked)
-        }
+    private func report(_ change: Machine.StatusChange?) {
+        guard let change else { return }
+        observer?.connectionChanged(pool: configuration.name, index: index, status: change.status, error: change.error)
     }
 
-    private func settle(_ send: PendingSend, _ result: Result<Void, AMQPError>, outcome: SendOutcome? = nil) {
-        released(1)
-        let outcome = outcome ?? {
-            if case .failure(let error) = result, error.code == .confirmTimeout { return .confirmTimeout }
-            return .failed
-        }()
-        if send.complete(result) { observer?.settled(pool: configuration.name, outcome: outcome) }
-    }
-
-    private func released(_ count: Int) {
-        guard count > 0 else { return }
-        shared.withLock { $0.inFlight -= count }
-    }
-
-    private func setStatus(_ status: ConnectionStatus, error: String?) {
-        let changed = shared.withLock { state -> Bool in
-            let changed = state.status != status || (error != nil && state.lastError != error)
-            state.status = status
-            if let error { state.lastError = error }
-            return changed
-        }
-        if changed { observer?.connectionChanged(pool: configuration.name, index: index, status: status, error: error) }
-    }
-
-    /// Runs a blocking librabbitmq call under the watchdog.
+    /// Runs a blocking call under the watchdog.
     private func blocking<T, Failure: Error>(limitMilliseconds: Int, _ body: () throws(Failure) -> T) throws(Failure) -> T {
-        blockedLimit.store(UInt64(limitMilliseconds) * 1_000_000, ordering: .relaxed)
-        blockedSince.store(monotonicNanoseconds(), ordering: .releasing)
-        defer { blockedSince.store(0, ordering: .releasing) }
+        machine.withLock { $0.willBlock(now: monotonicNanoseconds(), limit: UInt64(limitMilliseconds) * 1_000_000) }
+        defer { machine.withLock { $0.unblocked() } }
         return try body()
     }
 
-    /// Waits `seconds` with ±20 % jitter, or until stopped.
-    private func pause(seconds: Double) {
-        let jittered = seconds * Double.random(in: 0.8...1.2)
-        let deadline = monotonicNanoseconds() + UInt64(jittered * 1e9)
-        while !isStopping {
+    /// Waits until `until` with ±20 % jitter on what is left, or until stopped.
+    private func pause(until: UInt64) {
+        let now = monotonicNanoseconds()
+        guard until > now else { return }
+        let deadline = now + UInt64(Double(until - now) * Double.random(in: 0.8...1.2))
+        while !machine.withLock({ $0.isStopping }) {
             let now = monotonicNanoseconds()
             guard now < deadline else { return }
             wakeup.wait(milliseconds: Int((deadline - now) / 1_000_000) + 1)

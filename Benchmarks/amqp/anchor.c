@@ -2,7 +2,9 @@
 // messages with publisher confirms over N connections (one thread each), keeping up to
 // WINDOW messages unconfirmed per connection (1 = confirm each). Prints messages/s and the
 // p50/p99 publish-to-ack latency. Built by Benchmarks/amqp.py; never committed as a binary.
-//   anchor HOST PORT QUEUE TOTAL CONNECTIONS WINDOW
+// With `esb`, each message is what esbd publishes for a service's send: mandatory, with the
+// headers x-esb-cid (24 characters) and x-esb-msg-id (the delivery tag, to match returns).
+//   anchor HOST PORT QUEUE TOTAL CONNECTIONS WINDOW [esb]
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <pthread.h>
@@ -12,7 +14,7 @@
 #include <time.h>
 
 static const char *host, *queue;
-static int port, per_connection, window_size;
+static int port, per_connection, window_size, esb_messages;
 static double *latencies;
 
 static double now(void) {
@@ -37,13 +39,25 @@ static void *sender(void *arg) {
     amqp_basic_properties_t props;
     props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
     props.delivery_mode = 2;
+    amqp_table_entry_t headers[2];
+    headers[0].key = amqp_cstring_bytes("x-esb-cid");
+    headers[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    headers[0].value.value.bytes = amqp_cstring_bytes("0123456789abcdef01234567");
+    headers[1].key = amqp_cstring_bytes("x-esb-msg-id");
+    headers[1].value.kind = AMQP_FIELD_KIND_I64;
+    if (esb_messages) {
+        props._flags |= AMQP_BASIC_HEADERS_FLAG;
+        props.headers.num_entries = 2;
+        props.headers.entries = headers;
+    }
     double *sent_at = calloc(per_connection + 1, sizeof(double));
     double *mine = latencies + index * per_connection;
     int published = 0, acked = 0;
     while (acked < per_connection) {
         while (published < per_connection && published - acked < window_size) {
             sent_at[published + 1] = now();
-            if (amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(queue), 0, 0, &props,
+            headers[1].value.value.i64 = published + 1;
+            if (amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(queue), esb_messages, 0, &props,
                                    (amqp_bytes_t){sizeof body, body})) die("publish");
             published++;
         }
@@ -74,10 +88,11 @@ static int compare(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7) die("usage: anchor HOST PORT QUEUE TOTAL CONNECTIONS WINDOW");
+    if (argc != 7 && argc != 8) die("usage: anchor HOST PORT QUEUE TOTAL CONNECTIONS WINDOW [esb]");
     host = argv[1]; port = atoi(argv[2]); queue = argv[3];
     int total = atoi(argv[4]), connections = atoi(argv[5]);
     window_size = atoi(argv[6]);
+    esb_messages = argc > 7 && strcmp(argv[7], "esb") == 0;
     per_connection = total / connections;
     latencies = calloc((size_t)per_connection * connections, sizeof(double));
     pthread_t threads[connections];

@@ -50,12 +50,17 @@ final class Connection {
     var acceptsRawFrames: Bool { !broker.tls }
 
     /// Writes encoded frames to the socket with `send(2)`, waiting in `poll(2)` while it is
-    /// full (the watchdog shuts it down under a stalled broker). Plain TCP only, on the owner
-    /// thread between librabbitmq calls, so frames never interleave.
+    /// full (the watchdog shuts it down under a stalled broker). Plain TCP only, by the
+    /// holder of the worker's socket lock, so frames never interleave with librabbitmq's.
     /// - Returns: how many bytes were written, why writing stopped before the end, and how
     ///   many `send(2)` calls it took.
     func write(_ bytes: UnsafeRawBufferPointer) -> (written: Int, failure: AMQPError?, calls: Int) {
-        let descriptor = amqp_get_sockfd(state)
+        let outcome = Self.write(bytes, to: amqp_get_sockfd(state))
+        return (outcome.written, outcome.error.map { failure("connection lost while writing: \(String(cString: strerror($0)))") }, outcome.calls)
+    }
+
+    /// ``write(_:)`` on a descriptor: bytes written, the `errno` that stopped it, `send(2)` calls.
+    static func write(_ bytes: UnsafeRawBufferPointer, to descriptor: Int32) -> (written: Int, error: Int32?, calls: Int) {
         var written = 0, calls = 0
         while written < bytes.count {
             calls += 1
@@ -64,14 +69,13 @@ final class Connection {
                 written += count
                 continue
             }
-            let code = errno
-            if count < 0 && code == EINTR { continue }
-            if count < 0 && (code == EAGAIN || code == EWOULDBLOCK) {
+            let code = count < 0 ? errno : EPIPE
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK {
                 var descriptorSet = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
-                let ready = poll(&descriptorSet, 1, 1000)
-                if ready >= 0 || errno == EINTR { continue }
+                if poll(&descriptorSet, 1, 1000) >= 0 || errno == EINTR { continue }
             }
-            return (written, failure("connection lost while writing: \(String(cString: strerror(code)))"), calls)
+            return (written, code, calls)
         }
         return (written, nil, calls)
     }

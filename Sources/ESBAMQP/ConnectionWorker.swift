@@ -1,3 +1,4 @@
+import ESBConcurrency
 import Foundation
 import Glibc
 import Synchronization
@@ -8,7 +9,9 @@ import Synchronization
 ///
 /// Only the owner thread touches the librabbitmq handle. Other threads submit sends
 /// through the machine (under its lock) and an eventfd, and the pool's watchdog may shut the
-/// socket down when the owner is stuck in a blocking call.
+/// socket down when the owner is stuck in a blocking call. On plain TCP a service thread
+/// whose send finds the owner asleep writes it to the socket itself (``SocketLane``),
+/// sparing the owner's wake-up; the owner still reads and settles its confirm.
 final class ConnectionWorker: Sendable {
     typealias Machine = PublisherStateMachine<PendingSend>
 
@@ -21,6 +24,9 @@ final class ConnectionWorker: Sendable {
     private let socket = Atomic<Int32>(-1)
     private let exited = Atomic<Bool>(false)
     private let writes = Atomic<Int>(0)
+    private let directWrites = Atomic<Int>(0)
+    /// The current connection's socket while it accepts direct writes (plain TCP).
+    private let lane = Mutex<SocketLane?>(nil)
     /// Called on the owner thread as it exits (after ``hasExited`` turns true).
     private let onExit: @Sendable () -> Void
 
@@ -46,8 +52,13 @@ final class ConnectionWorker: Sendable {
         thread.start()
     }
 
-    /// Queues a send when connected with room in the window; false otherwise.
+    /// Takes a send when connected with room in the window; false otherwise. A service
+    /// thread finding the owner asleep writes it itself; otherwise it is queued.
     func submit(_ send: PendingSend) -> Bool {
+        if ServiceThread.isCurrent, let lane = lane.withLock({ $0 }),
+           lane.tryWithSocket({ writeDirectly(send, $0) }) == true {
+            return true
+        }
         switch machine.withLock({ $0.submit(send) }) {
         case .refused:
             return false
@@ -69,6 +80,9 @@ final class ConnectionWorker: Sendable {
 
     /// `send(2)` calls that wrote publishes of ours (plain TCP).
     var socketWrites: Int { writes.load(ordering: .relaxed) }
+
+    /// Sends written by the service thread that made them.
+    var sendsWrittenDirectly: Int { directWrites.load(ordering: .relaxed) }
 
     var snapshot: ConnectionSnapshot {
         machine.withLock { ConnectionSnapshot(index: index, status: $0.status, inFlight: $0.inFlight,
@@ -126,6 +140,18 @@ final class ConnectionWorker: Sendable {
 
     /// Writes, reads and sleeps until the connection ends: nil after a clean stop, or why.
     private func serve(_ connection: Connection) -> AMQPError? {
+        let socketLane = connection.acceptsRawFrames
+            ? SocketLane(descriptor: connection.socketDescriptor, frameMax: connection.frameMax, channel: connection.channel) : nil
+        lane.withLock { $0 = socketLane }
+        defer {
+            // No direct write after this: the connection is about to close.
+            lane.withLock { $0 = nil }
+            socketLane?.withSocket { socketLane?.isOpen = false }
+        }
+        return serveLoop(connection, socketLane)
+    }
+
+    private func serveLoop(_ connection: Connection, _ socketLane: SocketLane?) -> AMQPError? {
         var frames = FrameEncoder(channel: connection.channel, frameMax: connection.frameMax)
         while true {
             // 1. Write what was submitted, and what waits in the pool when the window has room.
@@ -135,24 +161,11 @@ final class ConnectionWorker: Sendable {
                 machine.withLock { $0.adopted(waiting.count) }
                 batch += waiting
             }
-            if !batch.isEmpty, let failure = write(batch, connection, &frames) { return failure }
+            if !batch.isEmpty, let failure = exclusive(socketLane, { write(batch, connection, &frames) }) { return failure }
 
-            // 2. Read everything the broker sent.
-            do {
-                while let incoming = try connection.nextFrame() {
-                    let action = machine.withLock { $0.received(incoming) }
-                    action.settlements.forEach(settle)
-                    report(action.change)
-                    if let end = action.end {
-                        connection.acknowledgeConnectionClose()
-                        return end
-                    }
-                    if action.replaceChannel {
-                        try blocking(limitMilliseconds: configuration.broker.connectTimeoutMilliseconds) { () throws(AMQPError) in
-                            try connection.replaceClosedChannel()
-                        }
-                    }
-                }
+            // 2. Read everything the broker sent (librabbitmq may write a heartbeat meanwhile).
+            do throws(AMQPError) {
+                try exclusive(socketLane) { () throws(AMQPError) in try read(connection, socketLane) }
             } catch {
                 return error
             }
@@ -176,6 +189,65 @@ final class ConnectionWorker: Sendable {
                 machine.withLock { $0.awake() }
             }
         }
+    }
+
+    /// Reads and acts on every frame the broker sent; throws why the connection ended.
+    private func read(_ connection: Connection, _ socketLane: SocketLane?) throws(AMQPError) {
+        while let incoming = try connection.nextFrame() {
+            let action = machine.withLock { $0.received(incoming) }
+            action.settlements.forEach(settle)
+            report(action.change)
+            if let end = action.end {
+                connection.acknowledgeConnectionClose()
+                throw end
+            }
+            if action.replaceChannel {
+                try blocking(limitMilliseconds: configuration.broker.connectTimeoutMilliseconds) { () throws(AMQPError) in
+                    try connection.replaceClosedChannel()
+                }
+                socketLane?.channel = connection.channel
+            }
+        }
+    }
+
+    /// Runs `body` holding the socket (when direct writes are possible).
+    private func exclusive<T, Failure: Error>(_ lane: SocketLane?, _ body: () throws(Failure) -> T) throws(Failure) -> T {
+        guard let lane else { return try body() }
+        return try lane.withSocket(body)
+    }
+
+    /// A service thread's own send, written while it holds the socket and the owner sleeps:
+    /// tracked first (its delivery tag is the next), then written with one `send(2)`.
+    /// Returns false when the machine says to queue it instead.
+    private func writeDirectly(_ send: PendingSend, _ lane: SocketLane) -> Bool {
+        guard lane.isOpen, let tag = machine.withLock({ $0.directTag() }) else { return false }
+        var frames = FrameEncoder(channel: lane.channel, frameMax: lane.frameMax, capacity: 512 + send.message.body.count)
+        var properties = send.message.properties
+        if configuration.confirm && send.message.mandatory { properties.headers[configuration.returnTagHeader] = .int(Int64(tag)) }
+        do {
+            try frames.publish(exchange: send.message.exchange, routingKey: send.message.routingKey,
+                               mandatory: send.message.mandatory, properties: properties, body: send.message.body)
+        } catch {
+            // Never taken by the machine: it fails alone.
+            if send.complete(.failure(AMQPError(.invalidMessage, "outgoing connection '\(configuration.name)': \(error.reason)"))) {
+                observer?.settled(pool: configuration.name, outcome: .failed)
+            }
+            return true
+        }
+        let limit = UInt64(configuration.confirmTimeoutMilliseconds) * 1_000_000
+        guard machine.withLock({ $0.submitDirect(send, tag: tag, now: monotonicNanoseconds(), limit: limit) }) else { return false }
+        let outcome = frames.bytes.withUnsafeBytes { Connection.write($0, to: lane.descriptor) }
+        writes.add(outcome.calls, ordering: .relaxed)
+        directWrites.add(1, ordering: .relaxed)
+        observer?.published(pool: configuration.name)
+        let failure = outcome.error.map {
+            AMQPError(.connectionFailed, "outgoing connection '\(configuration.name)' (\(configuration.broker.address)): "
+                      + "connection lost while writing: \(String(cString: strerror($0)))")
+        }
+        if let settlement = machine.withLock({ $0.directWritten(send, failure: failure) }) { settle(settlement) }
+        // The owner notices a shut socket and ends the connection, failing what it tracks.
+        if failure != nil { shutdown(lane.descriptor, Int32(SHUT_RDWR)) }
+        return true
     }
 
     /// Writes a batch of publishes: on plain TCP encoded by ``FrameEncoder`` and written with
@@ -294,5 +366,35 @@ final class ConnectionWorker: Sendable {
             guard now < deadline else { return }
             wakeup.wait(milliseconds: Int((deadline - now) / 1_000_000) + 1)
         }
+    }
+}
+
+/// A connection's socket shared by its owner and the service threads that write their own
+/// sends. Whoever writes to the socket or calls librabbitmq holds its lock; `channel` and
+/// `isOpen` change only under it.
+final class SocketLane: @unchecked Sendable {
+    let descriptor: Int32
+    let frameMax: Int
+    var channel: UInt16
+    var isOpen = true
+    private let lock = NSLock()
+
+    init(descriptor: Int32, frameMax: Int, channel: UInt16) {
+        self.descriptor = descriptor
+        self.frameMax = frameMax
+        self.channel = channel
+    }
+
+    func withSocket<T, Failure: Error>(_ body: () throws(Failure) -> T) throws(Failure) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    /// `body`'s result if the socket is free now; nil (without waiting) if it is not.
+    func tryWithSocket<T>(_ body: (SocketLane) -> T) -> T? {
+        guard lock.try() else { return nil }
+        defer { lock.unlock() }
+        return body(self)
     }
 }

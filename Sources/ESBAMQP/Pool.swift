@@ -99,6 +99,10 @@ public final class Pool: Sendable {
     /// a connection's owner wakes go out in one.
     public var socketWrites: Int { workers.reduce(0) { $0 + $1.socketWrites } }
 
+    /// Sends a service thread wrote to the socket itself, finding the connection's owner
+    /// asleep (plain TCP): no hand-off to the owner for them.
+    public var sendsWrittenDirectly: Int { workers.reduce(0) { $0 + $1.sendsWrittenDirectly } }
+
     /// Stops taking sends, lets in-flight ones finish (bounded by the confirm timeout),
     /// closes the connections and waits for their threads. Returns the sends that were still
     /// waiting for a connection, unsettled, for a successor pool to take.

@@ -125,6 +125,33 @@ struct PublisherStateMachine<Send> {
         return .queued(wakeOwner: sleeping)
     }
 
+    /// Whether a service thread holding the socket may write a send itself (its owner
+    /// asleep in `poll`, nothing queued before it, room in the window), and the delivery tag
+    /// it would get, to stamp into a mandatory message. nil: submit it instead.
+    func directTag() -> UInt64? {
+        guard status == .connected, !stopping, sleeping, queue.isEmpty, inFlight < configuration.window else { return nil }
+        return tracker.nextTag
+    }
+
+    /// A send a service thread writes itself under the socket (after ``directTag()`` gave
+    /// `tag`): tracked now, as written. False when things changed since: submit it instead.
+    /// - Parameter limit: how long the write may block before the watchdog shuts the socket.
+    mutating func submitDirect(_ send: Send, tag: UInt64, now: UInt64, limit: UInt64) -> Bool {
+        guard directTag() == tag else { return false }
+        inFlight += 1
+        blocked = (now, limit)
+        if configuration.confirm { _ = tracker.published(send, deadline: now &+ configuration.confirmTimeout) }
+        return true
+    }
+
+    /// The direct write of `send` ended. `failure`: it may be partly written; the writer
+    /// shuts the socket so that the owner ends the connection (which fails it when tracked).
+    mutating func directWritten(_ send: Send, failure: AMQPError?) -> Settlement? {
+        blocked = nil
+        guard !configuration.confirm else { return nil }
+        return failure.map { settle(send, .failure($0), .failed) } ?? settle(send, .success(()), .written)
+    }
+
     /// Stop taking sends; what is in flight drains, then the connection closes.
     mutating func stop() {
         stopping = true

@@ -237,6 +237,42 @@ import Testing
         #expect(change == .init(status: .closed, error: nil))
     }
 
+    // MARK: Direct writes by service threads
+
+    @Test func aServiceThreadMayWriteItsOwnSendOnlyWhileTheOwnerSleepsWithNothingQueued() {
+        var machine = Self.connected(window: 2)
+        #expect(machine.directTag() == nil, "the owner is awake")
+        _ = machine.prepareToSleep(now: 0, bufferedInput: false, poolWaiting: false, heartbeatSeconds: 60)
+        #expect(machine.directTag() == 1)
+        let taken = machine.submitDirect(1, tag: 1, now: 0, limit: Self.second)
+        #expect(taken)
+        #expect(machine.isStalled(now: 2 * Self.second), "the watchdog covers the direct write")
+        #expect(machine.directWritten(1, failure: nil) == nil, "confirms on: settled by its confirm")
+        #expect(!machine.isStalled(now: 2 * Self.second))
+        #expect(machine.awaitingConfirm == 1)
+        let stale = machine.submitDirect(2, tag: 1, now: 0, limit: Self.second)
+        #expect(!stale, "the tag moved on: submit instead")
+        _ = machine.submit(2)
+        #expect(machine.directTag() == nil, "a queued send goes first")
+        _ = machine.takeQueued()
+        #expect(Self.outcomes(machine.received(.ack(tag: 1, multiple: false)).settlements) == [1: .confirmed])
+        machine.stop()
+        #expect(machine.directTag() == nil, "stopping")
+    }
+
+    @Test func directWritesRespectTheWindowAndWithConfirmsOffSettleOnWriting() {
+        var machine = Self.connected(window: 1, confirm: false)
+        _ = machine.prepareToSleep(now: 0, bufferedInput: false, poolWaiting: false, heartbeatSeconds: 60)
+        let first = machine.submitDirect(1, tag: 1, now: 0, limit: Self.second)
+        #expect(first)
+        #expect(machine.directTag() == nil, "the window is full")
+        #expect(machine.directWritten(1, failure: nil)?.outcome == .written)
+        let second = machine.submitDirect(2, tag: 1, now: 0, limit: Self.second)
+        #expect(second)
+        #expect(machine.directWritten(2, failure: AMQPError(.connectionFailed, "reset"))?.outcome == .failed)
+        #expect(machine.inFlight == 0)
+    }
+
     // MARK: Stalls
 
     @Test func anOwnerBlockedPastItsLimitIsStalledAndNotBefore() {

@@ -1,4 +1,5 @@
 import ESBAMQP
+import ESBCore
 import ESBConcurrency
 import Foundation
 import Testing
@@ -125,6 +126,30 @@ import Testing
         #expect(pool.socketWrites < 10, "300 publishes in \(pool.socketWrites) writes")
         let messages = try await AMQPPeer.get(queue)
         #expect(Set(messages.map(\.body)) == Set((0..<300).map(String.init)))
+        _ = await pool.shutdown()
+        await AMQPPeer.delete(queue)
+    }
+
+    /// Issue 20: a service thread whose send finds the connection's owner asleep writes it
+    /// to the socket itself; the owner reads and settles its confirm.
+    @Test func aServiceThreadWritesItsOwnSendWhileTheOwnerSleeps() async throws {
+        let queue = AMQPPeer.uniqueName("direct")
+        try await AMQPPeer.declare(queue)
+        let pool = Self.pool("direct", size: 1)
+        for _ in 0..<100 where pool.connections.first?.status != .connected { try await Task.sleep(for: .milliseconds(50)) }
+        try await Task.sleep(for: .milliseconds(100))  // the owner goes to sleep in poll
+        let executor = ServiceExecutor(threads: 1)
+        try await withTaskExecutorPreference(executor) {
+            for index in 0..<20 {
+                try await pool.send(OutgoingMessage(exchange: "", routingKey: queue, body: Data(String(index).utf8),
+                                                    properties: BasicProperties(deliveryMode: 2)))
+            }
+        }
+        #expect(pool.sendsWrittenDirectly > 0)
+        let before = pool.sendsWrittenDirectly
+        try await pool.send(OutgoingMessage(exchange: "", routingKey: queue, body: Data("from the cooperative pool".utf8)))
+        #expect(pool.sendsWrittenDirectly == before, "only service threads may block on the socket")
+        #expect(try await AMQPPeer.get(queue).map(\.body) == (0..<20).map(String.init) + ["from the cooperative pool"])
         _ = await pool.shutdown()
         await AMQPPeer.delete(queue)
     }

@@ -44,6 +44,14 @@ struct ConfirmTracker<Token> {
         return tag
     }
 
+    /// Takes back the most recent publish, which was never written (not a byte of it).
+    mutating func withdrawLast() {
+        guard nextTag > lowest else { return }
+        nextTag -= 1
+        entries[nextTag] = nil
+        returns[nextTag] = nil
+    }
+
     /// A Basic.Return for the message stamped with `tag`; its ack follows.
     mutating func returned(tag: UInt64, code: Int, text: String) {
         guard entries[tag] != nil else { return }

@@ -55,7 +55,7 @@ final class ConnectionWorker: Sendable {
     /// Takes a send when connected with room in the window; false otherwise. A service
     /// thread finding the owner asleep writes it itself; otherwise it is queued.
     func submit(_ send: PendingSend) -> Bool {
-        if ServiceThread.isCurrent, let lane = lane.withLock({ $0 }),
+        if ServiceThread.isCurrent, room.isEmpty, let lane = lane.withLock({ $0 }),
            lane.tryWithSocket({ writeDirectly(send, $0) }) == true {
             return true
         }
@@ -92,9 +92,13 @@ final class ConnectionWorker: Sendable {
     /// Called by the pool's watchdog: shuts the socket down under an owner stuck too long in
     /// a blocking call (a stalled broker), which makes that call fail.
     func checkStalled(now: UInt64) {
-        guard machine.withLock({ $0.isStalled(now: now) }) else { return }
-        let descriptor = socket.load(ordering: .acquiring)
-        if descriptor >= 0 { shutdown(descriptor, Int32(SHUT_RDWR)) }
+        // Under the machine's lock, which the owner holds to forget the descriptor before
+        // the connection closes it: never a shutdown of a number reused since.
+        machine.withLock { machine in
+            guard machine.isStalled(now: now) else { return }
+            let descriptor = socket.load(ordering: .acquiring)
+            if descriptor >= 0 { shutdown(descriptor, Int32(SHUT_RDWR)) }
+        }
     }
 
     // MARK: The owner thread
@@ -123,9 +127,12 @@ final class ConnectionWorker: Sendable {
             }
             socket.store(connection.socketDescriptor, ordering: .releasing)
             report(machine.withLock { $0.connected() })
-            let ended = serve(connection)
-            if ended == nil { _ = try? blocking(limitMilliseconds: configuration.broker.connectTimeoutMilliseconds) { () throws(AMQPError) in connection.close() } }
-            socket.store(-1, ordering: .releasing)
+            let ended = withExtendedLifetime(connection) {
+                let ended = serve(connection)
+                if ended == nil { _ = try? blocking(limitMilliseconds: configuration.broker.connectTimeoutMilliseconds) { () throws(AMQPError) in connection.close() } }
+                machine.withLock { _ in socket.store(-1, ordering: .releasing) }
+                return ended
+            }
             perform(machine.withLock { $0.connectionEnded(ended, now: monotonicNanoseconds()) })
         }
     }
@@ -238,6 +245,13 @@ final class ConnectionWorker: Sendable {
         guard machine.withLock({ $0.submitDirect(send, tag: tag, now: monotonicNanoseconds(), limit: limit) }) else { return false }
         let outcome = frames.bytes.withUnsafeBytes { Connection.write($0, to: lane.descriptor) }
         writes.add(outcome.calls, ordering: .relaxed)
+        if outcome.written == 0, outcome.error != nil {
+            // Not a byte went out: queue it like any other send (the owner, finding the socket
+            // shut, ends the connection and hands it to the pool's others).
+            machine.withLock { $0.directUnwritten(send) }
+            shutdown(lane.descriptor, Int32(SHUT_RDWR))
+            return false
+        }
         directWrites.add(1, ordering: .relaxed)
         observer?.published(pool: configuration.name)
         let failure = outcome.error.map {
@@ -268,10 +282,9 @@ final class ConnectionWorker: Sendable {
                 if configuration.confirm && send.message.mandatory { properties.headers[configuration.returnTagHeader] = .int(Int64(tag)) }
                 let start = frames.bytes.count
                 do {
-                    if connection.acceptsRawFrames {
-                        try frames.publish(exchange: send.message.exchange, routingKey: send.message.routingKey,
-                                           mandatory: send.message.mandatory, properties: properties, body: send.message.body)
-                    }
+                    // On TLS too, as the check of what AMQP can frame (librabbitmq writes it).
+                    try frames.publish(exchange: send.message.exchange, routingKey: send.message.routingKey,
+                                       mandatory: send.message.mandatory, properties: properties, body: send.message.body)
                 } catch {
                     settle(machine.withLock {
                         $0.refused(send, AMQPError(.invalidMessage, "outgoing connection '\(configuration.name)': \(error.reason)"))
@@ -330,9 +343,11 @@ final class ConnectionWorker: Sendable {
             if let failure {
                 let unwritten = encoded[unwrittenFrom...].map(\.send) + batch[position...]
                 room.admit(machine.withLock { $0.unwritten(unwritten) })
+                frames.removeAll()
                 return failure
             }
         }
+        frames.removeAll()
         return nil
     }
 

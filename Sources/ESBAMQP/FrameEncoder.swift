@@ -14,6 +14,9 @@ struct FrameEncoder {
     }
 
     private(set) var bytes: [UInt8] = []
+    /// Where the frame being written starts: its size is checked as it grows, so that a
+    /// huge header is refused before it is copied whole.
+    private var frameStart = 0
     var channel: UInt16
     /// The negotiated frame_max; a body is cut into frames of at most frame_max - 8 bytes.
     let frameMax: Int
@@ -52,12 +55,8 @@ struct FrameEncoder {
             appendUInt16(0)
             appendUInt64(UInt64(body.count))
             try appendProperties(properties)
+            try checkFrameSize()
             endFrame(header)
-            // A frame is at most frame_max bytes with its 8 of framing.
-            let headerSize = bytes.count - header + 8
-            guard headerSize <= frameMax, header - start <= frameMax else {
-                throw Refusal(reason: "the properties and headers take \(headerSize) bytes; a frame holds at most \(frameMax)")
-            }
         } catch {
             bytes.removeSubrange(start...)
             throw error
@@ -81,6 +80,7 @@ struct FrameEncoder {
 
     /// Writes type, channel and a size placeholder; returns where the payload starts.
     private mutating func beginFrame(type: UInt8) -> Int {
+        frameStart = bytes.count
         bytes.append(type)
         appendUInt16(channel)
         appendUInt32(0)
@@ -89,7 +89,7 @@ struct FrameEncoder {
 
     /// Fills in the size and appends the frame end octet.
     private mutating func endFrame(_ payloadStart: Int) {
-        let size = UInt32(bytes.count - payloadStart)
+        let size = UInt32(truncatingIfNeeded: bytes.count - payloadStart)
         bytes[payloadStart - 4] = UInt8(truncatingIfNeeded: size >> 24)
         bytes[payloadStart - 3] = UInt8(truncatingIfNeeded: size >> 16)
         bytes[payloadStart - 2] = UInt8(truncatingIfNeeded: size >> 8)
@@ -138,6 +138,7 @@ struct FrameEncoder {
         for (key, value) in table.sorted(by: { $0.key < $1.key }) {
             try appendShortString(key, "header name '\(key.prefix(40))'")
             try appendField(value)
+            try checkFrameSize()
         }
         patchLength(at: lengthAt)
     }
@@ -163,7 +164,10 @@ struct FrameEncoder {
             bytes.append(UInt8(ascii: "A"))
             let lengthAt = bytes.count
             appendUInt32(0)
-            for element in elements { try appendField(element) }
+            for element in elements {
+                try appendField(element)
+                try checkFrameSize()
+            }
             patchLength(at: lengthAt)
         }
     }
@@ -185,9 +189,17 @@ struct FrameEncoder {
         bytes.append(contentsOf: text.utf8)
     }
 
+    /// A frame (with its 8 bytes of framing) holds at most frame_max bytes.
+    private func checkFrameSize(adding extra: Int = 0) throws(Refusal) {
+        let size = bytes.count - frameStart + 1 + extra
+        guard size <= frameMax else {
+            throw Refusal(reason: "the properties and headers take more than \(frameMax) bytes, the most a frame holds")
+        }
+    }
+
     private mutating func appendLongString(_ text: String) throws(Refusal) {
         let count = text.utf8.count
-        guard count <= Int(UInt32.max) else { throw Refusal(reason: "a header value is longer than 4 GiB") }
+        try checkFrameSize(adding: 4 + count)
         appendUInt32(UInt32(count))
         bytes.append(contentsOf: text.utf8)
     }

@@ -144,6 +144,14 @@ struct PublisherStateMachine<Send> {
         return true
     }
 
+    /// The direct write of `send` failed before its first byte: it was never written, and
+    /// leaves the tracker (the writer still holds the socket: no publish came after it).
+    mutating func directUnwritten(_ send: Send) {
+        blocked = nil
+        inFlight -= 1
+        if configuration.confirm { tracker.withdrawLast() }
+    }
+
     /// The direct write of `send` ended. `failure`: it may be partly written; the writer
     /// shuts the socket so that the owner ends the connection (which fails it when tracked).
     mutating func directWritten(_ send: Send, failure: AMQPError?) -> Settlement? {

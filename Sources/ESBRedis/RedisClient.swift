@@ -57,7 +57,7 @@ public final class RedisClient: Sendable {
     }
 
     /// Runs the commands in one round trip; replies in order, error replies in place.
-    /// - Throws: ``RedisError`` `unavailable`, `timeout`, `closed`.
+    /// - Throws: ``RedisError`` `unavailable`, `timeout`, `closed`; `reply_error` for an empty command.
     public nonisolated(nonsending) func pipeline(_ commands: [[String]]) async throws -> [RedisReply] {
         try await pipeline(commands, as: RedisReply.self).values
     }
@@ -68,29 +68,46 @@ public final class RedisClient: Sendable {
     }
 
     /// Runs the commands in one round trip, replies decoded straight into `Value`.
-    /// - Throws: ``RedisError`` `unavailable`, `timeout`, `closed`.
+    /// - Throws: ``RedisError`` `unavailable`, `timeout`, `closed`; `reply_error` for an empty command.
     public nonisolated(nonsending) func pipeline<Value: RedisReplyDecodable>(_ commands: [[String]], as type: Value.Type) async throws -> RedisReplies<Value> {
         guard !commands.isEmpty else { return RedisReplies(values: [], firstError: nil) }
-        if ServiceThread.isCurrent, let result = call(commands, as: type, waiter: nil) {
-            return try result.get()
-        }
-        handOffCount.add(1, ordering: .relaxed)
-        return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<RedisReplies<Value>, any Error>) in
-            let job = Job { [self] waiter in
-                continuation.resume(with: call(commands, as: type, waiter: waiter)!.mapError { $0 as any Error })
-            }
-            if !queue.push(job) {
-                continuation.resume(throwing: RedisError(.closed, "kvdb \(configuration.address): the client is shut down"))
-            }
-        }
+        try Self.check(commands)
+        return try await run { connection throws(RedisError) in try connection.pipeline(commands, as: type) }
     }
 
     /// Runs one command, its reply decoded into `Value`; an error reply throws `reply_error`.
     public nonisolated(nonsending) func execute<Value: RedisReplyDecodable>(_ command: [String], as type: Value.Type) async throws -> Value {
-        let replies = try await pipeline([command], as: type)
-        if let (_, text) = replies.firstError { throw RedisError(.reply, text) }
-        return replies.values[0]
+        try Self.check(CollectionOfOne(command))
+        let (value, error) = try await run { connection throws(RedisError) in try connection.command(command, as: type) }
+        if let error { throw RedisError(.reply, error) }
+        return value
     }
+
+    /// An empty command would reach hiredis with no arguments.
+    private static func check(_ commands: some Collection<[String]>) throws(RedisError) {
+        if commands.contains(where: \.isEmpty) { throw RedisError(.reply, "an empty command") }
+    }
+
+    /// Runs `operation` on a connection: in place on a service thread that finds one idle,
+    /// otherwise handed to the pool's threads.
+    private nonisolated(nonsending) func run<Result: Sendable>(
+        _ operation: @escaping @Sendable (RedisConnection) throws(RedisError) -> Result
+    ) async throws -> Result {
+        if ServiceThread.isCurrent, let result = call(operation, waiter: nil) {
+            return try result.get()
+        }
+        handOffCount.add(1, ordering: .relaxed)
+        return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Result, any Error>) in
+            let job = Job { [self] waiter in
+                // A pool thread waits for a connection rather than answering nil.
+                let result = call(operation, waiter: waiter) ?? .failure(closedError)
+                continuation.resume(with: result.mapError { $0 as any Error })
+            }
+            if !queue.push(job) { continuation.resume(throwing: closedError) }
+        }
+    }
+
+    private var closedError: RedisError { RedisError(.closed, "kvdb \(configuration.address): the client is shut down") }
 
     /// For health pages: open connections, whether the most recent call succeeded, and the
     /// last failure.
@@ -114,12 +131,10 @@ public final class RedisClient: Sendable {
 
     private static var now: UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-    /// Runs `commands` on a borrowed connection. `waiter`: the pool thread's number, which
+    /// Runs `operation` on a borrowed connection. `waiter`: the pool thread's number, which
     /// waits for a connection when all are busy; nil (a service thread) answers nil instead.
-    private func call<Value>(_ commands: [[String]], as type: Value.Type, waiter: Int?) -> Result<RedisReplies<Value>, RedisError>? {
-        if waiter == nil, shuttingDown.load(ordering: .relaxed) {
-            return .failure(RedisError(.closed, "kvdb \(configuration.address): the client is shut down"))
-        }
+    private func call<Result>(_ operation: (RedisConnection) throws(RedisError) -> Result, waiter: Int?) -> Swift.Result<Result, RedisError>? {
+        if waiter == nil, shuttingDown.load(ordering: .relaxed) { return .failure(closedError) }
         while true {
             let grant: RedisPoolState<RedisConnection>.Grant
             switch state.withLock({ $0.borrow(now: Self.now, waiter: waiter) }) {
@@ -128,12 +143,15 @@ public final class RedisClient: Sendable {
             case .busy:
                 guard let waiter else { return nil }
                 waiters[waiter].semaphore.wait()
-                grant = waiters[waiter].grant.withLock { taken in defer { taken = nil }; return taken! }
+                guard let handed = waiters[waiter].grant.withLock({ taken in defer { taken = nil }; return taken }) else {
+                    preconditionFailure("kvdb: a waiter was woken without a grant")
+                }
+                grant = handed
             }
             let connection: RedisConnection
             switch grant {
             case .closed:
-                return .failure(RedisError(.closed, "kvdb \(configuration.address): the client is shut down"))
+                return .failure(closedError)
             case .failed(let error):
                 lastSucceeded.store(false, ordering: .relaxed)
                 return .failure(error)
@@ -154,10 +172,10 @@ public final class RedisClient: Sendable {
                 connection = idle
             }
             do {
-                let replies = try connection.pipeline(commands, as: type)
+                let result = try operation(connection)
                 lastSucceeded.store(true, ordering: .relaxed)
                 giveBack(connection)
-                return .success(replies)
+                return .success(result)
             } catch {
                 // Never retried: the command may have run before the connection failed.
                 lastSucceeded.store(false, ordering: .relaxed)
@@ -209,8 +227,9 @@ public final class RedisClient: Sendable {
     /// so the next call opens a fresh one instead of failing on it.
     private func ping() {
         let cutoff = Self.now &- UInt64(max(10, configuration.idlePingMilliseconds)) * 1_000_000
-        for connection in state.withLock({ $0.takeIdle(before: cutoff) }) {
-            let alive = connection.looksAlive && (try? connection.pipeline([["PING"]], as: RedisReply.self)) != nil
+        // One at a time: the others stay lendable meanwhile.
+        while let connection = state.withLock({ $0.takeIdle(before: cutoff) }) {
+            let alive = connection.looksAlive && (try? connection.command(["PING"], as: RedisReply.self)) != nil
             giveBack(alive ? connection : nil)
         }
     }

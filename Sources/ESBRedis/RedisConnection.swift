@@ -59,12 +59,8 @@ final class RedisConnection: @unchecked Sendable {
     /// connection unusable.
     func pipeline<Value: RedisReplyDecodable>(_ commands: [[String]], as type: Value.Type) throws(RedisError) -> RedisReplies<Value> {
         if commands.count == 1 {
-            let raw = Self.withArgv(commands[0]) { argc, argv, lengths in redisCommandArgv(context, argc, argv, lengths) }
-            guard let raw else { throw failure() }
-            defer { freeReplyObject(raw) }
-            let reply = raw.assumingMemoryBound(to: redisReply.self)
-            let firstError: (command: Int, text: String)? = reply.pointee.type == REDIS_REPLY_ERROR ? (0, Self.text(reply)) : nil
-            return RedisReplies(values: [Self.decode(reply, as: type)], firstError: firstError)
+            let (value, error) = try command(commands[0], as: type)
+            return RedisReplies(values: [value], firstError: error.map { (0, $0) })
         }
         for command in commands {
             let status = Self.withArgv(command) { argc, argv, lengths in
@@ -83,6 +79,16 @@ final class RedisConnection: @unchecked Sendable {
             freeReplyObject(raw)
         }
         return replies
+    }
+
+    /// One command, one round trip (hiredis's `redisCommandArgv`): the reply, and the text
+    /// of an error reply.
+    func command<Value: RedisReplyDecodable>(_ command: [String], as type: Value.Type) throws(RedisError) -> (value: Value, error: String?) {
+        let raw = Self.withArgv(command) { argc, argv, lengths in redisCommandArgv(context, argc, argv, lengths) }
+        guard let raw else { throw failure() }
+        defer { freeReplyObject(raw) }
+        let reply = raw.assumingMemoryBound(to: redisReply.self)
+        return (Self.decode(reply, as: type), reply.pointee.type == REDIS_REPLY_ERROR ? Self.text(reply) : nil)
     }
 
     private func failure() -> RedisError {

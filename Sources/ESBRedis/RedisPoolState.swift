@@ -111,13 +111,12 @@ struct RedisPoolState<Connection: Sendable>: Sendable {
         return .pooled
     }
 
-    /// Idle connections unused since before `cutoff`, taken out for a health check; each
-    /// comes back through ``giveBack(_:now:)``.
-    mutating func takeIdle(before cutoff: UInt64) -> [Connection] {
-        guard waiters.isEmpty else { return [] }
-        let stale = idle.filter { $0.since < cutoff }.map(\.connection)
-        idle.removeAll { $0.since < cutoff }
-        return stale
+    /// The least recently used idle connection if unused since before `cutoff`, taken out
+    /// for a health check; it comes back through ``giveBack(_:now:)``.
+    mutating func takeIdle(before cutoff: UInt64) -> Connection? {
+        guard waiters.isEmpty, let oldest = idle.first, oldest.since < cutoff else { return nil }
+        idle.removeFirst()
+        return oldest.connection
     }
 
     /// Shuts the pool: the idle connections are freed by the caller, lent ones as they come

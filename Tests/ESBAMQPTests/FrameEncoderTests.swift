@@ -114,7 +114,11 @@ import Testing
             try encoder.publish(exchange: "", routingKey: "q", mandatory: true,
                                 properties: BasicProperties(headers: ["big": .string(String(repeating: "v", count: 5000))]), body: Data())
         }
-        #expect(refusal?.reason.contains("a frame holds at most 4096") == true)
+        #expect(refusal?.reason.contains("more than 4096 bytes") == true)
+        #expect(throws: FrameEncoder.Refusal.self) {
+            try encoder.publish(exchange: "", routingKey: "q", mandatory: true,
+                                properties: BasicProperties(headers: ["many": .array((0..<2000).map { .int(Int64($0)) })]), body: Data())
+        }
         #expect(encoder.bytes == before)
     }
 }

@@ -66,16 +66,30 @@ public final class KVDBService: ServiceLifecycle.Service, Sendable {
     /// Runs commands in one round trip (on the calling service thread when a connection is idle).
     /// - Throws: ``ServiceError`` `kvdb.unavailable`, `kvdb.timeout`, `kvdb.reply_error`, `kvdb.unsupported_command`.
     public nonisolated(nonsending) func pipeline(_ commands: [[String]]) async throws -> [RedisValue] {
-        try await run(commands).values
+        let client = try ready(commands)
+        let replies: RedisReplies<RedisValue> = try await measured(count: commands.count) {
+            try await client.pipeline(commands, as: RedisValue.self)
+        }
+        if let (index, text) = replies.firstError {
+            errors.increment()
+            throw ServiceError(.kvdbReplyError, "kvdb \(commands[index][0].uppercased()): \(text)")
+        }
+        return replies.values
     }
 
     /// Runs one command.
     /// - Throws: as ``pipeline(_:)``.
     public nonisolated(nonsending) func execute(_ command: [String]) async throws -> RedisValue {
-        try await run([command]).values[0]
+        let client = try ready(CollectionOfOne(command))
+        do {
+            return try await measured(count: 1) { try await client.execute(command, as: RedisValue.self) }
+        } catch let error as RedisError where error.code == .reply {
+            throw ServiceError(.kvdbReplyError, "kvdb \(command[0].uppercased()): \(error.message)")
+        }
     }
 
-    private nonisolated(nonsending) func run(_ commands: [[String]]) async throws -> RedisReplies<RedisValue> {
+    /// The client, once the commands are known to be ones a pool can run.
+    private func ready(_ commands: some Collection<[String]>) throws -> RedisClient {
         for command in commands {
             guard let name = command.first?.uppercased(), !name.isEmpty else {
                 throw ServiceError(.kvdbUnsupportedCommand, "kvdb: an empty command")
@@ -87,21 +101,24 @@ public final class KVDBService: ServiceLifecycle.Service, Sendable {
         guard let client = client.withLock({ $0 }) else {
             throw ServiceError(.kvdbUnavailable, "kvdb is not configured: server.conf has no [kvdb] section")
         }
+        return client
+    }
+
+    /// Runs a call with its metrics; a failure to reach Redis becomes `kvdb.unavailable` or
+    /// `kvdb.timeout` (an error reply stays a ``RedisError`` for the caller to name).
+    private nonisolated(nonsending) func measured<T>(count: Int, _ call: nonisolated(nonsending) () async throws -> T) async throws -> T {
         let start = ContinuousClock.now
         defer { duration.record(duration: ContinuousClock.now - start) }
-        commandCount.increment(by: Int64(commands.count))
-        let replies: RedisReplies<RedisValue>
+        commandCount.increment(by: Int64(count))
         do {
-            replies = try await client.pipeline(commands, as: RedisValue.self)
-        } catch let error as RedisError {
+            return try await call()
+        } catch let error as RedisError where error.code != .reply {
             errors.increment()
             throw ServiceError(error.code == .timeout ? .kvdbTimeout : .kvdbUnavailable, error.message)
-        }
-        if let (index, text) = replies.firstError {
+        } catch let error as RedisError {
             errors.increment()
-            throw ServiceError(.kvdbReplyError, "kvdb \(commands[index][0].uppercased()): \(text)")
+            throw error
         }
-        return replies
     }
 
     /// Calls handed to the pool's threads (not made on the calling service thread), for tests.

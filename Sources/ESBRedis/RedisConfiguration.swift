@@ -17,7 +17,8 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// After a failed connect, calls fail at once (no new attempt) for this long.
     public var retryIntervalMilliseconds = 500
     /// A connection idle this long is sent PING by the pool's housekeeping (dropped if it
-    /// fails), so that calls do not find it dead.
+    /// fails), so that calls do not find it dead. Default 15,000; not a server.conf key (the
+    /// tests shorten it).
     public var idlePingMilliseconds = 15_000
 
     public init() {}

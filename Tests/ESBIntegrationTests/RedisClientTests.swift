@@ -167,6 +167,19 @@ import Testing
             dropped = client.status.connected == 0
         }
         #expect(dropped, "the housekeeping found the idle connection dead and dropped it")
+
+        // A live idle connection is sent PING (Redis counts it).
+        _ = try await client.execute(["SET", "alive", "1"])
+        _ = try await killer.execute(["CONFIG", "RESETSTAT"])
+        var pinged = false
+        for _ in 0..<50 where !pinged {
+            try await Task.sleep(for: .milliseconds(100))
+            let stats = try await killer.execute(["INFO", "commandstats"])
+            guard case .string(let text) = stats else { continue }
+            pinged = String(decoding: text, as: UTF8.self).contains("cmdstat_ping:calls=")
+        }
+        #expect(pinged, "the housekeeping sent PING on the idle connection")
+        #expect(client.status.connected == 1)
     }
 
     @Test func callsAfterShutdownFailAsClosed() async throws {

@@ -142,9 +142,3 @@ public final class KVDBService: ServiceLifecycle.Service, Sendable {
         client.withLock { $0 }?.shutdown()
     }
 }
-
-/// Replies decode straight into the SDK's value: a status or a nested error reply as its text.
-extension RedisValue: RedisReplyDecodable {
-    public static func status(_ text: String) -> RedisValue { .string(Data(text.utf8)) }
-    public static func error(_ text: String) -> RedisValue { .string(Data(text.utf8)) }
-}

@@ -99,13 +99,18 @@ extension Paginator {
 /// count cache is atomic, so `page(_:)` and the rest run on the calling service's thread
 /// (``ListPaginator`` and ``ZSetPaginator``). The same methods as ``Paginator``'s, preferred
 /// over them for these types; an implementation detail, not for services to adopt.
+@_documentation(visibility: internal)
 public protocol _NonisolatedPaginator: Paginator {
+    /// The paginator's constant settings.
     nonisolated var _settings: PaginatorSettings { get }
+    /// The number of items, read once and cached.
     nonisolated(nonsending) func _count() async throws -> Int
+    /// The items `range` of the source, as ``Paginator/fetch(_:)``.
     nonisolated(nonsending) func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?)
 }
 
-/// A paginator's constant settings.
+/// A paginator's constant settings (an implementation detail of ``_NonisolatedPaginator``).
+@_documentation(visibility: internal)
 public struct PaginatorSettings: Sendable {
     let perPage: Int
     let orphans: Int
@@ -113,7 +118,11 @@ public struct PaginatorSettings: Sendable {
     let name: String
 }
 
+// The methods of the `Paginator` extension above, read with no hop onto the actor. Their
+// documentation is theirs.
 extension _NonisolatedPaginator {
+    /// The number of pages.
+    /// - Throws: ``ServiceError`` `argument.invalid` when `perPage` is below 1 or `orphans` below 0.
     public nonisolated(nonsending) var numPages: Int {
         get async throws {
             let settings = _settings
@@ -123,26 +132,32 @@ extension _NonisolatedPaginator {
         }
     }
 
+    /// `1..<numPages + 1`.
     public nonisolated(nonsending) var pageRange: Range<Int> {
         get async throws { 1..<(try await numPages + 1) }
     }
 
+    /// The page number if valid. - Throws: ``PaginationError``.
     public nonisolated(nonsending) func validateNumber(_ number: Int) async throws -> Int {
         try PageArithmetic.validate(number, numPages: try await numPages, allowEmptyFirstPage: _settings.allowEmptyFirstPage)
     }
 
+    /// A page number given as text, read as Python's `int()` does.
     public nonisolated(nonsending) func validateNumber(_ number: String) async throws -> Int {
         try PageArithmetic.validate(number, numPages: try await numPages, allowEmptyFirstPage: _settings.allowEmptyFirstPage)
     }
 
+    /// Page `number`. - Throws: ``PaginationError``.
     public nonisolated(nonsending) func page(_ number: Int) async throws -> Page {
         try await makePage(try await validateNumber(number))
     }
 
+    /// Page `number`, given as text. - Throws: ``PaginationError``.
     public nonisolated(nonsending) func page(_ number: String) async throws -> Page {
         try await makePage(try await validateNumber(number))
     }
 
+    /// Page `number`; the first page for a non-integer, the last for one out of range.
     public nonisolated(nonsending) func getPage(_ number: Int) async throws -> Page {
         do {
             return try await makePage(try await validateNumber(number))
@@ -151,6 +166,7 @@ extension _NonisolatedPaginator {
         }
     }
 
+    /// Page `number`, given as text; the first page for a non-integer, the last for one out of range.
     public nonisolated(nonsending) func getPage(_ number: String) async throws -> Page {
         do {
             return try await makePage(try await validateNumber(number))
@@ -159,12 +175,14 @@ extension _NonisolatedPaginator {
         }
     }
 
+    /// Page numbers around `number` with `…` where runs are left out, as Django's.
     public nonisolated(nonsending) func getElidedPageRange(_ number: Int = 1, onEachSide: Int = 3, onEnds: Int = 2) async throws -> [PageRangeItem] {
         try PageArithmetic.check(onEachSide: onEachSide, onEnds: onEnds)
         return PageArithmetic.elided(number: try await validateNumber(number), numPages: try await numPages,
                                      onEachSide: onEachSide, onEnds: onEnds)
     }
 
+    /// As ``getElidedPageRange(_:onEachSide:onEnds:)-(Int,_,_)``, the number given as text.
     public nonisolated(nonsending) func getElidedPageRange(_ number: String, onEachSide: Int = 3, onEnds: Int = 2) async throws -> [PageRangeItem] {
         try PageArithmetic.check(onEachSide: onEachSide, onEnds: onEnds)
         return PageArithmetic.elided(number: try await validateNumber(number), numPages: try await numPages,

@@ -21,18 +21,23 @@ public actor ListPaginator: _NonisolatedPaginator {
 
     // The Paginator witnesses are plain nonisolated: a nonisolated(nonsending) witness of
     // an actor-isolated requirement traps in Swift 6.3's witness thunk.
+
+    /// The list's length (LLEN once, then cached).
     public nonisolated var count: Int {
         get async throws { try await _count() }
     }
 
+    /// The items `range` of the list (one LRANGE).
     public nonisolated func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
         try await _fetch(range)
     }
 
+    @_documentation(visibility: internal)
     public nonisolated var _settings: PaginatorSettings {
         PaginatorSettings(perPage: perPage, orphans: orphans, allowEmptyFirstPage: allowEmptyFirstPage, name: "ListPaginator")
     }
 
+    @_documentation(visibility: internal)
     public nonisolated(nonsending) func _count() async throws -> Int {
         let cached = cachedCount.load(ordering: .relaxed)
         if cached >= 0 { return cached }
@@ -41,6 +46,7 @@ public actor ListPaginator: _NonisolatedPaginator {
         return counted
     }
 
+    @_documentation(visibility: internal)
     public nonisolated(nonsending) func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
         guard try RedisPagination.check(range, of: "ListPaginator") else { return ([], nil) }
         let reply = try await kvdb.execute(["LRANGE", key, String(range.lowerBound), String(range.upperBound - 1)])
@@ -89,18 +95,22 @@ public actor ZSetPaginator: _NonisolatedPaginator {
         self.withScores = withScores
     }
 
+    /// The set's size, or the members in the score range (ZCARD or ZCOUNT once, then cached).
     public nonisolated var count: Int {
         get async throws { try await _count() }
     }
 
+    /// The members `range` in score order (one ZRANGE, ZREVRANGE or ZRANGEBYSCORE … LIMIT).
     public nonisolated func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
         try await _fetch(range)
     }
 
+    @_documentation(visibility: internal)
     public nonisolated var _settings: PaginatorSettings {
         PaginatorSettings(perPage: perPage, orphans: orphans, allowEmptyFirstPage: allowEmptyFirstPage, name: "ZSetPaginator")
     }
 
+    @_documentation(visibility: internal)
     public nonisolated(nonsending) func _count() async throws -> Int {
         let cached = cachedCount.load(ordering: .relaxed)
         if cached >= 0 { return cached }
@@ -110,6 +120,7 @@ public actor ZSetPaginator: _NonisolatedPaginator {
         return counted
     }
 
+    @_documentation(visibility: internal)
     public nonisolated(nonsending) func _fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
         guard try RedisPagination.check(range, of: "ZSetPaginator") else { return (items: [], scores: withScores ? [] : nil) }
         var command: [String]

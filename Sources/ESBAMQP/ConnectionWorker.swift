@@ -229,14 +229,11 @@ final class ConnectionWorker: Sendable {
     private func writeDirectly(_ send: PendingSend, _ lane: SocketLane) -> Bool {
         guard lane.isOpen, let tag = machine.withLock({ $0.directTag() }) else { return false }
         var frames = FrameEncoder(channel: lane.channel, frameMax: lane.frameMax, capacity: 512 + send.message.body.count)
-        var properties = send.message.properties
-        if configuration.confirm && send.message.mandatory { properties.headers[configuration.returnTagHeader] = .int(Int64(tag)) }
         do {
-            try frames.publish(exchange: send.message.exchange, routingKey: send.message.routingKey,
-                               mandatory: send.message.mandatory, properties: properties, body: send.message.body)
+            try encode(send, tag: tag, into: &frames)
         } catch {
             // Never taken by the machine: it fails alone.
-            if send.complete(.failure(AMQPError(.invalidMessage, "outgoing connection '\(configuration.name)': \(error.reason)"))) {
+            if send.complete(.failure(error)) {
                 observer?.settled(pool: configuration.name, outcome: .failed)
             }
             return true
@@ -278,17 +275,12 @@ final class ConnectionWorker: Sendable {
             while position < batch.count && frames.bytes.count < Self.writeChunk {
                 let send = batch[position]
                 position += 1
-                var properties = send.message.properties
-                if configuration.confirm && send.message.mandatory { properties.headers[configuration.returnTagHeader] = .int(Int64(tag)) }
                 let start = frames.bytes.count
                 do {
                     // On TLS too, as the check of what AMQP can frame (librabbitmq writes it).
-                    try frames.publish(exchange: send.message.exchange, routingKey: send.message.routingKey,
-                                       mandatory: send.message.mandatory, properties: properties, body: send.message.body)
+                    try encode(send, tag: tag, into: &frames)
                 } catch {
-                    settle(machine.withLock {
-                        $0.refused(send, AMQPError(.invalidMessage, "outgoing connection '\(configuration.name)': \(error.reason)"))
-                    })
+                    settle(machine.withLock { $0.refused(send, error) })
                     continue
                 }
                 encoded.append((send, start))
@@ -349,6 +341,20 @@ final class ConnectionWorker: Sendable {
         }
         frames.removeAll()
         return nil
+    }
+
+    /// Appends `send`'s frames, its delivery tag stamped into a mandatory message's return-tag
+    /// header (confirms on).
+    /// - Throws: `invalid_message` when AMQP cannot frame it (nothing was appended).
+    private func encode(_ send: PendingSend, tag: UInt64, into frames: inout FrameEncoder) throws(AMQPError) {
+        var properties = send.message.properties
+        if configuration.confirm && send.message.mandatory { properties.headers[configuration.returnTagHeader] = .int(Int64(tag)) }
+        do {
+            try frames.publish(exchange: send.message.exchange, routingKey: send.message.routingKey,
+                               mandatory: send.message.mandatory, properties: properties, body: send.message.body)
+        } catch {
+            throw AMQPError(.invalidMessage, "outgoing connection '\(configuration.name)': \(error.reason)")
+        }
     }
 
     /// Bytes of frames written per `send(2)` at most (a batch of many large messages is

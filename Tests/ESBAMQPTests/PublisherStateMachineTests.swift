@@ -89,6 +89,31 @@ import Testing
         #expect(machine.windowRoom == 4)
     }
 
+    @Test func aReturnWithoutATagOrForAnUnknownOneChangesNothing() {
+        var machine = Self.connected()
+        _ = machine.submit(1)
+        _ = machine.published(machine.takeQueued(), now: 0)
+        #expect(machine.received(.returned(tag: nil, code: 312, text: "NO_ROUTE")).settlements.isEmpty)
+        #expect(machine.received(.returned(tag: 99, code: 312, text: "NO_ROUTE")).settlements.isEmpty)
+        #expect(Self.outcomes(machine.received(.ack(tag: 1, multiple: false)).settlements) == [1: .confirmed])
+    }
+
+    @Test func afterAReconnectTagsStartAtOneAndOldConfirmsAreGone() {
+        var machine = Self.connected()
+        for send in 1...2 { _ = machine.submit(send) }
+        _ = machine.published(machine.takeQueued(), now: 0)
+        let ended = machine.connectionEnded(AMQPError(.connectionFailed, "lost"), now: 0)
+        #expect(ended.settlements.count == 2)
+        _ = machine.startConnecting()
+        _ = machine.connected()
+        #expect(machine.nextTag == 1)
+        _ = machine.submit(3)
+        _ = machine.published(machine.takeQueued(), now: 0)
+        #expect(Self.outcomes(machine.received(.ack(tag: 2, multiple: true)).settlements) == [3: .confirmed],
+                "an ack numbered on the new channel settles only its sends")
+        #expect(machine.inFlight == 0)
+    }
+
     @Test func withConfirmsOffAWrittenSendIsDoneAndAPartlyWrittenOneFails() {
         var machine = Self.connected(confirm: false)
         for send in 1...3 { _ = machine.submit(send) }

@@ -108,12 +108,16 @@ import Testing
     }
 
     /// Issue 20: the sends waiting when a connection's owner wakes are encoded into one
-    /// buffer and written with one `send(2)`. The pool's one connection is still opening
-    /// when the 300 sends arrive, so they wait and go out together.
+    /// buffer and written with one `send(2)`. A stalled proxy holds the pool's one connection
+    /// in its handshake while the 300 sends arrive, so they all wait in the pool; once it
+    /// flows, the connection takes them together.
     @Test func sendsWaitingForTheConnectionGoOutInOneWrite() async throws {
         let queue = AMQPPeer.uniqueName("batch")
         try await AMQPPeer.declare(queue)
-        let pool = Self.pool("batch", size: 1)
+        let proxy = try await AMQPReliabilityTests.StallProxy()
+        defer { proxy.stop() }
+        try await proxy.stall()
+        let pool = Self.pool("batch", size: 1, port: proxy.port, acquireMilliseconds: 30_000)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<300 {
                 group.addTask {
@@ -121,9 +125,12 @@ import Testing
                                                         properties: BasicProperties(deliveryMode: 2, headers: ["n": .int(Int64(index))])))
                 }
             }
+            try await Task.sleep(for: .milliseconds(200))  // every send is parked: none can be written
+            #expect(pool.socketWrites == 0)
+            proxy.resume()
             try await group.waitForAll()
         }
-        #expect(pool.socketWrites > 0 && pool.socketWrites < 10, "300 publishes in \(pool.socketWrites) writes")
+        #expect(pool.socketWrites == 1, "300 publishes in \(pool.socketWrites) writes")
         let messages = try await AMQPPeer.get(queue)
         #expect(Set(messages.map(\.body)) == Set((0..<300).map(String.init)))
         _ = await pool.shutdown()

@@ -121,6 +121,19 @@ public struct PaginatorSettings: Sendable {
 // The methods of the `Paginator` extension above, read with no hop onto the actor. Their
 // documentation is theirs.
 extension _NonisolatedPaginator {
+    // The Paginator witnesses are plain nonisolated: a nonisolated(nonsending) witness of an
+    // actor-isolated requirement traps in Swift 6.3's witness thunk.
+
+    /// The number of items (one Redis call: LLEN, ZCARD or ZCOUNT; then cached).
+    public nonisolated var count: Int {
+        get async throws { try await _count() }
+    }
+
+    /// The items `range` of the source (one LRANGE, ZRANGE, ZREVRANGE or ZRANGEBYSCORE … LIMIT).
+    public nonisolated func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
+        try await _fetch(range)
+    }
+
     /// The number of pages.
     /// - Throws: ``ServiceError`` `argument.invalid` when `perPage` is below 1 or `orphans` below 0.
     public nonisolated(nonsending) var numPages: Int {

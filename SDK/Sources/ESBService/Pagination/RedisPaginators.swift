@@ -19,19 +19,6 @@ public actor ListPaginator: _NonisolatedPaginator {
         self.allowEmptyFirstPage = allowEmptyFirstPage
     }
 
-    // The Paginator witnesses are plain nonisolated: a nonisolated(nonsending) witness of
-    // an actor-isolated requirement traps in Swift 6.3's witness thunk.
-
-    /// The list's length (LLEN once, then cached).
-    public nonisolated var count: Int {
-        get async throws { try await _count() }
-    }
-
-    /// The items `range` of the list (one LRANGE).
-    public nonisolated func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
-        try await _fetch(range)
-    }
-
     @_documentation(visibility: internal)
     public nonisolated var _settings: PaginatorSettings {
         PaginatorSettings(perPage: perPage, orphans: orphans, allowEmptyFirstPage: allowEmptyFirstPage, name: "ListPaginator")
@@ -93,16 +80,6 @@ public actor ZSetPaginator: _NonisolatedPaginator {
         self.allowEmptyFirstPage = allowEmptyFirstPage
         self.descending = descending
         self.withScores = withScores
-    }
-
-    /// The set's size, or the members in the score range (ZCARD or ZCOUNT once, then cached).
-    public nonisolated var count: Int {
-        get async throws { try await _count() }
-    }
-
-    /// The members `range` in score order (one ZRANGE, ZREVRANGE or ZRANGEBYSCORE … LIMIT).
-    public nonisolated func fetch(_ range: Range<Int>) async throws -> (items: [String], scores: [Double]?) {
-        try await _fetch(range)
     }
 
     @_documentation(visibility: internal)

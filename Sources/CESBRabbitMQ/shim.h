@@ -22,6 +22,15 @@ static inline amqp_rpc_reply_t cesb_amqp_login_plain(
                       AMQP_SASL_METHOD_PLAIN, user, password);
 }
 
+// The same with client properties (a consumer announces consumer_cancel_notify in its
+// capabilities table, so that the broker tells it when its queue is deleted).
+static inline amqp_rpc_reply_t cesb_amqp_login_plain_with_properties(
+    amqp_connection_state_t state, const char *vhost, int channel_max, int frame_max,
+    int heartbeat, const amqp_table_t *properties, const char *user, const char *password) {
+    return amqp_login_with_properties(state, vhost, channel_max, frame_max, heartbeat, properties,
+                                      AMQP_SASL_METHOD_PLAIN, user, password);
+}
+
 // amqp_cstring_bytes is a function, but building amqp_bytes_t from a pointer and a
 // length is a struct literal in C; this keeps Swift call sites short.
 static inline amqp_bytes_t cesb_amqp_bytes(const void *bytes, size_t len) {
@@ -41,4 +50,7 @@ static const amqp_method_number_t CESB_CONNECTION_CLOSE = AMQP_CONNECTION_CLOSE_
 static const amqp_method_number_t CESB_CONNECTION_CLOSE_OK = AMQP_CONNECTION_CLOSE_OK_METHOD;
 static const amqp_method_number_t CESB_CONNECTION_BLOCKED = AMQP_CONNECTION_BLOCKED_METHOD;
 static const amqp_method_number_t CESB_CONNECTION_UNBLOCKED = AMQP_CONNECTION_UNBLOCKED_METHOD;
+static const amqp_method_number_t CESB_BASIC_DELIVER = AMQP_BASIC_DELIVER_METHOD;
+static const amqp_method_number_t CESB_BASIC_CANCEL = AMQP_BASIC_CANCEL_METHOD;
+static const amqp_method_number_t CESB_BASIC_CANCEL_OK = AMQP_BASIC_CANCEL_OK_METHOD;
 #endif

@@ -94,11 +94,22 @@ final class CArena {
             for (index, element) in elements.enumerated() { (values + index).initialize(to: self.field(element)) }
             field.kind = UInt8(AMQP_FIELD_KIND_ARRAY.rawValue)
             field.value.array = amqp_array_t(num_entries: Int32(elements.count), entries: values)
+        case .timestamp(let seconds):
+            field.kind = UInt8(AMQP_FIELD_KIND_TIMESTAMP.rawValue)
+            field.value.u64 = seconds
+        case .bytes(let data):
+            let memory = allocate(max(data.count, 1))
+            data.withUnsafeBytes { if let base = $0.baseAddress { memory.copyMemory(from: base, byteCount: $0.count) } }
+            field.kind = UInt8(AMQP_FIELD_KIND_BYTES.rawValue)
+            field.value.bytes = cesb_amqp_bytes(memory, data.count)
+        case .void:
+            field.kind = UInt8(AMQP_FIELD_KIND_VOID.rawValue)
         }
         return field
     }
 
-    /// Reads a field table the broker sent (integers of every width become `.int`).
+    /// Reads a field table the broker sent (integers of every width become `.int`, decimals
+    /// and floats `.double`).
     static func decode(_ table: amqp_table_t) -> [String: HeaderValue] {
         var result: [String: HeaderValue] = [:]
         for index in 0..<Int(table.num_entries) {
@@ -110,8 +121,11 @@ final class CArena {
 
     private static func decode(_ field: amqp_field_value_t) -> HeaderValue {
         switch Int32(field.kind) {
-        case Int32(AMQP_FIELD_KIND_UTF8.rawValue), Int32(AMQP_FIELD_KIND_BYTES.rawValue):
+        case Int32(AMQP_FIELD_KIND_UTF8.rawValue):
             return .string(Connection.string(field.value.bytes))
+        case Int32(AMQP_FIELD_KIND_BYTES.rawValue):
+            let bytes = field.value.bytes
+            return .bytes(bytes.len > 0 && bytes.bytes != nil ? Data(bytes: bytes.bytes, count: bytes.len) : Data())
         case Int32(AMQP_FIELD_KIND_BOOLEAN.rawValue): return .bool(field.value.boolean != 0)
         case Int32(AMQP_FIELD_KIND_I8.rawValue): return .int(Int64(field.value.i8))
         case Int32(AMQP_FIELD_KIND_U8.rawValue): return .int(Int64(field.value.u8))
@@ -120,15 +134,20 @@ final class CArena {
         case Int32(AMQP_FIELD_KIND_I32.rawValue): return .int(Int64(field.value.i32))
         case Int32(AMQP_FIELD_KIND_U32.rawValue): return .int(Int64(field.value.u32))
         case Int32(AMQP_FIELD_KIND_I64.rawValue): return .int(field.value.i64)
-        case Int32(AMQP_FIELD_KIND_U64.rawValue), Int32(AMQP_FIELD_KIND_TIMESTAMP.rawValue):
+        case Int32(AMQP_FIELD_KIND_U64.rawValue):
             return .int(Int64(truncatingIfNeeded: field.value.u64))
+        case Int32(AMQP_FIELD_KIND_TIMESTAMP.rawValue): return .timestamp(field.value.u64)
+        case Int32(AMQP_FIELD_KIND_DECIMAL.rawValue):
+            let decimal = field.value.decimal
+            return .double(Double(Int32(bitPattern: decimal.value)) / pow(10, Double(decimal.decimals)))
+        case Int32(AMQP_FIELD_KIND_VOID.rawValue): return .void
         case Int32(AMQP_FIELD_KIND_F32.rawValue): return .double(Double(field.value.f32))
         case Int32(AMQP_FIELD_KIND_F64.rawValue): return .double(field.value.f64)
         case Int32(AMQP_FIELD_KIND_TABLE.rawValue): return .table(decode(field.value.table))
         case Int32(AMQP_FIELD_KIND_ARRAY.rawValue):
             let array = field.value.array
             return .array((0..<Int(array.num_entries)).map { decode(array.entries[$0]) })
-        default: return .string("")
+        default: return .void
         }
     }
 }

@@ -54,3 +54,27 @@ public struct PoolConfiguration: Sendable, Equatable {
         self.returnTagHeader = returnTagHeader
     }
 }
+
+/// The consumers of one queue (a `channel_amqp` object).
+public struct ConsumerConfiguration: Sendable, Equatable {
+    /// The channel's name, used in every message.
+    public var name: String
+    public var broker: BrokerConfiguration
+    public var queue: String
+    /// `consumers`, default 1: each its own connection, channel and owner thread.
+    public var consumers: Int = 1
+    /// `prefetch`, default 10: unacked deliveries per consumer (`basic.qos`).
+    public var prefetch: Int = 10
+    /// First reconnect delay; doubles up to ``maximumBackoffSeconds``, with jitter.
+    public var initialBackoffSeconds: Double = 1
+    public var maximumBackoffSeconds: Double = 60
+    /// Consumer tags are this plus `.N` (the consumer's index), for the broker's listings.
+    public var consumerTagPrefix: String
+
+    public init(name: String, broker: BrokerConfiguration, queue: String, consumerTagPrefix: String) {
+        self.name = name
+        self.broker = broker
+        self.queue = queue
+        self.consumerTagPrefix = consumerTagPrefix
+    }
+}

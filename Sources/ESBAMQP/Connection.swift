@@ -2,7 +2,8 @@ import CESBRabbitMQ
 import Foundation
 
 /// One librabbitmq connection with one channel: a C handle used from exactly one thread
-/// (its ``ConnectionWorker``'s), freed in `deinit`. Every call here may block.
+/// (its ``ConnectionWorker``'s or ``ConsumerWorker``'s), freed in `deinit`. Every call here
+/// may block.
 final class Connection {
     /// What arrived from the broker.
     enum Incoming {
@@ -14,27 +15,38 @@ final class Connection {
         case connectionClosed(code: Int, text: String)
         case blocked(reason: String)
         case unblocked
+        /// A message for a consumer (Basic.Deliver with its content).
+        case deliver(IncomingDelivery)
+        /// The broker cancelled a consumer (its queue was deleted, its node went down).
+        case cancelled(consumerTag: String)
         case other
     }
 
-    private let state: amqp_connection_state_t
+    let state: amqp_connection_state_t
     private(set) var channel: amqp_channel_t = 1
     private let broker: BrokerConfiguration
     private let confirm: Bool
-    private let name: String
+    /// How messages name what the connection serves: `outgoing connection 'crm'`.
+    private let label: String
     /// The header stamping a mandatory message with its delivery tag, to match returns.
     private let returnTagHeader: String
+    /// A consumer's: announce `consumer_cancel_notify` at login.
+    private let consumes: Bool
 
-    /// A fresh, unconnected handle; ``open()`` connects it.
-    init(broker: BrokerConfiguration, confirm: Bool, name: String, returnTagHeader: String) throws(AMQPError) {
+    /// A fresh, unconnected handle; ``open()`` connects it. `role` names the object in
+    /// messages (`outgoing connection`, `AMQP channel`).
+    init(broker: BrokerConfiguration, confirm: Bool, name: String, returnTagHeader: String,
+         role: String = "outgoing connection", consumes: Bool = false) throws(AMQPError) {
+        let label = "\(role) '\(name)'"
         guard let state = amqp_new_connection() else {
-            throw AMQPError(.connectionFailed, "outgoing connection '\(name)': cannot allocate a librabbitmq connection")
+            throw AMQPError(.connectionFailed, "\(label): cannot allocate a librabbitmq connection")
         }
         self.state = state
         self.broker = broker
         self.confirm = confirm
-        self.name = name
+        self.label = label
         self.returnTagHeader = returnTagHeader
+        self.consumes = consumes
     }
 
     deinit { amqp_destroy_connection(state) }
@@ -106,8 +118,17 @@ final class Connection {
         guard opened == AMQP_STATUS_OK.rawValue else { throw failure("cannot connect to \(broker.address): \(Self.describe(opened))") }
         _ = amqp_set_handshake_timeout(state, &timeout)
         _ = amqp_set_rpc_timeout(state, &timeout)
-        try check(cesb_amqp_login_plain(state, broker.virtualHost, 0, Int32(broker.frameMax), Int32(broker.heartbeatSeconds),
-                                        broker.username, broker.password), "login to \(broker.address)")
+        if consumes {
+            // The broker tells a consumer that announces it when its queue goes away.
+            let arena = CArena()
+            var properties = arena.table(["capabilities": .table(["consumer_cancel_notify": .bool(true)])])
+            try check(cesb_amqp_login_plain_with_properties(state, broker.virtualHost, 0, Int32(broker.frameMax),
+                                                            Int32(broker.heartbeatSeconds), &properties,
+                                                            broker.username, broker.password), "login to \(broker.address)")
+        } else {
+            try check(cesb_amqp_login_plain(state, broker.virtualHost, 0, Int32(broker.frameMax), Int32(broker.heartbeatSeconds),
+                                            broker.username, broker.password), "login to \(broker.address)")
+        }
         try openChannel()
     }
 
@@ -187,6 +208,12 @@ final class Connection {
             return .blocked(reason: Self.string(blocked.reason))
         case CESB_CONNECTION_UNBLOCKED:
             return .unblocked
+        case CESB_BASIC_DELIVER:
+            let deliver = method.decoded.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
+            return .deliver(try readDelivery(deliver))
+        case CESB_BASIC_CANCEL:
+            let cancel = method.decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
+            return .cancelled(consumerTag: Self.string(cancel.consumer_tag))
         default:
             return .other
         }
@@ -212,11 +239,11 @@ final class Connection {
 
     // MARK: Errors
 
-    private func failure(_ what: String) -> AMQPError {
-        AMQPError(.connectionFailed, "outgoing connection '\(name)' (\(broker.address)): \(what)")
+    func failure(_ what: String) -> AMQPError {
+        AMQPError(.connectionFailed, "\(label) (\(broker.address)): \(what)")
     }
 
-    private func check(_ reply: amqp_rpc_reply_t, _ what: String) throws(AMQPError) {
+    func check(_ reply: amqp_rpc_reply_t, _ what: String) throws(AMQPError) {
         switch reply.reply_type {
         case AMQP_RESPONSE_NORMAL:
             return

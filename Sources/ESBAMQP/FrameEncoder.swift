@@ -169,6 +169,16 @@ struct FrameEncoder {
                 try checkFrameSize()
             }
             patchLength(at: lengthAt)
+        case .timestamp(let seconds):
+            bytes.append(UInt8(ascii: "T"))
+            appendUInt64(seconds)
+        case .bytes(let data):
+            bytes.append(UInt8(ascii: "x"))
+            try checkFrameSize(adding: 4 + data.count)
+            appendUInt32(UInt32(data.count))
+            bytes.append(contentsOf: data)
+        case .void:
+            bytes.append(UInt8(ascii: "V"))
         }
     }
 

@@ -8,6 +8,10 @@ public indirect enum HeaderValue: Sendable, Equatable {
     case bool(Bool)
     case table([String: HeaderValue])
     case array([HeaderValue])
+    /// Seconds since the epoch.
+    case timestamp(UInt64)
+    case bytes(Data)
+    case void
 }
 
 /// AMQP basic properties; `nil` fields are not sent.

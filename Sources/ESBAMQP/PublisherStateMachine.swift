@@ -251,7 +251,7 @@ struct PublisherStateMachine<Send> {
             action.end = AMQPError(.connectionFailed, "outgoing connection '\(name)': the broker closed the connection: \(code) \(text)")
         case .blocked(let reason):
             action.change = change(to: .connected, error: "the broker blocked publishing: \(reason)")
-        case .unblocked, .other:
+        case .unblocked, .other, .deliver, .cancelled:
             break
         }
         return action

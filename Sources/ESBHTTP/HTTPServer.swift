@@ -42,6 +42,7 @@ public enum HTTPServer {
         EnmasseRoutes(store: runtime.objects).register(on: api)
         DashboardRoutes(state: state, invoker: runtime.invoker, registry: runtime.registry, deploymentRegistry: runtime.deployments,
                         startup: runtime.startup, asyncStore: runtime.asyncStore, objects: runtime.objects, amqp: runtime.amqp,
+                        amqpChannels: runtime.amqpChannels,
                         sessions: DashboardSessions(state: state), signIns: signIns)
             .register(on: router)
 

@@ -23,7 +23,7 @@ public enum PluginLoader {
             throw PluginLoadError(path: path, reason: "its manifest is a \(type(of: object)), not this server's ServicePlugin: the library was built against another copy of ESBService")
         }
         guard plugin.abiVersion == ServicePlugin.currentABIVersion else {
-            throw PluginLoadError(path: path, reason: "built for plugin ABI \(plugin.abiVersion); this server speaks \(ServicePlugin.currentABIVersion)")
+            throw PluginLoadError(path: path, reason: "built for plugin ABI \(plugin.abiVersion); this server speaks \(ServicePlugin.currentABIVersion): rebuild it against this server's SDK (or drop its .swift source instead)")
         }
         return plugin
     }

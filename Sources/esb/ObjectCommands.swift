@@ -38,6 +38,11 @@ enum ChannelsGroup: ObjectCommandGroup {
     static let createUsage = "NAME url_path=/orders/{id} service=orders.get [method=GET] [data_format=json] [security=NAME] [is_active=false]"
 }
 
+enum AMQPChannelsGroup: ObjectCommandGroup {
+    static let apiPath = "/esb/api/channels/amqp"
+    static let createUsage = "NAME def=DEF queue=Q service=S [consumers=1] [prefetch=10] [max_attempts=3] [retry_delay_ms=1000] [data_format=text|json|xml] [is_active=true]"
+}
+
 enum SecurityGroup: ObjectCommandGroup {
     static let apiPath = "/esb/api/security/basic-auth"
     static let createUsage = "NAME username=U [realm=R] [password=P]"
@@ -102,8 +107,14 @@ struct DeleteObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
 
 struct ChannelsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "channels", abstract: "HTTP channels (channel_plain_http).",
-        subcommands: ObjectSubcommands<ChannelsGroup>.all)
+        commandName: "channels", abstract: "HTTP channels (channel_plain_http); `channels amqp …`: AMQP channels.",
+        subcommands: ObjectSubcommands<ChannelsGroup>.all + [AMQPChannelsCommand.self])
+}
+
+struct AMQPChannelsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "amqp", abstract: "AMQP channels (channel_amqp): consumers of a queue that invoke a service.",
+        subcommands: ObjectSubcommands<AMQPChannelsGroup>.all)
 }
 
 struct SecurityCommand: AsyncParsableCommand {

@@ -97,7 +97,10 @@ enum Daemon {
         await runtime.channels.start()
         await runtime.amqp.start()
         await runtime.http.start()
+        // Services are deployed and the pools they send through exist: consumers may start.
+        await runtime.amqpChannels.start()
         metrics.addRefresher { runtime.amqp.refreshGauges() }
+        metrics.addRefresher { runtime.amqpChannels.refreshGauges() }
         let startupServices = OnceListening { await runtime.startup.run() }
 
         let app: Application<RouterResponder<ESBRequestContext>>
@@ -126,6 +129,8 @@ enum Daemon {
             // After the pools it rebuilds, so it stops before they drain.
             .init(service: ObjectChangeFeed(store: runtime.objects, logger: logger), successTerminationBehavior: .ignore),
             .init(service: runtime.asyncScheduler),
+            // Consumers stop before the pools their services send through drain.
+            .init(service: runtime.amqpChannels),
             // Request tasks run on the service threads: a channel request is read, served and
             // answered with no hop between thread pools (the executor grows past blocked services).
             .init(service: ExecutorPreferringService(app, executor: runtime.invoker.executor)),

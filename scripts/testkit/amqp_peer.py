@@ -6,6 +6,8 @@
   amqp_peer.py count QUEUE              # messages ready in QUEUE
   amqp_peer.py bodies QUEUE             # JSON array of every body in QUEUE (consumed, fast)
   amqp_peer.py delete QUEUE [--exchange X]
+  amqp_peer.py publish QUEUE --body B [--count N] [--header K=V ...] [--transient]   # confirmed, to the default exchange
+With declare, --dead-letter DLQ also declares DLQ and dead-letters QUEUE's rejects into it.
 The broker is ESB_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2F).
 """
 import argparse, base64, json, os, sys
@@ -38,7 +40,7 @@ def plain(value):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["declare", "get", "count", "delete", "bodies"])
+    parser.add_argument("command", choices=["declare", "get", "count", "delete", "bodies", "publish"])
     parser.add_argument("queue")
     parser.add_argument("--exchange")
     parser.add_argument("--type", default="direct")
@@ -47,6 +49,10 @@ def main():
     parser.add_argument("--max-priority", type=int)
     parser.add_argument("--max-length", type=int, help="with reject-publish overflow: the broker nacks what does not fit")
     parser.add_argument("--max", type=int, default=1_000_000)
+    parser.add_argument("--dead-letter")
+    parser.add_argument("--body", default="")
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--header", action="append", default=[])
     args = parser.parse_args()
     connection = connect()
     channel = connection.channel()
@@ -56,6 +62,9 @@ def main():
             arguments["x-max-priority"] = args.max_priority
         if args.max_length is not None:
             arguments.update({"x-max-length": args.max_length, "x-overflow": "reject-publish"})
+        if args.dead_letter:
+            channel.queue_declare(args.dead_letter, durable=not args.transient)
+            arguments.update({"x-dead-letter-exchange": "", "x-dead-letter-routing-key": args.dead_letter})
         channel.queue_declare(args.queue, durable=not args.transient, arguments=arguments or None)
         if args.exchange:
             channel.exchange_declare(args.exchange, exchange_type=args.type, durable=not args.transient)
@@ -76,6 +85,13 @@ def main():
                     break
             channel.cancel()
         json.dump(bodies, sys.stdout)
+    elif args.command == "publish":
+        channel.confirm_delivery()
+        headers = dict(h.split("=", 1) for h in args.header)
+        properties = pika.BasicProperties(delivery_mode=1 if args.transient else 2, headers=headers or None)
+        for _ in range(args.count):
+            channel.basic_publish("", args.queue, args.body.encode(), properties, mandatory=True)
+        print("ok")
     elif args.command == "delete":
         channel.queue_delete(args.queue)
         if args.exchange:

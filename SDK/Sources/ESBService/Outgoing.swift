@@ -82,6 +82,12 @@ public indirect enum AMQPHeaderValue: Sendable, Equatable, ExpressibleByStringLi
     case bool(Bool)
     case table([String: AMQPHeaderValue])
     case array([AMQPHeaderValue])
+    /// An AMQP timestamp: whole seconds since the epoch.
+    case timestamp(Date)
+    /// An AMQP byte array.
+    case bytes(Data)
+    /// An AMQP void (no value).
+    case void
 
     public init(stringLiteral value: String) { self = .string(value) }
     public init(integerLiteral value: Int) { self = .int(value) }
@@ -90,6 +96,35 @@ public indirect enum AMQPHeaderValue: Sendable, Equatable, ExpressibleByStringLi
     public init(arrayLiteral elements: AMQPHeaderValue...) { self = .array(elements) }
     public init(dictionaryLiteral elements: (String, AMQPHeaderValue)...) {
         self = .table(Dictionary(elements, uniquingKeysWith: { $1 }))
+    }
+}
+
+/// One message a queue delivered to a service through an AMQP channel (`request.amqp`).
+public struct AMQPDelivery: Sendable, Equatable {
+    /// The exchange it was published to (empty: the default exchange).
+    public var exchange: String
+    public var routingKey: String
+    /// The broker delivered it before, to this or another consumer that did not ack it:
+    /// the service may already have handled it (at least once).
+    public var redelivered: Bool
+    /// The broker's tag, unique per channel and connection (not across reconnects).
+    public var deliveryTag: UInt64
+    /// Which call of the service this is for this delivery, from 1 up to the channel's
+    /// `max_attempts`; it starts at 1 again after a redelivery.
+    public var attempt: Int
+    public var properties: AMQPProperties
+    /// Every header, with its AMQP type (`request.headers` holds the string-valued ones).
+    public var headers: [String: AMQPHeaderValue]
+
+    public init(exchange: String = "", routingKey: String = "", redelivered: Bool = false, deliveryTag: UInt64 = 0,
+                attempt: Int = 1, properties: AMQPProperties = .init(), headers: [String: AMQPHeaderValue] = [:]) {
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.redelivered = redelivered
+        self.deliveryTag = deliveryTag
+        self.attempt = attempt
+        self.properties = properties
+        self.headers = headers
     }
 }
 

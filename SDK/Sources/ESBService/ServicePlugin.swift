@@ -8,7 +8,8 @@ public final class ServicePlugin: Sendable {
     /// The C symbol every plugin exports.
     public static let entryPointSymbol = "esb_plugin_main"
     /// Bumped when the plugin ABI changes; the server refuses other versions.
-    public static let currentABIVersion = 1
+    /// 2: `ServiceRequest.amqp` (``AMQPDelivery``) and three more ``AMQPHeaderValue`` cases.
+    public static let currentABIVersion = 2
 
     /// The ABI version the plugin was built against.
     public let abiVersion: Int

@@ -100,5 +100,27 @@ public enum ObjectKinds {
             .init("follow_redirects", .bool, default: .bool(false)),
         ])
 
-    public static let all = [basicAuth, httpChannel, amqpDefinition, amqpOutconn, httpOutconn]
+    /// `channel_amqp`: consumers of a queue that invoke a service per message and ack it
+    /// once the service returned. The ranges keep `max_attempts × retry_delay_ms` (19 min at
+    /// most) below RabbitMQ's default `consumer_timeout` of 30 min.
+    public static let amqpChannel = ObjectKind(
+        name: "channel_amqp", label: "AMQP channel",
+        fields: [
+            .init("def", .string, references: "def_amqp", check: { value in
+                value.string.map { $0.isEmpty || $0 == "none" } ?? true ? "must name an AMQP definition" : nil
+            }),
+            .init("queue", .string, check: { value in
+                guard let queue = value.string, !queue.isEmpty else { return "must not be empty" }
+                return queue.utf8.count > 255 ? "must be at most 255 bytes" : nil
+            }),
+            .init("service", .string, check: ObjectKind.Field.nonEmpty),
+            .init("is_active", .bool, default: .bool(true)),
+            .init("consumers", .int, default: .int(1), check: ObjectKind.Field.range(1...64)),
+            .init("prefetch", .int, default: .int(10), check: ObjectKind.Field.range(1...65535)),
+            .init("max_attempts", .int, default: .int(3), check: ObjectKind.Field.range(1...20)),
+            .init("retry_delay_ms", .int, default: .int(1000), check: ObjectKind.Field.range(0...60_000)),
+            .init("data_format", .string, default: .string("text"), allowed: ["text", "json", "xml"]),
+        ])
+
+    public static let all = [basicAuth, httpChannel, amqpDefinition, amqpOutconn, amqpChannel, httpOutconn]
 }

@@ -19,6 +19,8 @@ public struct ServiceRuntime: Sendable {
     public let channels: ChannelRouter
     /// Pooled outgoing AMQP connections.
     public let amqp: AMQPOutconns
+    /// Consumers of queues that invoke services (AMQP channels).
+    public let amqpChannels: AMQPChannels
     /// Redis for services.
     public let kvdb: KVDBService
     /// Pooled outgoing HTTP connections.
@@ -53,6 +55,8 @@ public struct ServiceRuntime: Sendable {
         invoker = ServiceInvoker(registry: registry, executor: ServiceExecutor(threads: max(2, ProcessInfo.processInfo.activeProcessorCount)),
                                  outgoing: OutgoingConnections(amqp: amqp, kvdb: kvdb, http: http), async: asyncStore,
                                  ledger: ledger, logger: logger)
+        amqpChannels = AMQPChannels(store: objects, invoker: invoker, server: config.main.name,
+                                    gracefulSeconds: { state.config.main.gracefulShutdownSeconds }, logger: logger)
         asyncScheduler = AsyncScheduler(store: asyncStore, invoker: invoker, settings: config.async, logger: logger)
         state.onReload { [asyncScheduler] config in asyncScheduler.apply(config.async) }
         deployments = DeploymentStore(odb: state.odb, server: config.main.name)
@@ -67,6 +71,7 @@ public struct ServiceRuntime: Sendable {
         startup = StartupServices(config: config, invoker: invoker, logger: logger)
         channels = ChannelRouter(store: objects, logger: logger)
         state.addHealthSource { [amqp] in amqp.health() }
+        state.addHealthSource { [amqpChannels] in amqpChannels.health() }
         state.addHealthSource { [kvdb] in kvdb.health() }
         pickup = PickupWatcher(directory: config.hotDeploy.pickupDir, deployer: deployer, logger: logger,
                                deleteAfterPickup: { state.config.hotDeploy.deleteAfterPickup },

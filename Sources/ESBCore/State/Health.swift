@@ -17,17 +17,20 @@ public struct HealthReport: Sendable, Codable, Equatable {
         public var critical: Bool
         /// An AMQP outconn's connections.
         public var pool: PoolHealth?
+        /// An AMQP channel's consumers.
+        public var channel: ChannelHealth?
         /// The ODB's engine: `sqlite` or `postgresql`.
         public var engine: String?
         /// The cluster this server belongs to, as the ODB lists it.
         public var cluster: ClusterHealth?
 
         public init(status: Status, detail: String? = nil, critical: Bool = false, pool: PoolHealth? = nil,
-                    engine: String? = nil, cluster: ClusterHealth? = nil) {
+                    engine: String? = nil, cluster: ClusterHealth? = nil, channel: ChannelHealth? = nil) {
             self.status = status
             self.detail = detail
             self.critical = critical
             self.pool = pool
+            self.channel = channel
             self.engine = engine
             self.cluster = cluster
         }

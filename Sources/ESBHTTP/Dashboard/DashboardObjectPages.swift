@@ -6,12 +6,14 @@ import NIOFoundationCompat
 
 /// Dashboard pages for every kind of configuration object, generated from its fields: a list
 /// with a create form, and per object an edit form, delete, password change and, for
-/// outgoing AMQP connections, a test publish and the live pool state. They go through the
+/// outgoing AMQP connections, a test publish and the live pool state, for AMQP channels each
+/// consumer's live state. They go through the
 /// same ``ObjectStore`` as the API and enmasse, so all three agree.
 struct DashboardObjectPages {
     let state: ServerState
     let objects: ObjectStore
     let amqp: AMQPOutconns
+    let amqpChannels: AMQPChannels
     let sessions: DashboardSessions
 
     func register(on dashboard: RouterGroup<ESBRequestContext>) {
@@ -141,6 +143,7 @@ struct DashboardObjectPages {
         var content = HTML.notice(request.uri.queryParameters["notice"].map(String.init))
             + (message.map { HTML.notice($0.0, error: $0.1) } ?? "")
         if kind.name == ObjectKinds.amqpOutconn.name { content += poolState(name) + publishForm(request, base: base) }
+        if kind.name == ObjectKinds.amqpChannel.name { content += consumerState(name) }
         content += "<h2>Edit</h2>" + HTML.form(action: base, csrf: csrf(request), id: "edit", submit: "Save",
                                                try await fieldInputs(kind, values: object, input: input, creating: false))
         if let secretField = kind.secretField {
@@ -165,6 +168,19 @@ struct DashboardObjectPages {
             + HTML.table(["connection", "status", "in flight", "reconnects", "last error"], rows, id: "pool")
     }
 
+    /// Each consumer's state as of this request (reload the page to follow it).
+    private func consumerState(_ name: String) -> String {
+        guard let component = amqpChannels.state(name) else { return "" }
+        let rows = (component.channel?.consumers ?? []).map { consumer in
+            [String(consumer.index), HTML.badge(consumer.status), String(consumer.inFlight), String(consumer.consumed),
+             String(consumer.handled), String(consumer.failed), String(consumer.rejected), String(consumer.reconnects),
+             HTML.escape(consumer.lastError ?? "")]
+        }
+        return "<h2>Consumers</h2><p id=\"consumer-status\">\(HTML.badge(component.status.rawValue)) \(HTML.escape(component.detail ?? ""))</p>"
+            + HTML.table(["consumer", "status", "in flight", "consumed", "handled", "failed", "rejected", "reconnects", "last error"],
+                         rows, id: "consumers")
+    }
+
     private func publishForm(_ request: Request, base: String) -> String {
         "<h2>Test publish</h2>" + HTML.form(action: base + "/publish", csrf: csrf(request), id: "publish", submit: "Publish", """
             <label>Exchange <input type="text" name="exchange" placeholder="(default exchange)"></label>
@@ -180,6 +196,7 @@ struct DashboardObjectPages {
         case ObjectKinds.amqpDefinition.name: "AMQP definitions"
         case ObjectKinds.amqpOutconn.name: "Outgoing AMQP connections"
         case ObjectKinds.httpChannel.name: "HTTP channels"
+        case ObjectKinds.amqpChannel.name: "AMQP channels"
         case ObjectKinds.httpOutconn.name: "Outgoing HTTP connections"
         case ObjectKinds.basicAuth.name: "Basic-auth definitions"
         default: kind.label

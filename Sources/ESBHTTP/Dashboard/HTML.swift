@@ -75,6 +75,7 @@ enum HTML {
                      ("outconn_amqp", "/esb/dashboard/objects/outconn_amqp", "Outgoing AMQP"),
                      ("outconn_plain_http", "/esb/dashboard/objects/outconn_plain_http", "Outgoing HTTP"),
                      ("channel_plain_http", "/esb/dashboard/objects/channel_plain_http", "HTTP channels"),
+                     ("channel_amqp", "/esb/dashboard/objects/channel_amqp", "AMQP channels"),
                      ("def_sec", "/esb/dashboard/objects/def_sec", "Basic auth"),
                      ("enmasse", "/esb/dashboard/enmasse", "enmasse"), ("cluster", "/esb/dashboard/cluster", "Cluster")]
         let nav = links.map { key, href, label in

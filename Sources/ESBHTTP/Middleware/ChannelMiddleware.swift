@@ -36,11 +36,10 @@ struct ChannelMiddleware: RouterMiddleware {
             }
             let limit = channel.maxBodyBytes ?? state.config.main.maxBodyBytes
             let body = Data(buffer: try await request.body.collect(upTo: limit))
-            if channel.dataFormat == "json", !body.isEmpty, let problem = JSONSyntax.problem(in: body) {
-                throw APIError(.badRequest, code: "invalid_json", "channel '\(channel.name)' expects a JSON body (data_format json): \(problem)")
-            }
-            if channel.dataFormat == "xml", !body.isEmpty, let problem = Self.xmlProblem(body) {
-                throw APIError(.badRequest, code: "invalid_xml", "channel '\(channel.name)' expects an XML body (data_format xml): \(problem)")
+            if !body.isEmpty, let problem = PayloadFormat.problem(in: body, format: channel.dataFormat) {
+                let format = channel.dataFormat
+                throw APIError(.badRequest, code: "invalid_\(format)",
+                               "channel '\(channel.name)' expects a\(format == "xml" ? "n XML" : " JSON") body (data_format \(format)): \(problem)")
             }
             let cid = ServiceInvoker.newCID()
             let serviceRequest = ServiceRequest(
@@ -73,18 +72,6 @@ struct ChannelMiddleware: RouterMiddleware {
             throw error
         case .throttled(let retryAfter):
             throw APIError.throttled(retryAfter: retryAfter)
-        }
-    }
-
-    /// Why `body` is not accepted as XML, or nil: the SDK's own check, as a service would see it.
-    static func xmlProblem(_ body: Data) -> String? {
-        do {
-            _ = try ServiceRequest(payload: body, channel: "http", cid: "").xml()
-            return nil
-        } catch let error as ServiceError {
-            return error.message
-        } catch {
-            return "\(error)"
         }
     }
 }

@@ -110,7 +110,7 @@ indirect enum JSONValue: Decodable, Sendable {
         else { self = .object(try container.decode([String: JSONValue].self)) }
     }
 
-    /// As an AMQP header value (null becomes an empty string: AMQP tables have void, the SDK does not).
+    /// As an AMQP header value (null is AMQP's void).
     var header: AMQPHeaderValue {
         switch self {
         case .string(let text): .string(text)
@@ -119,7 +119,7 @@ indirect enum JSONValue: Decodable, Sendable {
         case .bool(let flag): .bool(flag)
         case .array(let values): .array(values.map(\.header))
         case .object(let fields): .table(fields.mapValues(\.header))
-        case .null: .string("")
+        case .null: .void
         }
     }
 

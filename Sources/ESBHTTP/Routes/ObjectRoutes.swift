@@ -16,6 +16,7 @@ struct ObjectRoutes {
         (ObjectKinds.httpChannel, "channels/http"),
         (ObjectKinds.amqpDefinition, "definitions/amqp"),
         (ObjectKinds.amqpOutconn, "outgoing/amqp"),
+        (ObjectKinds.amqpChannel, "channels/amqp"),
         (ObjectKinds.httpOutconn, "outgoing/http"),
     ]
 

@@ -26,13 +26,31 @@ enum AMQPPeer {
     }
 
     /// A durable queue, bound to a new direct exchange of its own name when `exchange` is set.
+    /// With `deadLetter`, that queue too, receiving what `queue` dead-letters (rejects).
     static func declare(_ queue: String, exchange: String? = nil, key: String? = nil, maxPriority: Int? = nil,
-                        maxLength: Int? = nil) async throws {
+                        maxLength: Int? = nil, deadLetter: String? = nil) async throws {
         var arguments = ["declare", queue]
+        if let deadLetter { arguments += ["--dead-letter", deadLetter] }
         if let maxLength { arguments += ["--max-length", String(maxLength)] }
         if let exchange { arguments += ["--exchange", exchange, "--key", key ?? queue] }
         if let maxPriority { arguments += ["--max-priority", String(maxPriority)] }
         try await run(arguments)
+    }
+
+    /// Publishes `count` persistent copies of `body` to `queue` (default exchange), confirmed.
+    static func publish(_ queue: String, _ body: String, count: Int = 1, headers: [String: String] = [:]) async throws {
+        try await run(["publish", queue, "--body", body, "--count", String(count)]
+                      + headers.sorted(by: { $0.key < $1.key }).flatMap { ["--header", "\($0.key)=\($0.value)"] })
+    }
+
+    /// Messages delivered to consumers and not yet acked, as the broker counts them.
+    static func unacked(_ queue: String) async throws -> Int {
+        let result = try await runCommand("/usr/bin/env", ["rabbitmqctl", "-q", "list_queues", "name", "messages_unacknowledged"])
+        for line in result.stdout.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+            if fields.count == 2, fields[0] == queue { return Int(fields[1]) ?? -1 }
+        }
+        return -1
     }
 
     static func get(_ queue: String) async throws -> [Message] {

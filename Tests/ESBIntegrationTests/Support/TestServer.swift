@@ -119,6 +119,20 @@ final class TestServer: @unchecked Sendable {
 
     var admin: (String, String) { ("admin", password) }
 
+    /// A dashboard page as a signed-in browser gets it (curl with a cookie jar).
+    func dashboardPage(_ path: String) async throws -> String {
+        let jar = directory + "/cookies.txt", base = "http://127.0.0.1:\(port)"
+        let form = try await runCommand("/usr/bin/env", ["curl", "-s", "-c", jar, "-b", jar, base + "/esb/dashboard/login"]).stdout
+        guard let range = form.range(of: #"name="csrf" value="([^"]+)""#, options: .regularExpression) else {
+            throw TestFailure("no csrf token on the sign-in page: \(form)")
+        }
+        let token = form[range].split(separator: "\"")[3]
+        _ = try await runCommand("/usr/bin/env", ["curl", "-s", "-c", jar, "-b", jar, "--data-urlencode", "csrf=\(token)",
+                                                  "--data-urlencode", "username=admin", "--data-urlencode", "password=\(password)",
+                                                  base + "/esb/dashboard/login"])
+        return try await runCommand("/usr/bin/env", ["curl", "-s", "-b", jar, base + path]).stdout
+    }
+
     /// Runs the `esb` command line against this server (ESB_URL, ESB_USER, ESB_PASSWORD).
     func esb(_ arguments: [String]) async throws -> CommandResult {
         let environment = ProcessInfo.processInfo.environment.merging([

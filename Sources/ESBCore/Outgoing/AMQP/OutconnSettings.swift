@@ -16,19 +16,8 @@ struct OutconnSettings: Sendable, Equatable {
     /// Builds the settings from the stored objects; every field is set, from the object or
     /// the field table's default (the client library's own defaults never apply).
     init(outconn fields: ObjectFields, definition definitionFields: ObjectFields, password: String?) {
-        let definition = ObjectValues(ObjectKinds.amqpDefinition, definitionFields)
         let outconn = ObjectValues(ObjectKinds.amqpOutconn, fields)
-        var broker = BrokerConfiguration(host: definition.string("host"))
-        broker.port = definition.int("port")
-        broker.virtualHost = definition.string("vhost")
-        broker.username = definition.string("username")
-        broker.password = password ?? ""
-        broker.frameMax = definition.int("frame_max")
-        broker.heartbeatSeconds = definition.int("heartbeat")
-        broker.connectTimeoutMilliseconds = definition.int("connect_timeout_ms")
-        broker.tls = definition.bool("tls")
-        broker.tlsCAPath = definition["tls_ca_path"].string.flatMap { $0.isEmpty ? nil : $0 }
-        broker.tlsVerify = definition.bool("tls_verify")
+        let broker = Self.broker(definitionFields, password: password)
         var pool = PoolConfiguration(name: outconn.name, broker: broker, returnTagHeader: Self.returnTagHeader)
         pool.size = outconn.int("pool_size")
         pool.confirm = outconn.bool("confirm")
@@ -43,6 +32,23 @@ struct OutconnSettings: Sendable, Equatable {
             expiration: outconn["expiration"].int, userId: outconn["user_id"].string, appId: outconn["app_id"].string)
     }
 
+    /// A `def_amqp` object's broker, every field set from the object or its default.
+    static func broker(_ fields: ObjectFields, password: String?) -> BrokerConfiguration {
+        let definition = ObjectValues(ObjectKinds.amqpDefinition, fields)
+        var broker = BrokerConfiguration(host: definition.string("host"))
+        broker.port = definition.int("port")
+        broker.virtualHost = definition.string("vhost")
+        broker.username = definition.string("username")
+        broker.password = password ?? ""
+        broker.frameMax = definition.int("frame_max")
+        broker.heartbeatSeconds = definition.int("heartbeat")
+        broker.connectTimeoutMilliseconds = definition.int("connect_timeout_ms")
+        broker.tls = definition.bool("tls")
+        broker.tlsCAPath = definition["tls_ca_path"].string.flatMap { $0.isEmpty ? nil : $0 }
+        broker.tlsVerify = definition.bool("tls_verify")
+        return broker
+    }
+
     /// The call's value, else the outconn's default; unset ones are not sent.
     /// Headers pass through, plus `x-esb-cid`.
     func message(_ body: Data, exchange: String, routingKey: String, properties call: AMQPProperties,
@@ -55,7 +61,7 @@ struct OutconnSettings: Sendable, Equatable {
             correlationId: call.correlationId, replyTo: call.replyTo,
             expiration: call.expiration ?? defaults.expiration,
             messageId: call.messageId,
-            timestamp: call.timestamp.map { UInt64(max(0, $0.timeIntervalSince1970)) },
+            timestamp: call.timestamp.map(AMQPDeliveries.seconds),
             type: call.type,
             userId: call.userId ?? defaults.userId,
             appId: call.appId ?? defaults.appId)
@@ -72,6 +78,9 @@ struct OutconnSettings: Sendable, Equatable {
         case .bool(let flag): .bool(flag)
         case .table(let table): .table(table.mapValues(field))
         case .array(let array): .array(array.map(field))
+        case .timestamp(let date): .timestamp(AMQPDeliveries.seconds(date))
+        case .bytes(let data): .bytes(data)
+        case .void: .void
         }
     }
 }

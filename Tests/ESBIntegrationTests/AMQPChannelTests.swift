@@ -128,9 +128,27 @@ import Testing
         try await Self.waitFor("the slow ack") { try await AMQPPeer.unacked(queue) == 0 }
         #expect(try await AMQPPeer.count(dead) == 0)
 
+        // A cid follows a message from `send` (here the admin test publish) to the consumer.
+        let outconn = try await server.request("POST", "/esb/api/outgoing/amqp", body: json(["name": "out", "def": "broker", "pool_size": 1]),
+                                               credentials: server.admin)
+        #expect(outconn.status == 201)
+        var published: TestServer.Reply?
+        try await Self.waitFor("a publish through the outconn") {
+            published = try await server.request("POST", "/esb/api/outgoing/amqp/out/publish", body: json(
+                ["payload": "sent", "routing_key": queue, "headers": ["n": 3]]), credentials: server.admin)
+            return published?.status == 200
+        }
+        let sentCID = try #require(published?.json?["cid"] as? String)
+        try await Self.waitFor("the sent message") { Self.records(record).count == 3 }
+        let sent = try #require(Self.records(record).last)
+        #expect(sent["cid"] as? String == sentCID, "\(sent)")
+        #expect((sent["headers"] as? [String: String])?["n"] == "int(3)", "typed headers reach request.amqp.headers")
+        #expect((sent["string_headers"] as? [String: String])?["n"] == nil, "request.headers holds only string ones")
+        try await Self.waitFor("the third ack") { try await AMQPPeer.unacked(queue) == 0 }
+
         let metrics = try await server.request("GET", "/metrics").text
-        #expect(metrics.contains(#"esb_amqp_channel_consumed_total{channel="orders"} 2"#), "\(metrics)")
-        #expect(metrics.contains(#"esb_amqp_channel_acked_total{channel="orders"} 2"#))
+        #expect(metrics.contains(#"esb_amqp_channel_consumed_total{channel="orders"} 3"#), "\(metrics)")
+        #expect(metrics.contains(#"esb_amqp_channel_acked_total{channel="orders"} 3"#))
         #expect(metrics.contains(#"esb_amqp_channel_consuming{channel="orders"} 2"#))
         await AMQPPeer.delete(queue)
         await AMQPPeer.delete(dead)

@@ -38,4 +38,28 @@ import Testing
         #expect(fixture.output.succeeded)
         #expect(throws: PluginLoadError.self) { try PluginLoader.load(path: fixture.library) }
     }
+
+    /// A library built against an older SDK (ABI 1, before `request.amqp`) is refused with
+    /// a message saying to rebuild it, not loaded to crash on a changed layout.
+    @Test func aLibraryBuiltForAnOlderPluginABIIsRefusedWithWhatToDo() async throws {
+        let source = """
+            import ESBService
+            struct Old: Service {
+                static let name = "old.abi"
+                func handle(_ request: ServiceRequest, context: ServiceContext) async throws -> ServiceResponse { .text("old") }
+            }
+            @_cdecl("esb_plugin_main")
+            public func esbPluginMain() -> UnsafeMutableRawPointer {
+                ServicePlugin(services: [Old.self], abiVersion: 1).retainedPointer()
+            }
+            """
+        let fixture = try await PluginFixture.compile(source, moduleName: "OldABI")
+        #expect(fixture.output.succeeded, "\(fixture.output.diagnostics)")
+        do {
+            _ = try PluginLoader.load(path: fixture.library)
+            Issue.record("an ABI 1 plugin was loaded")
+        } catch {
+            #expect(error.reason.contains("plugin ABI 1") && error.reason.contains("rebuild"), "\(error)")
+        }
+    }
 }

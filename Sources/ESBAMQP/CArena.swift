@@ -108,19 +108,38 @@ final class CArena {
         return field
     }
 
+    /// Tables and arrays nested deeper than this are not read (a hostile message could nest
+    /// thousands of levels in one frame, and every walk of them recurses).
+    static let maximumDepth = 32
+
     /// Reads a field table the broker sent (integers of every width become `.int`, decimals
-    /// and floats `.double`).
+    /// and floats `.double`); values nested deeper than ``maximumDepth`` become `.void`.
     static func decode(_ table: amqp_table_t) -> [String: HeaderValue] {
+        var tooDeep = false
+        return decode(table, depth: 0, tooDeep: &tooDeep)
+    }
+
+    /// ``decode(_:)``, saying whether anything was nested too deep to read.
+    static func decode(_ table: amqp_table_t, tooDeep: inout Bool) -> [String: HeaderValue] {
+        decode(table, depth: 0, tooDeep: &tooDeep)
+    }
+
+    private static func decode(_ table: amqp_table_t, depth: Int, tooDeep: inout Bool) -> [String: HeaderValue] {
         var result: [String: HeaderValue] = [:]
         for index in 0..<Int(table.num_entries) {
             let entry = table.entries[index]
-            result[Connection.string(entry.key)] = decode(entry.value)
+            result[Connection.string(entry.key)] = decode(entry.value, depth: depth + 1, tooDeep: &tooDeep)
         }
         return result
     }
 
-    private static func decode(_ field: amqp_field_value_t) -> HeaderValue {
-        switch Int32(field.kind) {
+    private static func decode(_ field: amqp_field_value_t, depth: Int, tooDeep: inout Bool) -> HeaderValue {
+        let kind = Int32(field.kind)
+        if depth > maximumDepth, kind == Int32(AMQP_FIELD_KIND_TABLE.rawValue) || kind == Int32(AMQP_FIELD_KIND_ARRAY.rawValue) {
+            tooDeep = true
+            return .void
+        }
+        switch kind {
         case Int32(AMQP_FIELD_KIND_UTF8.rawValue):
             return .string(Connection.string(field.value.bytes))
         case Int32(AMQP_FIELD_KIND_BYTES.rawValue):
@@ -135,7 +154,7 @@ final class CArena {
         case Int32(AMQP_FIELD_KIND_U32.rawValue): return .int(Int64(field.value.u32))
         case Int32(AMQP_FIELD_KIND_I64.rawValue): return .int(field.value.i64)
         case Int32(AMQP_FIELD_KIND_U64.rawValue):
-            return .int(Int64(truncatingIfNeeded: field.value.u64))
+            return Int64(exactly: field.value.u64).map(HeaderValue.int) ?? .double(Double(field.value.u64))
         case Int32(AMQP_FIELD_KIND_TIMESTAMP.rawValue): return .timestamp(field.value.u64)
         case Int32(AMQP_FIELD_KIND_DECIMAL.rawValue):
             let decimal = field.value.decimal
@@ -143,10 +162,13 @@ final class CArena {
         case Int32(AMQP_FIELD_KIND_VOID.rawValue): return .void
         case Int32(AMQP_FIELD_KIND_F32.rawValue): return .double(Double(field.value.f32))
         case Int32(AMQP_FIELD_KIND_F64.rawValue): return .double(field.value.f64)
-        case Int32(AMQP_FIELD_KIND_TABLE.rawValue): return .table(decode(field.value.table))
+        case Int32(AMQP_FIELD_KIND_TABLE.rawValue): return .table(decode(field.value.table, depth: depth, tooDeep: &tooDeep))
         case Int32(AMQP_FIELD_KIND_ARRAY.rawValue):
             let array = field.value.array
-            return .array((0..<Int(array.num_entries)).map { decode(array.entries[$0]) })
+            var values: [HeaderValue] = []
+            values.reserveCapacity(Int(array.num_entries))
+            for index in 0..<Int(array.num_entries) { values.append(decode(array.entries[index], depth: depth + 1, tooDeep: &tooDeep)) }
+            return .array(values)
         default: return .void
         }
     }

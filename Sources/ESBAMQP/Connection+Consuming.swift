@@ -9,6 +9,8 @@ struct IncomingDelivery: Sendable {
     var routingKey: String
     var properties: BasicProperties
     var body: Data
+    /// Why the message cannot be handed to a service as read (headers nested too deep).
+    var malformed: String?
 }
 
 /// A consumer's calls: prefetch, consume, cancel, ack and reject, and reading a delivery.
@@ -57,13 +59,16 @@ extension Connection {
         defer { amqp_destroy_message(&message) }
         let body = message.body.len > 0 && message.body.bytes != nil
             ? Data(bytes: message.body.bytes, count: message.body.len) : Data()
+        var tooDeep = false
+        let properties = Self.properties(message.properties, tooDeep: &tooDeep)
         return IncomingDelivery(deliveryTag: deliver.delivery_tag, redelivered: deliver.redelivered != 0,
                                 exchange: Self.string(deliver.exchange), routingKey: Self.string(deliver.routing_key),
-                                properties: Self.properties(message.properties), body: body)
+                                properties: properties, body: body,
+                                malformed: tooDeep ? "its headers nest tables or arrays deeper than \(CArena.maximumDepth) levels" : nil)
     }
 
     /// Basic properties as received; an expiration that is not a whole number is dropped.
-    static func properties(_ received: amqp_basic_properties_t) -> BasicProperties {
+    static func properties(_ received: amqp_basic_properties_t, tooDeep: inout Bool) -> BasicProperties {
         let flags = received._flags
         func has(_ flag: Int32) -> Bool { flags & amqp_flags_t(flag) != 0 }
         func text(_ flag: Int32, _ bytes: amqp_bytes_t) -> String? { has(flag) ? string(bytes) : nil }
@@ -80,7 +85,7 @@ extension Connection {
         if has(AMQP_BASIC_DELIVERY_MODE_FLAG) { properties.deliveryMode = received.delivery_mode }
         if has(AMQP_BASIC_PRIORITY_FLAG) { properties.priority = received.priority }
         if has(AMQP_BASIC_TIMESTAMP_FLAG) { properties.timestamp = received.timestamp }
-        if has(AMQP_BASIC_HEADERS_FLAG) { properties.headers = CArena.decode(received.headers) }
+        if has(AMQP_BASIC_HEADERS_FLAG) { properties.headers = CArena.decode(received.headers, tooDeep: &tooDeep) }
         return properties
     }
 }

@@ -24,6 +24,9 @@ public struct Delivery: Sendable {
     public let routingKey: String
     public let properties: BasicProperties
     public let body: Data
+    /// Why the message cannot be handed to a service as read (headers nested deeper than
+    /// AMQP clients produce: the deeper levels were not read); nil normally.
+    public let malformed: String?
     let worker: ConsumerWorker
     /// The consumer's connection it came on.
     let generation: UInt64

@@ -99,7 +99,7 @@ struct ConsumerStateMachine {
     }
 
     /// Deliveries handed out and not yet written as settled.
-    var inFlightCount: Int { inFlight.count }
+    var inFlightCount: Int { inFlight.count + settlements.count }
 
     var isStopping: Bool { stopping }
 
@@ -146,17 +146,18 @@ struct ConsumerStateMachine {
 
     /// The handler settled a delivery of connection `generation`.
     mutating func settle(generation: UInt64, tag: UInt64, outcome: Outcome) -> SettleResult {
-        guard generation == self.generation, inFlight.contains(tag) else { return .stale }
+        // Out of the in-flight set at once: a second settlement of the tag is stale (a double
+        // ack would make the broker close the channel, and drop every delivery on it).
+        guard generation == self.generation, inFlight.remove(tag) != nil else { return .stale }
         settlements.append((tag, outcome))
         return .queued(wakeOwner: sleeping)
     }
 
-    /// The settlements to write now; their deliveries leave the in-flight set.
+    /// The settlements to write now.
     mutating func takeSettlements() -> [(tag: UInt64, outcome: Outcome)] {
         guard !settlements.isEmpty else { return [] }
         let taken = settlements
         settlements.removeAll(keepingCapacity: true)
-        for (tag, _) in taken { inFlight.remove(tag) }
         return taken
     }
 
@@ -181,7 +182,7 @@ struct ConsumerStateMachine {
 
     /// The connection ended: `error` nil after a clean close (stopping).
     mutating func connectionEnded(_ error: String?, now: UInt64) -> EndedAction {
-        let left = inFlight.count
+        let left = inFlight.count + settlements.count
         abandoned += left
         inFlight.removeAll()
         settlements.removeAll()

@@ -42,6 +42,8 @@ final class ConsumerWorker: Sendable {
     /// Starts the owner thread.
     func start() {
         let thread = Thread { [self] in run() }
+        // librabbitmq decodes nested header tables recursively in C before we can look.
+        thread.stackSize = 16 << 20
         thread.name = "amqp-in:\(configuration.name):\(index)"
         thread.start()
     }
@@ -140,13 +142,7 @@ final class ConsumerWorker: Sendable {
             let settlements = machine.withLock { $0.takeSettlements() }
             for (tag, outcome) in settlements {
                 do throws(AMQPError) {
-                    try blocking { () throws(AMQPError) in
-                        switch outcome {
-                        case .ack: try connection.ack(tag)
-                        case .reject: try connection.reject(tag, requeue: false)
-                        case .requeue: try connection.reject(tag, requeue: true)
-                        }
-                    }
+                    try blocking { () throws(AMQPError) in try write(outcome, tag, connection) }
                 } catch {
                     return error
                 }
@@ -158,7 +154,7 @@ final class ConsumerWorker: Sendable {
 
             // 2. Read everything the broker sent (librabbitmq may write a heartbeat meanwhile).
             do throws(AMQPError) {
-                try blocking { () throws(AMQPError) in try read(connection, generation: generation) }
+                try read(connection, generation: generation)
             } catch {
                 return error
             }
@@ -177,6 +173,15 @@ final class ConsumerWorker: Sendable {
                 }
                 report()
             case .close:
+                // What handlers settled meanwhile is written first: finished work is not redone.
+                for (tag, outcome) in machine.withLock({ $0.takeSettlements() }) {
+                    do throws(AMQPError) {
+                        try blocking { () throws(AMQPError) in try write(outcome, tag, connection) }
+                    } catch {
+                        return error
+                    }
+                    handler.settled(channel: configuration.name, index: index, outcome: outcome)
+                }
                 return nil
             }
 
@@ -192,9 +197,19 @@ final class ConsumerWorker: Sendable {
         }
     }
 
+    private func write(_ outcome: DeliveryOutcome, _ tag: UInt64, _ connection: Connection) throws(AMQPError) {
+        switch outcome {
+        case .ack: try connection.ack(tag)
+        case .reject: try connection.reject(tag, requeue: false)
+        case .requeue: try connection.reject(tag, requeue: true)
+        }
+    }
+
     /// Reads and acts on every frame the broker sent; throws why the connection ended.
     private func read(_ connection: Connection, generation: UInt64) throws(AMQPError) {
-        while let incoming = try connection.nextFrame() {
+        // Under the watchdog one frame (and a delivery's content) at a time: a long pass over
+        // many buffered deliveries is progress, not a stall.
+        while let incoming = try blocking({ () throws(AMQPError) in try connection.nextFrame() }) {
             switch incoming {
             case .deliver(let message):
                 // While stopping, a delivery that crossed the cancel stays unacked: closing
@@ -202,7 +217,7 @@ final class ConsumerWorker: Sendable {
                 guard machine.withLock({ $0.received(message.deliveryTag) }) else { continue }
                 handler.handle(Delivery(deliveryTag: message.deliveryTag, redelivered: message.redelivered,
                                         exchange: message.exchange, routingKey: message.routingKey,
-                                        properties: message.properties, body: message.body,
+                                        properties: message.properties, body: message.body, malformed: message.malformed,
                                         worker: self, generation: generation))
             case .cancelled:
                 throw connection.failure("the broker cancelled the consumer of queue '\(configuration.queue)' "

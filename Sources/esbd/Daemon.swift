@@ -129,11 +129,12 @@ enum Daemon {
             // After the pools it rebuilds, so it stops before they drain.
             .init(service: ObjectChangeFeed(store: runtime.objects, logger: logger), successTerminationBehavior: .ignore),
             .init(service: runtime.asyncScheduler),
-            // Consumers stop before the pools their services send through drain.
-            .init(service: runtime.amqpChannels),
             // Request tasks run on the service threads: a channel request is read, served and
             // answered with no hop between thread pools (the executor grows past blocked services).
             .init(service: ExecutorPreferringService(app, executor: runtime.invoker.executor)),
+            // Told about SIGTERM before the HTTP server: consumers cancel at once, and their
+            // in-flight deliveries finish before the pools their services send through drain.
+            .init(service: runtime.amqpChannels),
             .init(service: startupServices, successTerminationBehavior: .ignore),
             .init(service: runtime.pickup, successTerminationBehavior: .ignore),
             .init(service: DeploymentFeed(store: runtime.deployments, deployer: runtime.deployer, logger: logger),

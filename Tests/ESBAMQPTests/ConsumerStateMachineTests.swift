@@ -20,6 +20,9 @@ import Testing
         #expect(machine.takeSettlements().isEmpty, "nothing to write before the handler settled")
         #expect(machine.inFlightCount == 1)
         #expect(machine.settle(generation: generation, tag: 7, outcome: .ack) == .queued(wakeOwner: false))
+        #expect(machine.settle(generation: generation, tag: 7, outcome: .reject) == .stale,
+                "a second settlement before the first was written is dropped: no double ack")
+        #expect(machine.inFlightCount == 1, "settled, not yet written")
         #expect(machine.takeSettlements().map(\.tag) == [7])
         #expect(machine.inFlightCount == 0)
         #expect(machine.settle(generation: generation, tag: 7, outcome: .ack) == .stale, "settled once")

@@ -62,6 +62,10 @@ import Testing
                                                               "nested": .table(["a": .int(1), "b": .array([.string("z"), .bool(false)])]),
                                                               "list": .array([.int(1), .double(-1.5), .table([:])]),
                                                               "ünïcode": .string("ünïcode ✓")])),
+        OutgoingMessage(exchange: "", routingKey: "typed", body: Data("t".utf8),
+                        properties: BasicProperties(headers: ["at": .timestamp(1_700_000_000), "raw": .bytes(Data([0, 255, 7])),
+                                                              "nothing": .void,
+                                                              "inside": .array([.timestamp(1), .bytes(Data()), .void])])),
         OutgoingMessage(exchange: "big", routingKey: "q", body: Data((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })),
         OutgoingMessage(exchange: "", routingKey: "q", body: Data(repeating: 7, count: 65_528),
                         properties: BasicProperties(deliveryMode: 1, headers: ["empty": .string("")])),
@@ -75,6 +79,35 @@ import Testing
             #expect(!theirs.isEmpty)
             #expect(Self.difference(ours, theirs) == nil, "message \(index)")
         }
+    }
+
+    /// Headers read back as they were written, the kinds received headers (`x-death`) carry included.
+    @Test func headerTablesDecodeToWhatWasEncoded() {
+        let headers: [String: HeaderValue] = [
+            "s": .string("ü"), "i": .int(-1 << 40), "d": .double(2.5), "b": .bool(false), "t": .timestamp(1_700_000_000),
+            "x": .bytes(Data([1, 2])), "v": .void,
+            "x-death": .array([.table(["count": .int(1), "queue": .string("q"), "time": .timestamp(5)])]),
+        ]
+        let arena = CArena()
+        #expect(CArena.decode(arena.table(headers)) == headers)
+    }
+
+    /// A hostile message nesting headers thousands deep is not walked: deeper levels are not
+    /// read, and the reader is told.
+    @Test func headersNestedTooDeepAreCutAndReported() {
+        var value = HeaderValue.string("bottom")
+        for _ in 0..<200 { value = .array([value]) }
+        let arena = CArena()
+        var tooDeep = false
+        let decoded = CArena.decode(arena.table(["deep": value]), tooDeep: &tooDeep)
+        #expect(tooDeep)
+        var depth = 0, current = decoded["deep"]
+        while case .array(let inner)? = current { depth += 1; current = inner.first }
+        #expect(depth == CArena.maximumDepth)
+        #expect(current == .void)
+        var shallow = false
+        _ = CArena.decode(arena.table(["x-death": .array([.table(["count": .int(1)])])]), tooDeep: &shallow)
+        #expect(!shallow)
     }
 
     @Test func manyPublishesGoIntoOneBufferBackToBack() throws {

@@ -7,8 +7,9 @@ import Testing
     func json(_ object: [String: Any]) -> Data { try! JSONSerialization.data(withJSONObject: object) }
 
     /// A consuming service: records each call as a JSON line in `record`, then acts on the
-    /// body (quotes ignored, for JSON channels): `fail` always throws, `fail-once` throws on
-    /// the first attempt, `sleep:N` sleeps N ms.
+    /// body (quotes ignored, for JSON channels): `fail` and `fail:…` always throw, `fail-once`
+    /// throws on the first attempt, `sleep:N` and `sleep:N:…` sleep N ms, `invoke-missing`
+    /// invokes a service that is not deployed (and lets its error out).
     static func recorder(name: String, record: String) -> String {
         """
         import ESBService
@@ -35,8 +36,9 @@ import Testing
                 let fd = open("\(record)", O_WRONLY | O_APPEND | O_CREAT, 0o644)
                 _ = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
                 close(fd)
-                if command.hasPrefix("sleep:"), let ms = Int(command.dropFirst(6)) { try await Task.sleep(for: .milliseconds(ms)) }
-                if command == "fail" || (command == "fail-once" && delivery?.attempt == 1) {
+                if command.hasPrefix("sleep:"), let ms = Int(command.dropFirst(6).prefix { $0 != ":" }) { try await Task.sleep(for: .milliseconds(ms)) }
+                if command == "invoke-missing" { _ = try await context.invoke("no.such.service", payload: "") }
+                if command == "fail" || command.hasPrefix("fail:") || (command == "fail-once" && delivery?.attempt == 1) {
                     throw Failed(description: "refused \\(text) on attempt \\(delivery?.attempt ?? 0)")
                 }
                 return .text("done")
@@ -179,15 +181,27 @@ import Testing
         #expect(line.contains("\\\"fail\\\"") || line.contains("\"fail\""), "the body is logged")
         #expect(line.contains("refused"), "the last error is logged")
 
+        // Headers nested deeper than any client writes: rejected at once, never walked.
+        try await AMQPPeer.publish(queue, "{}", headers: ["x-esb-cid": "too-deep-1"], deepHeader: 300)
+        try await Self.waitFor("the deep message dead-lettered") { try await AMQPPeer.count(dead) == 3 }
+        #expect(!Self.records(record).contains { $0["body"] as? String == "{}" })
+        #expect(server.log.contains("too-deep-1") && server.log.contains("deeper than 32 levels"))
+
+        // The service's own failure to invoke another is its failure: retried, then
+        // dead-lettered (never requeued as if the channel's service were missing).
+        try await AMQPPeer.publish(queue, "\"invoke-missing\"")
+        try await Self.waitFor("the invoking body dead-lettered") { try await AMQPPeer.count(dead) == 4 }
+        #expect(Self.records(record).filter { $0["body"] as? String == "\"invoke-missing\"" }.count == 3)
+
         try await AMQPPeer.publish(queue, "\"fail-once\"")
         try await Self.waitFor("the retried call acked") {
             let ready = try await AMQPPeer.count(queue), unacked = try await AMQPPeer.unacked(queue)
             return Self.records(record).filter { $0["body"] as? String == "\"fail-once\"" }.count == 2 && ready == 0 && unacked == 0
         }
-        #expect(try await AMQPPeer.count(dead) == 2, "a call that succeeds on its retry is acked, not dead-lettered")
+        #expect(try await AMQPPeer.count(dead) == 4, "a call that succeeds on its retry is acked, not dead-lettered")
         let metrics = try await server.request("GET", "/metrics").text
-        #expect(metrics.contains(#"esb_amqp_channel_rejected_total{channel="jsonin"} 2"#), "\(metrics)")
-        #expect(metrics.contains(#"esb_amqp_channel_failed_total{channel="jsonin"} 4"#))
+        #expect(metrics.contains(#"esb_amqp_channel_rejected_total{channel="jsonin"} 4"#), "\(metrics)")
+        #expect(metrics.contains(#"esb_amqp_channel_failed_total{channel="jsonin"} 7"#))
         await AMQPPeer.delete(queue)
         await AMQPPeer.delete(dead)
     }
@@ -341,7 +355,25 @@ import Testing
         // The dashboard page shows each consumer and why it does not consume.
         let page = try await server.dashboardPage("/esb/dashboard/objects/channel_amqp/objs")
         #expect(page.contains("id=\"consumers\""), "\(page)")
-        #expect(page.contains("obj.consume"), "the missing service is named")
+        for column in ["in flight", "handled", "failed", "rejected"] { #expect(page.contains("<th>\(column)</th>") || page.contains(column)) }
+        let status = try #require(page.range(of: "id=\"consumer-status\"").map { String(page[$0.lowerBound...].prefix(400)) })
+        #expect(status.contains("no service named") && status.contains("obj.consume"), "why it does not consume: \(status)")
+        await AMQPPeer.delete(queue)
+    }
+
+    @Test func eachConsumerHasAtMostPrefetchDeliveriesInFlightAndCallsTheServiceForAllOfThemAtOnce() async throws {
+        let queue = AMQPPeer.uniqueName("ch.qos")
+        try await AMQPPeer.declare(queue)
+        let record = TestEnvironment.temporaryDirectory("amqp-ch") + "/calls.jsonl"
+        let server = try await server(channel: ["name": "qos", "queue": queue, "prefetch": 3], service: "qos.consume", record: record)
+        defer { Task { await server.stop() } }
+        try await waitConsuming(server, "qos")
+        try await AMQPPeer.publish(queue, "sleep:4000:", count: 10, numbered: true)
+        try await Self.waitFor("three concurrent calls") { Self.records(record).count == 3 }
+        try await Task.sleep(for: .milliseconds(700))
+        #expect(Self.records(record).count == 3, "no fourth call while three are in flight (basic.qos prefetch 3)")
+        #expect(try await AMQPPeer.unacked(queue) == 3)
+        #expect(try await AMQPPeer.count(queue) == 7)
         await AMQPPeer.delete(queue)
     }
 }

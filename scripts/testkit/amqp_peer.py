@@ -6,7 +6,8 @@
   amqp_peer.py count QUEUE              # messages ready in QUEUE
   amqp_peer.py bodies QUEUE             # JSON array of every body in QUEUE (consumed, fast)
   amqp_peer.py delete QUEUE [--exchange X]
-  amqp_peer.py publish QUEUE --body B [--count N] [--header K=V ...] [--transient]   # confirmed, to the default exchange
+  amqp_peer.py publish QUEUE --body B [--count N] [--numbered] [--header K=V ...] [--transient]
+                                        # confirmed, to the default exchange; --numbered: bodies B0, B1, …
 With declare, --dead-letter DLQ also declares DLQ and dead-letters QUEUE's rejects into it.
 The broker is ESB_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/%2F).
 """
@@ -53,6 +54,8 @@ def main():
     parser.add_argument("--body", default="")
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--header", action="append", default=[])
+    parser.add_argument("--numbered", action="store_true")
+    parser.add_argument("--deep-header", type=int, default=0, help="a header 'deep' of arrays nested N levels")
     args = parser.parse_args()
     connection = connect()
     channel = connection.channel()
@@ -88,9 +91,15 @@ def main():
     elif args.command == "publish":
         channel.confirm_delivery()
         headers = dict(h.split("=", 1) for h in args.header)
+        if args.deep_header:
+            deep = "bottom"
+            for _ in range(args.deep_header):
+                deep = [deep]
+            headers["deep"] = deep
         properties = pika.BasicProperties(delivery_mode=1 if args.transient else 2, headers=headers or None)
-        for _ in range(args.count):
-            channel.basic_publish("", args.queue, args.body.encode(), properties, mandatory=True)
+        for number in range(args.count):
+            body = f"{args.body}{number}" if args.numbered else args.body
+            channel.basic_publish("", args.queue, body.encode(), properties, mandatory=True)
         print("ok")
     elif args.command == "delete":
         channel.queue_delete(args.queue)

@@ -16,7 +16,9 @@ public final class ServicePlugin: Sendable {
     /// The service types the plugin declares.
     public let services: [any Service.Type]
 
-    /// Creates the plugin's manifest.
+    /// Creates the plugin's manifest. The default `abiVersion` is read from the SDK library
+    /// loaded at run time, so it always matches: an entry point built for loading elsewhere
+    /// passes the number it was built for (esbd's generated entry points write it literally).
     public init(services: [any Service.Type], abiVersion: Int = ServicePlugin.currentABIVersion) {
         self.services = services
         self.abiVersion = abiVersion

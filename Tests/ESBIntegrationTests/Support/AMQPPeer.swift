@@ -37,9 +37,12 @@ enum AMQPPeer {
         try await run(arguments)
     }
 
-    /// Publishes `count` persistent copies of `body` to `queue` (default exchange), confirmed.
-    static func publish(_ queue: String, _ body: String, count: Int = 1, headers: [String: String] = [:]) async throws {
-        try await run(["publish", queue, "--body", body, "--count", String(count)]
+    /// Publishes `count` persistent copies of `body` to `queue` (default exchange), confirmed;
+    /// `numbered`: the bodies are `body` followed by 0, 1, ….
+    static func publish(_ queue: String, _ body: String, count: Int = 1, numbered: Bool = false,
+                        headers: [String: String] = [:], deepHeader: Int = 0) async throws {
+        try await run(["publish", queue, "--body", body, "--count", String(count), "--deep-header", String(deepHeader)]
+                      + (numbered ? ["--numbered"] : [])
                       + headers.sorted(by: { $0.key < $1.key }).flatMap { ["--header", "\($0.key)=\($0.value)"] })
     }
 

@@ -58,7 +58,8 @@ final class AMQPChannelConsumer: ConsumerHandler {
 
     func handle(_ delivery: Delivery) {
         metrics.consumed.increment()
-        Task { await process(delivery) }
+        // On the service executor from the start: the data_format check parses whole bodies.
+        Task(executorPreference: invoker.executor) { [self] in await process(delivery) }
     }
 
     func consumerChanged(channel: String, index: Int, status: ConsumerStatus, error: String?) {
@@ -93,6 +94,10 @@ final class AMQPChannelConsumer: ConsumerHandler {
     private func process(_ delivery: Delivery) async {
         let headers = delivery.properties.headers
         let cid = AMQPDeliveries.cid(headers) ?? ServiceInvoker.newCID()
+        if let malformed = delivery.malformed {
+            giveUp(delivery, cid: cid, attempts: 0, error: "the message cannot be handled: \(malformed)")
+            return
+        }
         if let problem = PayloadFormat.problem(in: delivery.body, format: settings.dataFormat) {
             giveUp(delivery, cid: cid, attempts: 0, error: "the body is not \(settings.dataFormat) (data_format \(settings.dataFormat)): \(problem)")
             return
@@ -104,6 +109,14 @@ final class AMQPChannelConsumer: ConsumerHandler {
             if attempt > 1, settings.retryDelayMilliseconds > 0 {
                 try? await Task.sleep(for: .milliseconds(settings.retryDelayMilliseconds))
             }
+            if let reason = reasonNotToConsume() {
+                // Not this message's fault: back to the queue, and the consumer stops until
+                // the service is deployed again.
+                logger.warning("AMQP channel's service cannot be called; delivery requeued", metadata: [
+                    "amqp.channel": "\(settings.name)", "esb.cid": "\(cid)", "esb.error": "\(reason)"])
+                delivery.settle(.requeue, recheck: true)
+                return
+            }
             let request = ServiceRequest(
                 payload: delivery.body, channel: "amqp", cid: cid, headers: AMQPDeliveries.stringHeaders(headers),
                 amqp: AMQPDelivery(exchange: delivery.exchange, routingKey: delivery.routingKey, redelivered: delivery.redelivered,
@@ -112,14 +125,8 @@ final class AMQPChannelConsumer: ConsumerHandler {
                 _ = try await invoker.invoke(settings.service, request: request)
                 delivery.settle(.ack)
                 return
-            } catch let error as ServiceError where error.code == .invokeUnknownService || error.code == .invokeInactive {
-                // Not this message's fault: back to the queue, and the consumer stops until
-                // the service is deployed again.
-                logger.warning("AMQP channel's service is not deployed; delivery requeued", metadata: [
-                    "amqp.channel": "\(settings.name)", "esb.cid": "\(cid)", "esb.error": "\(error.message)"])
-                delivery.settle(.requeue, recheck: true)
-                return
             } catch {
+                // Whatever the service threw (an unknown service it invoked too) is its failure.
                 metrics.failed.increment()
                 counts.withLock { counts in
                     if counts.indices.contains(delivery.consumer) { counts[delivery.consumer].failed += 1 }

@@ -37,6 +37,8 @@ public final class AMQPChannels: ServiceLifecycle.Service, Sendable {
     private let reloads = SerialTasks<Int>()
     /// Consumers draining after an edit replaced or removed them.
     private let retiring = Mutex<[ConsumerGroup]>([])
+    /// Channels whose gauges were last recorded.
+    private let gauged = Mutex<Set<String>>([])
 
     public init(store: ObjectStore, invoker: ServiceInvoker, server: String, gracefulSeconds: @escaping @Sendable () -> Int,
                 logger: Logger) {
@@ -112,7 +114,9 @@ public final class AMQPChannels: ServiceLifecycle.Service, Sendable {
         }
     }
 
-    /// Stops an entry's consumers in the background, letting in-flight deliveries finish.
+    /// Stops an entry's consumers in the background, letting in-flight deliveries finish
+    /// (for up to ``retireGrace``: a service that hangs does not hold the channel's restart
+    /// forever; what it still holds stays unacked and is redelivered to the new consumers).
     /// Returns the task that ends once they did (nil: there were none). Called under
     /// `entries`' lock, as ``startConsumers(_:settings:)`` runs: an entry waiting for its
     /// restart has no group yet, and its restart task will start none (it is no longer current).
@@ -121,10 +125,14 @@ public final class AMQPChannels: ServiceLifecycle.Service, Sendable {
         guard let group = entry.group else { return entry.restart }
         retiring.withLock { $0.append(group) }
         return Task { [self] in
-            await group.stop(grace: nil)
+            await group.stop(grace: retireGrace)
             retiring.withLock { $0.removeAll { $0 === group } }
         }
     }
+
+    /// How long an edited channel's old consumers may take to finish their deliveries: the
+    /// longer of `graceful_shutdown_seconds` and a minute.
+    private var retireGrace: Duration { .seconds(max(gracefulSeconds(), 60)) }
 
     /// Starts a restarted channel's consumers, if its settings are still the current ones.
     private func startConsumers(_ name: String, settings: AMQPChannelSettings) {
@@ -169,9 +177,19 @@ public final class AMQPChannels: ServiceLifecycle.Service, Sendable {
         return .init(status: health.consuming == health.consumers.count ? .ok : .degraded, detail: detail, channel: health)
     }
 
-    /// Deliveries in flight and consumers consuming per channel, for the metrics scrape.
+    /// Deliveries in flight and consumers consuming per channel, for the metrics scrape; a
+    /// deleted channel's gauges go to 0.
     public func refreshGauges() {
-        for (name, entry) in entries.withLock({ $0 }) {
+        let current = entries.withLock { $0 }
+        let gone = gauged.withLock { gauged in
+            defer { gauged = Set(current.keys) }
+            return gauged.subtracting(current.keys)
+        }
+        for name in gone {
+            Gauge(label: "esb_amqp_channel_in_flight", dimensions: [("channel", name)]).record(0)
+            Gauge(label: "esb_amqp_channel_consuming", dimensions: [("channel", name)]).record(0)
+        }
+        for (name, entry) in current {
             let consumers = entry.group?.consumers ?? []
             let dimensions = [("channel", name)]
             Gauge(label: "esb_amqp_channel_in_flight", dimensions: dimensions).record(consumers.reduce(0) { $0 + $1.inFlight })

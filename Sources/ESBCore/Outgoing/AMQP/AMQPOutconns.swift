@@ -206,6 +206,19 @@ extension AMQPOutconns {
         if let long = headers.keys.first(where: { $0.utf8.count > 255 }) {
             throw ServiceError.invalidArgument(call, "headers", "a name of \(long.utf8.count) bytes", allowed: "names of at most 255 bytes")
         }
+        func badDate(_ value: AMQPHeaderValue) -> Date? {
+            switch value {
+            case .timestamp(let date):
+                let seconds = date.timeIntervalSince1970
+                return seconds.isFinite && seconds >= 0 && seconds < 18_446_744_073_709_551_616 ? nil : date
+            case .table(let table): return table.values.lazy.compactMap(badDate).first
+            case .array(let array): return array.lazy.compactMap(badDate).first
+            default: return nil
+            }
+        }
+        if let date = headers.values.lazy.compactMap(badDate).first {
+            throw ServiceError.invalidArgument(call, "headers", date, allowed: "timestamps from 1970 on")
+        }
     }
 
     /// Refuses property values AMQP cannot carry, which would otherwise be cut to fit.

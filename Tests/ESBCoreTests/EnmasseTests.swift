@@ -41,7 +41,8 @@ import Testing
         let items = try EnmasseFile.parse(Self.sample, name: "sample.yaml", kinds: ObjectKinds.all)
         #expect(items.first?.location == "sample.yaml:3")
         let outcome = try await store.importAll(items, replace: false)
-        #expect(outcome.created == ["def_sec 'api'", "channel_plain_http 'orders'", "def_amqp 'broker'", "outconn_amqp 'crm.orders'"])
+        // Kinds by name, each after what it refers to: channel_amqp pulls def_amqp first.
+        #expect(outcome.created == ["def_amqp 'broker'", "def_sec 'api'", "channel_plain_http 'orders'", "outconn_amqp 'crm.orders'"])
         #expect(try await store.secret(ObjectKinds.amqpDefinition, "broker") == "s3cret")
 
         for format in EnmasseFile.Format.allCases {

@@ -26,7 +26,7 @@ import Testing
     }
 
     /// Publishes `total` numbered persistent messages, consumes them through a channel while
-    /// `disrupt` runs once a quarter were handled, then checks every one was handled.
+    /// `disrupt` runs once a tenth were handled, then checks every one was handled.
     func consumeThrough(_ label: String, _ disrupt: @escaping @Sendable (TestServer) async throws -> Void) async throws {
         let total = Self.reduced ? 3000 : 20_000
         let queue = AMQPPeer.uniqueName("r15")
@@ -37,7 +37,8 @@ import Testing
         let server = try await consumingServer(queue: queue, record: record, channel: ["consumers": 2, "prefetch": 10])
         defer { Task { await server.stop() } }
         try await AMQPPeer.publish(queue, "sleep:20:", count: total, numbered: true)
-        try await AMQPChannelTests.waitFor("a quarter handled", timeout: 300) { AMQPChannelTests.records(record).count >= total / 4 }
+        try await AMQPChannelTests.waitFor("a tenth handled", timeout: 300) { AMQPChannelTests.records(record).count >= total / 10 }
+        let inFlightAtTheCut = try await AMQPPeer.count(queue) > 0
         try await disrupt(server)
         try await AMQPChannelTests.waitFor("every message handled and acked", timeout: 600) {
             let ready = try await AMQPPeer.count(queue), unacked = try await AMQPPeer.unacked(queue)
@@ -50,8 +51,13 @@ import Testing
         print("RELIABILITY R15 \(label): \(total) published, \(handled.count) handled, lost \(lost.count), "
               + "duplicates \(bodies.count - handled.count), redelivered calls \(redelivered)")
         #expect(lost.isEmpty, "never handled: \(lost.prefix(10))")
-        if label.contains("kill") { #expect(redelivered > 0, "what was in flight at the cut comes back redelivered") }
-        #expect(bodies.count - handled.count <= total / 10, "duplicates only for what was in flight at the cut")
+        #expect(inFlightAtTheCut, "the disruption came while messages were still to be consumed")
+        // A broker killed -9 may forget acks it had not yet written down: those messages come
+        // back too (TARGETS.md counts them). Otherwise only what was in flight at the cut
+        // (2 consumers × prefetch 10) is handled twice.
+        if label != "broker kill -9" {
+            #expect(bodies.count - handled.count <= 40, "duplicates only for what was in flight at the cut")
+        }
         await AMQPPeer.delete(queue)
     }
 

@@ -8,7 +8,8 @@ import Testing
 
     /// A consuming service: records each call as a JSON line in `record`, then acts on the
     /// body (quotes ignored, for JSON channels): `fail` and `fail:…` always throw, `fail-once`
-    /// throws on the first attempt, `sleep:N` and `sleep:N:…` sleep N ms, `invoke-missing`
+    /// throws on the first attempt, `sleep:N` and `sleep:N:…` sleep N ms, `hold:PATH` waits
+    /// (up to 120 s) until the file PATH exists, `invoke-missing`
     /// invokes a service that is not deployed (and lets its error out).
     static func recorder(name: String, record: String) -> String {
         """
@@ -37,6 +38,10 @@ import Testing
                 _ = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
                 close(fd)
                 if command.hasPrefix("sleep:"), let ms = Int(command.dropFirst(6).prefix { $0 != ":" }) { try await Task.sleep(for: .milliseconds(ms)) }
+                if command.hasPrefix("hold:") {
+                    let path = String(command.dropFirst(5))
+                    for _ in 0..<1200 where !FileManager.default.fileExists(atPath: path) { try await Task.sleep(for: .milliseconds(100)) }
+                }
                 if command == "invoke-missing" { _ = try await context.invoke("no.such.service", payload: "") }
                 if command == "fail" || command.hasPrefix("fail:") || (command == "fail-once" && delivery?.attempt == 1) {
                     throw Failed(description: "refused \\(text) on attempt \\(delivery?.attempt ?? 0)")
@@ -120,13 +125,15 @@ import Testing
         }
 
         // In flight while the service runs: unacked, not before.
-        try await AMQPPeer.publish(queue, "sleep:3000")
+        let release = TestEnvironment.temporaryDirectory("amqp-ch") + "/release"
+        try await AMQPPeer.publish(queue, "hold:" + release)
         try await Self.waitFor("the slow call") { Self.records(record).count == 2 }
         #expect(try await AMQPPeer.unacked(queue) == 1, "not acked while the service runs")
         let inFlight = try await component(server, "orders")
         let consumers = (inFlight?["channel"] as? [String: Any])?["consumers"] as? [[String: Any]] ?? []
         #expect(consumers.count == 2)
         #expect(consumers.reduce(0) { $0 + ($1["in_flight"] as? Int ?? 0) } == 1, "\(String(describing: inFlight))")
+        FileManager.default.createFile(atPath: release, contents: Data())
         try await Self.waitFor("the slow ack") { try await AMQPPeer.unacked(queue) == 0 }
         #expect(try await AMQPPeer.count(dead) == 0)
 

@@ -89,7 +89,7 @@ struct OpenAPIDocument {
         operations: [
             Operation(method: "get", path: "/esb/ping", summary: "Liveness", tag: "system",
                       authenticated: false, responses: [200: "Ping"]),
-            Operation(method: "get", path: "/esb/health", summary: "Readiness: ODB, kvdb, AMQP pools",
+            Operation(method: "get", path: "/esb/health", summary: "Readiness: ODB, kvdb, AMQP pools and channels",
                       tag: "system", authenticated: false, responses: [200: "Health", 503: "Health"]),
             Operation(method: "get", path: "/metrics", summary: "Prometheus metrics", tag: "system",
                       authenticated: false, responses: [200: nil]),

@@ -39,10 +39,11 @@ public enum HTTPServer {
         }
         AMQPRoutes(amqp: runtime.amqp).register(on: api)
         AsyncRoutes(store: runtime.asyncStore).register(on: api)
+        SchedulerRoutes(store: runtime.objects, scheduler: runtime.scheduler).register(on: api)
         EnmasseRoutes(store: runtime.objects).register(on: api)
         DashboardRoutes(state: state, invoker: runtime.invoker, registry: runtime.registry, deploymentRegistry: runtime.deployments,
                         startup: runtime.startup, asyncStore: runtime.asyncStore, objects: runtime.objects, amqp: runtime.amqp,
-                        amqpChannels: runtime.amqpChannels,
+                        amqpChannels: runtime.amqpChannels, scheduler: runtime.scheduler,
                         sessions: DashboardSessions(state: state), signIns: signIns)
             .register(on: router)
 

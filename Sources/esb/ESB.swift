@@ -8,6 +8,6 @@ struct ESB: AsyncParsableCommand {
         abstract: "Administer a SwiftESB server.",
         subcommands: [ConfigCommand.self, CreateKeyCommand.self, PingCommand.self, DeployCommand.self,
                       InvokeCommand.self, ServicesCommand.self, DeploymentsCommand.self, ChannelsCommand.self,
-                      SecurityCommand.self, AMQPCommand.self, AsyncCommand.self, ClusterCommand.self,
+                      SecurityCommand.self, AMQPCommand.self, AsyncCommand.self, SchedulerCommand.self, ClusterCommand.self,
                       EnmasseCommand.self, ODBCommand.self])
 }

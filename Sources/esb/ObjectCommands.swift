@@ -138,3 +138,37 @@ struct PasswordObject<Group: ObjectCommandGroup>: AsyncParsableCommand {
         print("password of '\(name)' changed")
     }
 }
+
+enum SchedulerGroup: ObjectCommandGroup {
+    static let apiPath = "/esb/api/scheduler"
+    static let createUsage = """
+        NAME service=S job_type=one_time|interval_based|cron_style [start_date=2025-01-31T08:00:00+01:00] \
+        [weeks=N] [days=N] [hours=N] [minutes=N] [seconds=N] [repeats=N] ['cron_definition=*/5 * * * *'] \
+        [timezone=Europe/Berlin] [extra=TEXT] [misfire=run_once|skip] [max_run_seconds=0] [is_active=true]
+        """
+}
+
+/// `esb scheduler …`: scheduled jobs, their runs, "run now".
+struct SchedulerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scheduler", abstract: "Scheduled jobs (scheduler): services invoked once, at an interval or on a cron schedule.",
+        subcommands: ObjectSubcommands<SchedulerGroup>.all + [ExecuteJob.self, JobRuns.self])
+
+    struct ExecuteJob: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "execute", abstract: "Run a job now (its schedule stays); prints the run's cid.")
+        @Argument var name: String
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws {
+            try await connection.client.show("POST", "\(SchedulerGroup.apiPath)/\(URLText.segment(name))/execute")
+        }
+    }
+
+    struct JobRuns: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "runs", abstract: "A job's runs, newest first (the last 100).")
+        @Argument var name: String
+        @OptionGroup var connection: ConnectionOptions
+        func run() async throws {
+            try await connection.client.show("GET", "\(SchedulerGroup.apiPath)/\(URLText.segment(name))/runs")
+        }
+    }
+}

@@ -99,6 +99,7 @@ enum Daemon {
         await runtime.http.start()
         // Services are deployed and the pools they send through exist: consumers may start.
         await runtime.amqpChannels.start()
+        await runtime.scheduler.start()
         metrics.addRefresher { runtime.amqp.refreshGauges() }
         metrics.addRefresher { runtime.amqpChannels.refreshGauges() }
         let startupServices = OnceListening { await runtime.startup.run() }
@@ -129,6 +130,7 @@ enum Daemon {
             // After the pools it rebuilds, so it stops before they drain.
             .init(service: ObjectChangeFeed(store: runtime.objects, logger: logger), successTerminationBehavior: .ignore),
             .init(service: runtime.asyncScheduler),
+            .init(service: runtime.scheduler),
             // Request tasks run on the service threads: a channel request is read, served and
             // answered with no hop between thread pools (the executor grows past blocked services).
             .init(service: ExecutorPreferringService(app, executor: runtime.invoker.executor)),

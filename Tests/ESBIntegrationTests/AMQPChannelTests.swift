@@ -133,7 +133,7 @@ import Testing
         let consumers = (inFlight?["channel"] as? [String: Any])?["consumers"] as? [[String: Any]] ?? []
         #expect(consumers.count == 2)
         #expect(consumers.reduce(0) { $0 + ($1["in_flight"] as? Int ?? 0) } == 1, "\(String(describing: inFlight))")
-        FileManager.default.createFile(atPath: release, contents: Data())
+        _ = FileManager.default.createFile(atPath: release, contents: Data())
         try await Self.waitFor("the slow ack") { try await AMQPPeer.unacked(queue) == 0 }
         #expect(try await AMQPPeer.count(dead) == 0)
 

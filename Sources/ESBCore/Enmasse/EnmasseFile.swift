@@ -120,6 +120,20 @@ public enum EnmasseFile {
                         problems.append(.init(location: location(field), object: label, field: fieldName, message: "\(label): field \(fieldName) is given twice"))
                         continue
                     }
+                    if case .sequence(let lines) = value, Self.linesFields.contains("\(kindName).\(fieldName)") {
+                        // Zato writes a job's `extra` as a list of lines too.
+                        let texts = lines.compactMap { line -> String? in
+                            guard case .scalar(let scalar) = line else { return nil }
+                            return scalar.string
+                        }
+                        if texts.count == lines.count {
+                            fields[fieldName] = .string(texts.joined(separator: "\n"))
+                        } else {
+                            problems.append(.init(location: location(value), object: label, field: fieldName,
+                                                  message: "\(label): \(fieldName) must be text or a list of lines"))
+                        }
+                        continue
+                    }
                     switch scalarValue(value) {
                     case .success(let parsed): fields[fieldName] = parsed
                     case .failure(let reason):
@@ -134,6 +148,9 @@ public enum EnmasseFile {
     }
 
     private struct Refusal: Error { var message: String }
+
+    /// Fields (`kind.field`) that may be written as a list of lines, read as one text.
+    static let linesFields: Set<String> = ["scheduler.extra"]
 
     /// The deepest nesting an enmasse file may have (it needs 4).
     static let maximumNesting = 64

@@ -59,11 +59,16 @@ public struct ObjectKind: Sendable {
         public var references: String?
         /// The only values a string field takes (forms offer them as a choice).
         public var allowed: [String]?
+        /// Rewrites a given value before it is checked (Zato's files write `repeats: ''` for
+        /// none, numbers as strings).
+        public var coerce: (@Sendable (FieldValue) -> FieldValue)?
 
         /// `allowed`, when given, is also the field's check.
         public init(_ name: String, _ type: FieldType, default defaultValue: FieldValue? = nil,
-                    references: String? = nil, allowed: [String]? = nil, check: (@Sendable (FieldValue) -> String?)? = nil) {
+                    references: String? = nil, allowed: [String]? = nil, check: (@Sendable (FieldValue) -> String?)? = nil,
+                    coerce: (@Sendable (FieldValue) -> FieldValue)? = nil) {
             self.name = name
+            self.coerce = coerce
             self.type = type
             self.defaultValue = defaultValue
             self.references = references
@@ -80,12 +85,17 @@ public struct ObjectKind: Sendable {
     public var fields: [Field]
     /// The write-only secret (stored encrypted, never returned), if the kind has one.
     public var secretField: String?
+    /// Checks the fields together once each passed its own checks; returns the field at
+    /// fault and why, or nil.
+    public var validate: (@Sendable (ObjectFields) -> (field: String, reason: String)?)?
 
-    public init(name: String, label: String, fields: [Field], secretField: String? = nil) {
+    public init(name: String, label: String, fields: [Field], secretField: String? = nil,
+                validate: (@Sendable (ObjectFields) -> (field: String, reason: String)?)? = nil) {
         self.name = name
         self.label = label
         self.fields = fields
         self.secretField = secretField
+        self.validate = validate
     }
 
     public func field(_ name: String) -> Field? { fields.first { $0.name == name } }
@@ -106,6 +116,23 @@ extension ObjectKind.Field {
             if value == .null { return nil }
             guard let number = value.int, range.contains(number) else { return "must be an integer in \(range.lowerBound)...\(range.upperBound)" }
             return nil
+        }
+    }
+
+    /// Empty text is null, whole numbers written as text are integers (other values as given).
+    public static let lenientInt: @Sendable (FieldValue) -> FieldValue = { value in
+        guard let text = value.string?.trimmingCharacters(in: .whitespaces) else { return value }
+        if text.isEmpty { return .null }
+        return Int(text).map { .int($0) } ?? value
+    }
+
+    /// Null is empty text; numbers and booleans are their text.
+    public static let lenientText: @Sendable (FieldValue) -> FieldValue = { value in
+        switch value {
+        case .null: .string("")
+        case .int(let number): .string(String(number))
+        case .bool(let flag): .string(flag ? "true" : "false")
+        case .string: value
         }
     }
 

@@ -122,5 +122,55 @@ public enum ObjectKinds {
             .init("data_format", .string, default: .string("text"), allowed: ["text", "json", "xml"]),
         ])
 
-    public static let all = [basicAuth, httpChannel, amqpDefinition, amqpOutconn, amqpChannel, httpOutconn]
+    /// `scheduler`: a job that invokes a service once, at an interval or on a cron schedule,
+    /// with Zato's field names (INTERFACES.md §11).
+    public static let scheduler = ObjectKind(
+        name: "scheduler", label: "scheduled job",
+        fields: [
+            .init("service", .string, check: ObjectKind.Field.nonEmpty),
+            .init("is_active", .bool, default: .bool(true)),
+            .init("job_type", .string, allowed: ["one_time", "interval_based", "cron_style"]),
+            .init("start_date", .string, default: .null, check: { value in
+                guard let text = value.string else { return nil }
+                return JobDefinition.parseDate(text) == nil
+                    ? "is not an ISO 8601 date and time (2025-01-31T08:00:00+01:00; no offset means UTC)" : nil
+            }, coerce: { $0.string?.trimmingCharacters(in: .whitespaces).isEmpty == true ? .null : $0 }),
+            .init("weeks", .int, default: .null, check: ObjectKind.Field.range(0...10_000), coerce: ObjectKind.Field.lenientInt),
+            .init("days", .int, default: .null, check: ObjectKind.Field.range(0...100_000), coerce: ObjectKind.Field.lenientInt),
+            .init("hours", .int, default: .null, check: ObjectKind.Field.range(0...1_000_000), coerce: ObjectKind.Field.lenientInt),
+            .init("minutes", .int, default: .null, check: ObjectKind.Field.range(0...10_000_000), coerce: ObjectKind.Field.lenientInt),
+            .init("seconds", .int, default: .null, check: ObjectKind.Field.range(0...100_000_000), coerce: ObjectKind.Field.lenientInt),
+            .init("repeats", .int, default: .null, check: ObjectKind.Field.range(1...Int(Int32.max)), coerce: ObjectKind.Field.lenientInt),
+            .init("cron_definition", .string, default: .null, check: { value in
+                guard let text = value.string, !text.isEmpty else { return nil }
+                do throws(CronExpression.ParseError) {
+                    _ = try CronExpression(text)
+                    return nil
+                } catch {
+                    return "is not a cron expression: \(error)"
+                }
+            }, coerce: { $0.string?.trimmingCharacters(in: .whitespaces).isEmpty == true ? .null : $0 }),
+            .init("timezone", .string, default: .string("UTC"), check: { value in
+                guard let name = value.string, !name.isEmpty, name.utf8.count <= 64, TimeZone(identifier: name) != nil else {
+                    return "is not a known IANA time zone (Europe/Berlin, America/New_York, UTC)"
+                }
+                return nil
+            }, coerce: { $0 == .null || $0.string == "" ? .string("UTC") : $0 }),
+            .init("extra", .string, default: .string(""), check: { value in
+                (value.string?.utf8.count ?? 0) > 1 << 20 ? "must be at most 1 MiB" : nil
+            }, coerce: ObjectKind.Field.lenientText),
+            .init("misfire", .string, default: .string("run_once"), allowed: ["run_once", "skip"]),
+            .init("max_run_seconds", .int, default: .int(0), check: ObjectKind.Field.range(0...604_800),
+                  coerce: { ObjectKind.Field.lenientInt($0) == .null ? .int(0) : ObjectKind.Field.lenientInt($0) }),
+        ],
+        validate: { fields in
+            do throws(JobDefinition.Problem) {
+                _ = try JobDefinition(fields)
+                return nil
+            } catch {
+                return (error.field, error.reason)
+            }
+        })
+
+    public static let all = [basicAuth, httpChannel, amqpDefinition, amqpOutconn, amqpChannel, httpOutconn, scheduler]
 }

@@ -247,7 +247,8 @@ public final class ObjectStore: Sendable {
         var result: ObjectFields = ["name": .string(name)]
         var references: [ObjectReference] = []
         for field in kind.fields {
-            guard let value = input[field.name] ?? existing?[field.name] ?? field.defaultValue else {
+            let given = input[field.name].map { value in field.coerce.map { $0(value) } ?? value }
+            guard let value = given ?? existing?[field.name] ?? field.defaultValue else {
                 throw ObjectError(.invalid, "\(label): \(field.name) is required", field: field.name)
             }
             let typeMatches: Bool = switch (field.type, value) {
@@ -269,6 +270,9 @@ public final class ObjectStore: Sendable {
                 references.append(reference)
             }
             result[field.name] = value
+        }
+        if let problem = kind.validate?(result) {
+            throw ObjectError(.invalid, "\(label): \(problem.field) \(problem.reason)", field: problem.field)
         }
         return (result, references)
     }

@@ -16,6 +16,7 @@ public enum ODBSchema {
         AsyncStore.claimColumn,
         DeploymentStore.clusterTables,
         DashboardSessionStore.table,
+        Scheduler.tables,
     ]
 }
 

@@ -28,6 +28,8 @@ public struct ServiceRuntime: Sendable {
     /// Durable async invocations and retries, and the scheduler that runs them.
     public let asyncStore: AsyncStore
     public let asyncScheduler: AsyncScheduler
+    /// Scheduled jobs (`scheduler` objects).
+    public let scheduler: Scheduler
     /// Units with a call in flight, mapped to a file in work_dir that outlives a crash.
     public let ledger: InFlightLedger
 
@@ -59,6 +61,14 @@ public struct ServiceRuntime: Sendable {
                                     gracefulSeconds: { state.config.main.gracefulShutdownSeconds }, logger: logger)
         asyncScheduler = AsyncScheduler(store: asyncStore, invoker: invoker, settings: config.async, logger: logger)
         state.onReload { [asyncScheduler] config in asyncScheduler.apply(config.async) }
+        // On a shared ODB each server runs the jobs of the services it has deployed.
+        var localServices: (@Sendable () -> Set<String>)?
+        if state.odb.engine == .postgresql {
+            localServices = { @Sendable in Set(registry.all().map { $0.name }) }
+        }
+        scheduler = Scheduler(store: objects, odb: state.odb, invoker: invoker, server: config.main.name,
+                              lease: .seconds(config.cluster.leaseSeconds), deployedServices: localServices,
+                              gracefulSeconds: { state.config.main.gracefulShutdownSeconds }, logger: logger)
         deployments = DeploymentStore(odb: state.odb, server: config.main.name)
         let compiler = SwiftCompiler(swiftc: config.hotDeploy.swiftc, sdk: try SDKLocation.current(),
                                      moduleCachePath: config.main.workDir + "/module-cache",

@@ -14,7 +14,11 @@ struct DashboardObjectPages {
     let objects: ObjectStore
     let amqp: AMQPOutconns
     let amqpChannels: AMQPChannels
+    let scheduler: Scheduler
     let sessions: DashboardSessions
+
+    /// The kinds with pages: those of the generic API routes, and scheduled jobs.
+    static let kinds = ObjectRoutes.paths.map(\.0) + [ObjectKinds.scheduler]
 
     func register(on dashboard: RouterGroup<ESBRequestContext>) {
         dashboard.get("objects/{kind}") { request, context in
@@ -68,6 +72,32 @@ struct DashboardObjectPages {
                 return try await edit(request, kind: kind, name: name, message: (error.message, true), status: error.status)
             }
         }
+        dashboard.post("objects/{kind}/{name}/execute") { request, context in
+            guard try kind(context).name == ObjectKinds.scheduler.name else {
+                throw HTTPError(.notFound, message: "only scheduled jobs run on demand")
+            }
+            let name = try context.parameters.decoded("name")
+            let message: (String, Bool)
+            do {
+                message = ("Started a run now (cid \(try await scheduler.execute(name))).", false)
+            } catch let error as ObjectError {
+                message = (error.message, true)
+            }
+            return try await edit(request, kind: ObjectKinds.scheduler, name: name, message: message)
+        }
+        dashboard.post("objects/{kind}/{name}/active") { request, context in
+            guard try kind(context).name == ObjectKinds.scheduler.name else {
+                throw HTTPError(.notFound, message: "only scheduled jobs pause")
+            }
+            let name = try context.parameters.decoded("name")
+            let active = try await Self.form(request)["is_active"] == "true"
+            do {
+                _ = try await objects.update(ObjectKinds.scheduler, name, ["is_active": .bool(active)])
+                return Self.redirect(ObjectKinds.scheduler, name: name, notice: active ? "Resumed." : "Paused.")
+            } catch let error as ObjectError {
+                return try await edit(request, kind: ObjectKinds.scheduler, name: name, message: (error.message, true), status: error.status)
+            }
+        }
         // Under {kind}, not a fixed `outconn_amqp`: a fixed segment beside {kind} would hide
         // the other routes for that kind in the trie router.
         dashboard.post("objects/{kind}/{name}/publish") { request, context in
@@ -92,7 +122,7 @@ struct DashboardObjectPages {
 
     private func kind(_ context: ESBRequestContext) throws -> ObjectKind {
         let name = try context.parameters.decoded("kind")
-        guard let kind = ObjectRoutes.paths.map(\.0).first(where: { $0.name == name }) else {
+        guard let kind = Self.kinds.first(where: { $0.name == name }) else {
             throw HTTPError(.notFound, message: "no object kind '\(name)'")
         }
         return kind
@@ -118,16 +148,26 @@ struct DashboardObjectPages {
     private func list(_ request: Request, kind: ObjectKind, error: String?, input: [String: String],
                       status: HTTPResponse.Status = .ok) async throws -> Response {
         let objects = try await objects.list(kind)
-        let shown = Array(kind.fields.prefix(5))
+        let shown = Array(kind.fields.prefix(kind.name == ObjectKinds.scheduler.name ? 3 : 5))
+        var headers = ["name"] + shown.map(\.name)
+        var extra: [String: [String]] = [:]
+        if kind.name == ObjectKinds.scheduler.name {
+            headers += ["next run", "last run"]
+            for job in try await scheduler.list() {
+                let name = job.fields["name"]?.string ?? ""
+                extra[name] = [job.nextRunAt.map(JobDefinition.formatDate) ?? "(none)",
+                               job.lastRun.map { HTML.badge($0.status.rawValue) + " " + HTML.escape(JobDefinition.formatDate($0.startedAt)) } ?? ""]
+            }
+        }
         let rows = objects.map { object -> [String] in
             let name = object["name"]?.string ?? ""
             return ["<a href=\"/esb/dashboard/objects/\(kind.name)/\(HTML.segment(name))\">\(HTML.escape(name))</a>"]
-                + shown.map { HTML.escape(Self.display(object[$0.name])) }
+                + shown.map { HTML.escape(Self.display(object[$0.name])) } + (extra[name] ?? [])
         }
         let create = HTML.form(action: "/esb/dashboard/objects/\(kind.name)", csrf: csrf(request), id: "create", submit: "Create",
                                try await fieldInputs(kind, values: [:], input: input, creating: true))
         let content = HTML.notice(request.uri.queryParameters["notice"].map(String.init)) + HTML.notice(error, error: true)
-            + HTML.table(["name"] + shown.map(\.name), rows, id: "objects") + "<h2>Create</h2>" + create
+            + HTML.table(headers, rows, id: "objects") + "<h2>Create</h2>" + create
         return page(request, Self.title(kind), kind.name, status: status, content)
     }
 
@@ -144,6 +184,7 @@ struct DashboardObjectPages {
             + (message.map { HTML.notice($0.0, error: $0.1) } ?? "")
         if kind.name == ObjectKinds.amqpOutconn.name { content += poolState(name) + publishForm(request, base: base) }
         if kind.name == ObjectKinds.amqpChannel.name { content += consumerState(name) }
+        if kind.name == ObjectKinds.scheduler.name { content += try await jobState(request, name: name, base: base, object: object) }
         content += "<h2>Edit</h2>" + HTML.form(action: base, csrf: csrf(request), id: "edit", submit: "Save",
                                                try await fieldInputs(kind, values: object, input: input, creating: false))
         if let secretField = kind.secretField {
@@ -181,6 +222,23 @@ struct DashboardObjectPages {
                          rows, id: "consumers")
     }
 
+    /// A job's next run, "run now", pause or resume, and its runs, newest first.
+    private func jobState(_ request: Request, name: String, base: String, object: ObjectFields) async throws -> String {
+        let job = try await scheduler.job(name)
+        let active = object["is_active"] != .bool(false)
+        var html = "<h2>Schedule</h2><p id=\"job-state\">Next run: \(HTML.escape(job.nextRunAt.map(JobDefinition.formatDate) ?? "(none)"))"
+            + (job.running ? " · " + HTML.badge("running") : "") + "</p>"
+        html += HTML.form(action: base + "/execute", csrf: csrf(request), id: "execute", submit: "Run now", "")
+        html += HTML.form(action: base + "/active", csrf: csrf(request), id: "pause", submit: active ? "Pause" : "Resume",
+                          "<input type=\"hidden\" name=\"is_active\" value=\"\(active ? "false" : "true")\">")
+        let rows = try await scheduler.runs(name).map { run in
+            [HTML.escape(JobDefinition.formatDate(run.scheduledAt)), HTML.escape(JobDefinition.formatDate(run.startedAt)),
+             run.durationMS.map(String.init) ?? "", HTML.badge(run.status.rawValue), HTML.escape(run.error ?? ""),
+             HTML.escape(run.cid), HTML.escape(run.server)]
+        }
+        return html + "<h2>Runs</h2>" + HTML.table(["scheduled at", "started at", "ms", "status", "error", "cid", "server"], rows, id: "runs")
+    }
+
     private func publishForm(_ request: Request, base: String) -> String {
         "<h2>Test publish</h2>" + HTML.form(action: base + "/publish", csrf: csrf(request), id: "publish", submit: "Publish", """
             <label>Exchange <input type="text" name="exchange" placeholder="(default exchange)"></label>
@@ -199,6 +257,7 @@ struct DashboardObjectPages {
         case ObjectKinds.amqpChannel.name: "AMQP channels"
         case ObjectKinds.httpOutconn.name: "Outgoing HTTP connections"
         case ObjectKinds.basicAuth.name: "Basic-auth definitions"
+        case ObjectKinds.scheduler.name: "Scheduler"
         default: kind.label
         }
     }
@@ -249,7 +308,7 @@ struct DashboardObjectPages {
 
     private func choices(_ field: ObjectKind.Field) async throws -> [String]? {
         if let allowed = field.allowed { return allowed }
-        guard let target = field.references, let kind = ObjectRoutes.paths.map(\.0).first(where: { $0.name == target }) else { return nil }
+        guard let target = field.references, let kind = Self.kinds.first(where: { $0.name == target }) else { return nil }
         let names = try await objects.list(kind).compactMap { $0["name"]?.string }
         return (field.defaultValue == .string("none") ? ["none"] : []) + names
     }

@@ -18,6 +18,7 @@ struct DashboardRoutes {
     let objects: ObjectStore
     let amqp: AMQPOutconns
     let amqpChannels: AMQPChannels
+    let scheduler: Scheduler
     let sessions: DashboardSessions
     let signIns: SignInGuard
 
@@ -41,7 +42,7 @@ struct DashboardRoutes {
         dashboard.get("enmasse") { request, _ in enmasse(request, outcome: nil) }
         dashboard.get("enmasse/export") { request, _ in try await enmasseExport(request) }
         dashboard.post("enmasse/import") { request, _ in try await enmasseImport(request) }
-        DashboardObjectPages(state: state, objects: objects, amqp: amqp, amqpChannels: amqpChannels, sessions: sessions).register(on: dashboard)
+        DashboardObjectPages(state: state, objects: objects, amqp: amqp, amqpChannels: amqpChannels, scheduler: scheduler, sessions: sessions).register(on: dashboard)
     }
 
     /// A full page for the request's session.

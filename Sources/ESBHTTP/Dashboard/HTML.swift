@@ -40,7 +40,7 @@ enum HTML {
     static func badge(_ status: String) -> String {
         let tone = switch status {
         case "ok", "deployed", "done", "connected", "confirmed", "delivered": "good"
-        case "failed", "quarantined", "degraded", "backing_off": "bad"
+        case "failed", "quarantined", "degraded", "backing_off", "timed_out", "interrupted": "bad"
         default: "neutral"
         }
         return "<span class=\"badge \(tone)\">\(escape(status))</span>"
@@ -77,6 +77,7 @@ enum HTML {
                      ("channel_plain_http", "/esb/dashboard/objects/channel_plain_http", "HTTP channels"),
                      ("channel_amqp", "/esb/dashboard/objects/channel_amqp", "AMQP channels"),
                      ("def_sec", "/esb/dashboard/objects/def_sec", "Basic auth"),
+                     ("scheduler", "/esb/dashboard/objects/scheduler", "Scheduler"),
                      ("enmasse", "/esb/dashboard/enmasse", "enmasse"), ("cluster", "/esb/dashboard/cluster", "Cluster")]
         let nav = links.map { key, href, label in
             "<a href=\"\(href)\"\(key == section ? " class=\"active\"" : "")>\(escape(label))</a>"

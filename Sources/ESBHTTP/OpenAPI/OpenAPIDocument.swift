@@ -30,7 +30,14 @@ struct OpenAPIDocument {
         ObjectRoutes.paths.flatMap { kind, path in
             objectOperations(path: "/esb/api/" + path, schema: schemaName(kind), tag: String(path.split(separator: "/")[0]),
                              hasSecret: kind.secretField != nil)
-        } + [
+        } + objectOperations(path: "/esb/api/scheduler", schema: schemaName(ObjectKinds.scheduler), tag: "scheduler", hasSecret: false)
+        + [
+            Operation(method: "get", path: "/esb/api/scheduler/{name}/runs", summary: "A job's runs, newest first (the last 100)",
+                      tag: "scheduler", responses: [200: nil, 401: "Error"], parameters: ["name"],
+                      errors: ErrorStatuses.documented([.notFound])),
+            Operation(method: "post", path: "/esb/api/scheduler/{name}/execute", summary: "Run a job now; 202 with the run's cid",
+                      tag: "scheduler", responses: [202: nil, 401: "Error"], parameters: ["name"],
+                      errors: ErrorStatuses.documented([.notFound, .inUse])),
             Operation(method: "post", path: "/esb/api/outgoing/amqp/{name}/publish", summary: "Test publish through an outgoing AMQP connection",
                       tag: "outgoing", requestSchema: "AMQPPublish",
                       responses: [200: "AMQPPublished", 401: "Error", 422: "Error"],
@@ -122,7 +129,7 @@ struct OpenAPIDocument {
     ) }
 
     static var objectSchemas: [String: Any] {
-        Dictionary(uniqueKeysWithValues: ObjectRoutes.paths.map { (schemaName($0.0), schema($0.0)) })
+        Dictionary(uniqueKeysWithValues: (ObjectRoutes.paths.map(\.0) + [ObjectKinds.scheduler]).map { (schemaName($0), schema($0)) })
     }
 
     static var fixedSchemas: [String: Any] { [

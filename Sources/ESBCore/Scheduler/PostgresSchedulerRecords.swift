@@ -1,0 +1,256 @@
+import ESBStore
+import Foundation
+import PostgresNIO
+
+/// ``SchedulerRecords`` on PostgreSQL, shared by the servers of a cluster. A due run is
+/// claimed by locking the job's state row (`FOR UPDATE SKIP LOCKED`: a server never waits
+/// for another's claim) and moving its next run time on in the same transaction: every due
+/// run happens on exactly one server. A running run belongs to its server while that
+/// server's heartbeat in `esb_server` is younger than the lease.
+struct PostgresSchedulerRecords: SchedulerRecords {
+    let odb: PostgresODB
+    let server: String
+    let leaseMS: Int64
+
+    /// Migration `v10-scheduler`.
+    static let createTables = [
+        """
+        CREATE TABLE scheduler_state (
+          job text PRIMARY KEY, schedule_key text NOT NULL, anchor_at bigint NOT NULL, next_run_at bigint,
+          runs_done bigint NOT NULL DEFAULT 0, running_cid text, running_server text, running_since bigint)
+        """,
+        "CREATE INDEX scheduler_state_due ON scheduler_state(next_run_at) WHERE next_run_at IS NOT NULL",
+        """
+        CREATE TABLE scheduler_run (
+          id bigserial PRIMARY KEY, job text NOT NULL, cid text NOT NULL, scheduled_at bigint NOT NULL,
+          started_at bigint NOT NULL, finished_at bigint, duration_ms bigint, status text NOT NULL, error text,
+          server text NOT NULL)
+        """,
+        "CREATE INDEX scheduler_run_job ON scheduler_run(job, id)",
+        "CREATE INDEX scheduler_run_cid ON scheduler_run(cid)",
+        "CREATE INDEX scheduler_run_running ON scheduler_run(status) WHERE status = 'running'",
+    ]
+
+    private static let stateColumns = "job, schedule_key, anchor_at, next_run_at, runs_done, running_cid, running_server, running_since"
+    private static let runColumns = "job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server"
+
+    /// Whether the server named by `column` is alive: not stopped, heartbeat within the lease.
+    private func alive(_ column: String) -> String {
+        """
+        EXISTS (SELECT 1 FROM esb_server s WHERE s.name = \(column) AND s.stopped_at IS NULL
+          AND s.last_seen >= \(PostgresClusterRecords.now) - \(leaseMS))
+        """
+    }
+
+    func sync(_ states: [JobState]) async throws {
+        try await odb.transaction { connection in
+            for state in states {
+                try await connection.query("""
+                    INSERT INTO scheduler_state(job, schedule_key, anchor_at, next_run_at, runs_done)
+                    VALUES (\(state.job), \(state.scheduleKey), \(state.anchor), \(state.nextRunAt), 0)
+                    ON CONFLICT (job) DO UPDATE SET schedule_key = excluded.schedule_key, anchor_at = excluded.anchor_at,
+                      next_run_at = excluded.next_run_at, runs_done = 0
+                    WHERE scheduler_state.schedule_key <> excluded.schedule_key
+                    """, logger: odb.logger)
+            }
+            let names = states.map(\.job)
+            try await connection.query("DELETE FROM scheduler_state WHERE job <> ALL(\(names))", logger: odb.logger)
+            try await connection.query("DELETE FROM scheduler_run WHERE job <> ALL(\(names))", logger: odb.logger)
+        }
+    }
+
+    func nextDue(jobs: [String]?) async throws -> Int64? {
+        for try await next in try await odb.query("""
+            SELECT min(next_run_at) FROM scheduler_state WHERE next_run_at IS NOT NULL
+              AND (\(jobs == nil) OR job = ANY(\(jobs ?? [])))
+            """, logger: odb.logger).decode(Int64?.self) {
+            return next
+        }
+        return nil
+    }
+
+    func claim(now: Int64, jobs: [String]?, foreignAfter: Int64, limit: Int,
+               _ plan: @escaping @Sendable ([JobState]) -> [ClaimOutcome]) async throws -> [ClaimOutcome] {
+        try await odb.transaction { connection in
+            var due: [JobState] = []
+            let rows = try await connection.query("""
+                SELECT \(unescaped: Self.stateColumns), \(unescaped: alive("running_server")) FROM scheduler_state
+                WHERE next_run_at <= \(now)
+                  AND (\(jobs == nil) OR job = ANY(\(jobs ?? [])) OR next_run_at <= \(now - foreignAfter))
+                ORDER BY next_run_at LIMIT \(Int64(limit)) FOR UPDATE SKIP LOCKED
+                """, logger: odb.logger)
+            for try await row in rows {
+                var state = try Self.state(row.makeRandomAccess())
+                state.runnerAlive = try row.makeRandomAccess()[8].decode(Bool.self)
+                due.append(state)
+            }
+            guard !due.isEmpty else { return [] }
+            let outcomes = plan(due)
+            for outcome in outcomes { try await write(outcome, on: connection) }
+            return outcomes
+        }
+    }
+
+    private func write(_ outcome: ClaimOutcome, on connection: PostgresConnection) async throws {
+        if let interrupted = outcome.interrupted {
+            try await connection.query("""
+                UPDATE scheduler_run SET status = 'interrupted',
+                  error = coalesce(error, 'the server running it stopped or went silent mid-run')
+                WHERE cid = \(interrupted) AND status = 'running'
+                """, logger: odb.logger)
+        }
+        if let start = outcome.start {
+            try await insert(start, on: connection)
+            try await connection.query("""
+                UPDATE scheduler_state SET next_run_at = \(outcome.nextRunAt), runs_done = \(Int64(outcome.runsDone)),
+                  running_cid = \(start.cid), running_server = \(start.server), running_since = \(start.startedAt)
+                WHERE job = \(outcome.job)
+                """, logger: odb.logger)
+        } else {
+            let clear = outcome.interrupted != nil
+            try await connection.query("""
+                UPDATE scheduler_state SET next_run_at = \(outcome.nextRunAt), runs_done = \(Int64(outcome.runsDone)),
+                  running_cid = CASE WHEN \(clear) THEN NULL ELSE running_cid END,
+                  running_server = CASE WHEN \(clear) THEN NULL ELSE running_server END,
+                  running_since = CASE WHEN \(clear) THEN NULL ELSE running_since END
+                WHERE job = \(outcome.job)
+                """, logger: odb.logger)
+        }
+        if let record = outcome.record { try await insert(record, on: connection) }
+    }
+
+    private func insert(_ run: JobRun, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            INSERT INTO scheduler_run(\(unescaped: Self.runColumns)) VALUES (\(run.job), \(run.cid), \(run.scheduledAt),
+              \(run.startedAt), \(run.finishedAt), \(run.durationMS), \(run.status.rawValue), \(run.error), \(run.server))
+            """, logger: odb.logger)
+    }
+
+    func startManual(_ run: JobRun) async throws -> Bool {
+        try await odb.transaction { connection in
+            var previous: (cid: String?, taken: Bool)?
+            for try await row in try await connection.query("""
+                SELECT running_cid, running_cid IS NULL OR NOT \(unescaped: alive("running_server")) FROM scheduler_state
+                WHERE job = \(run.job) FOR UPDATE
+                """, logger: odb.logger) {
+                let random = row.makeRandomAccess()
+                previous = (try random[0].decode(String?.self), try random[1].decode(Bool.self))
+            }
+            guard let previous, previous.taken else { return false }
+            if let cut = previous.cid {
+                try await connection.query("""
+                    UPDATE scheduler_run SET status = 'interrupted', error = 'the server running it stopped or went silent mid-run'
+                    WHERE cid = \(cut) AND status = 'running'
+                    """, logger: odb.logger)
+            }
+            try await connection.query("""
+                UPDATE scheduler_state SET running_cid = \(run.cid), running_server = \(run.server), running_since = \(run.startedAt)
+                WHERE job = \(run.job)
+                """, logger: odb.logger)
+            try await insert(run, on: connection)
+            return true
+        }
+    }
+
+    func finish(_ run: JobRun) async throws {
+        try await odb.transaction { connection in
+            try await connection.query("""
+                UPDATE scheduler_run SET status = \(run.status.rawValue), error = \(run.error), finished_at = \(run.finishedAt),
+                  duration_ms = \(run.durationMS)
+                WHERE cid = \(run.cid) AND status = 'running'
+                """, logger: odb.logger)
+            try await connection.query("""
+                UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
+                WHERE job = \(run.job) AND running_cid = \(run.cid)
+                """, logger: odb.logger)
+        }
+    }
+
+    func recover(now: Int64) async throws -> Int {
+        try await odb.transaction { [server] connection in
+            var count = 0
+            for try await _ in try await connection.query("""
+                UPDATE scheduler_run SET status = 'interrupted', finished_at = \(now),
+                  error = 'the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)'
+                WHERE status = 'running' AND server = \(server) RETURNING id
+                """, logger: odb.logger) { count += 1 }
+            try await connection.query("""
+                UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
+                WHERE running_server = \(server)
+                """, logger: odb.logger)
+            return count
+        }
+    }
+
+    func takeOver(now: Int64, leaseMS: Int64) async throws -> Int {
+        try await odb.transaction { [server] connection in
+            var count = 0
+            for try await _ in try await connection.query("""
+                UPDATE scheduler_run SET status = 'interrupted', finished_at = \(now),
+                  error = 'the server running it (' || server || ') stopped or went silent mid-run'
+                WHERE status = 'running' AND server <> \(server) AND NOT \(unescaped: alive("scheduler_run.server")) RETURNING id
+                """, logger: odb.logger) { count += 1 }
+            try await connection.query("""
+                UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
+                WHERE running_server IS NOT NULL AND running_server <> \(server)
+                  AND NOT \(unescaped: alive("scheduler_state.running_server"))
+                """, logger: odb.logger)
+            return count
+        }
+    }
+
+    func states() async throws -> [String: JobState] {
+        var states: [String: JobState] = [:]
+        for try await row in try await odb.query("SELECT \(unescaped: Self.stateColumns) FROM scheduler_state", logger: odb.logger) {
+            let state = try Self.state(row.makeRandomAccess())
+            states[state.job] = state
+        }
+        return states
+    }
+
+    func lastRuns() async throws -> [String: JobRun] {
+        var runs: [String: JobRun] = [:]
+        for try await row in try await odb.query("""
+            SELECT DISTINCT ON (job) \(unescaped: Self.runColumns) FROM scheduler_run ORDER BY job, id DESC
+            """, logger: odb.logger) {
+            let run = try Self.run(row.makeRandomAccess())
+            runs[run.job] = run
+        }
+        return runs
+    }
+
+    func runs(job: String, limit: Int) async throws -> [JobRun] {
+        var runs: [JobRun] = []
+        for try await row in try await odb.query("""
+            SELECT \(unescaped: Self.runColumns) FROM scheduler_run WHERE job = \(job) ORDER BY id DESC LIMIT \(Int64(limit))
+            """, logger: odb.logger) {
+            runs.append(try Self.run(row.makeRandomAccess()))
+        }
+        return runs
+    }
+
+    func prune(keep: Int) async throws -> Int {
+        try await odb.execute("""
+            DELETE FROM scheduler_run WHERE id IN (
+              SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n FROM scheduler_run) ranked
+              WHERE n > \(Int64(keep)))
+            RETURNING id
+            """, logger: odb.logger)
+    }
+
+    private static func state(_ row: PostgresRandomAccessRow) throws -> JobState {
+        JobState(job: try row[0].decode(String.self), scheduleKey: try row[1].decode(String.self),
+                 anchor: try row[2].decode(Int64.self), nextRunAt: try row[3].decode(Int64?.self),
+                 runsDone: Int(try row[4].decode(Int64.self)), runningCID: try row[5].decode(String?.self),
+                 runningServer: try row[6].decode(String?.self), runningSince: try row[7].decode(Int64?.self))
+    }
+
+    private static func run(_ row: PostgresRandomAccessRow) throws -> JobRun {
+        let status = try row[6].decode(String.self)
+        return JobRun(job: try row[0].decode(String.self), cid: try row[1].decode(String.self),
+                      scheduledAt: try row[2].decode(Int64.self), startedAt: try row[3].decode(Int64.self),
+                      finishedAt: try row[4].decode(Int64?.self), durationMS: try row[5].decode(Int64?.self),
+                      status: JobRun.Status(rawValue: status) ?? .failed, error: try row[7].decode(String?.self),
+                      server: try row[8].decode(String.self))
+    }
+}

@@ -1,0 +1,190 @@
+import ESBStore
+import Foundation
+import GRDB
+
+/// ``SchedulerRecords`` on SQLite: one server per file, so every running run is this
+/// process's (or its previous life's). Writes go through one ``SQLiteGroupCommitter``: the
+/// ends of many runs share a commit.
+struct SQLiteSchedulerRecords: SchedulerRecords {
+    let pool: DatabasePool
+    let server: String
+    private let committer: SQLiteGroupCommitter
+
+    init(pool: DatabasePool, server: String) {
+        self.pool = pool
+        self.server = server
+        committer = SQLiteGroupCommitter(pool: pool)
+    }
+
+    /// Migration `v10-scheduler`.
+    static func createTables(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE scheduler_state (
+              job TEXT PRIMARY KEY, schedule_key TEXT NOT NULL, anchor_at INTEGER NOT NULL, next_run_at INTEGER,
+              runs_done INTEGER NOT NULL DEFAULT 0, running_cid TEXT, running_server TEXT, running_since INTEGER);
+            CREATE INDEX scheduler_state_due ON scheduler_state(next_run_at) WHERE next_run_at IS NOT NULL;
+            CREATE TABLE scheduler_run (
+              id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, cid TEXT NOT NULL, scheduled_at INTEGER NOT NULL,
+              started_at INTEGER NOT NULL, finished_at INTEGER, duration_ms INTEGER, status TEXT NOT NULL, error TEXT,
+              server TEXT NOT NULL);
+            CREATE INDEX scheduler_run_job ON scheduler_run(job, id);
+            CREATE INDEX scheduler_run_cid ON scheduler_run(cid);
+            CREATE INDEX scheduler_run_running ON scheduler_run(status) WHERE status = 'running';
+            """)
+    }
+
+    func sync(_ states: [JobState]) async throws {
+        try await committer.write { db in
+            for state in states {
+                try db.execute(sql: """
+                    INSERT INTO scheduler_state(job, schedule_key, anchor_at, next_run_at, runs_done) VALUES (?, ?, ?, ?, 0)
+                    ON CONFLICT(job) DO UPDATE SET schedule_key = excluded.schedule_key, anchor_at = excluded.anchor_at,
+                      next_run_at = excluded.next_run_at, runs_done = 0
+                    WHERE scheduler_state.schedule_key <> excluded.schedule_key
+                    """, arguments: [state.job, state.scheduleKey, state.anchor, state.nextRunAt])
+            }
+            let names = String(decoding: try JSONEncoder().encode(states.map(\.job)), as: UTF8.self)
+            try db.execute(sql: "DELETE FROM scheduler_state WHERE job NOT IN (SELECT value FROM json_each(?))", arguments: [names])
+            try db.execute(sql: "DELETE FROM scheduler_run WHERE job NOT IN (SELECT value FROM json_each(?))", arguments: [names])
+        }
+    }
+
+    func nextDue(jobs _: [String]?) async throws -> Int64? {
+        try await pool.read { db in
+            try Int64.fetchOne(db, sql: "SELECT min(next_run_at) FROM scheduler_state WHERE next_run_at IS NOT NULL")
+        }
+    }
+
+    /// One server: it takes every due job.
+    func claim(now: Int64, jobs _: [String]?, foreignAfter _: Int64, limit: Int,
+               _ plan: @escaping @Sendable ([JobState]) -> [ClaimOutcome]) async throws -> [ClaimOutcome] {
+        try await committer.write { db in
+            let due = try Row.fetchAll(db, sql: """
+                SELECT * FROM scheduler_state WHERE next_run_at <= ? ORDER BY next_run_at LIMIT ?
+                """, arguments: [now, limit]).map(Self.state)
+            guard !due.isEmpty else { return [] }
+            let outcomes = plan(due)
+            for outcome in outcomes { try Self.write(outcome, db: db) }
+            return outcomes
+        }
+    }
+
+    static func write(_ outcome: ClaimOutcome, db: Database) throws {
+        if let interrupted = outcome.interrupted {
+            try db.execute(sql: """
+                UPDATE scheduler_run SET status = 'interrupted', error = coalesce(error, 'the server running it stopped mid-run')
+                WHERE cid = ? AND status = 'running'
+                """, arguments: [interrupted])
+        }
+        if let start = outcome.start {
+            try insert(start, db: db)
+            try db.execute(sql: """
+                UPDATE scheduler_state SET next_run_at = ?, runs_done = ?, running_cid = ?, running_server = ?, running_since = ?
+                WHERE job = ?
+                """, arguments: [outcome.nextRunAt, outcome.runsDone, start.cid, start.server, start.startedAt, outcome.job])
+        } else {
+            try db.execute(sql: """
+                UPDATE scheduler_state SET next_run_at = ?, runs_done = ?,
+                  running_cid = CASE WHEN ? THEN NULL ELSE running_cid END,
+                  running_server = CASE WHEN ? THEN NULL ELSE running_server END,
+                  running_since = CASE WHEN ? THEN NULL ELSE running_since END
+                WHERE job = ?
+                """, arguments: [outcome.nextRunAt, outcome.runsDone, outcome.interrupted != nil, outcome.interrupted != nil,
+                                 outcome.interrupted != nil, outcome.job])
+        }
+        if let record = outcome.record { try insert(record, db: db) }
+    }
+
+    static func insert(_ run: JobRun, db: Database) throws {
+        try db.execute(sql: """
+            INSERT INTO scheduler_run(job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [run.job, run.cid, run.scheduledAt, run.startedAt, run.finishedAt, run.durationMS,
+                             run.status.rawValue, run.error, run.server])
+    }
+
+    func startManual(_ run: JobRun) async throws -> Bool {
+        try await committer.write { db in
+            try db.execute(sql: """
+                UPDATE scheduler_state SET running_cid = ?, running_server = ?, running_since = ?
+                WHERE job = ? AND running_cid IS NULL
+                """, arguments: [run.cid, run.server, run.startedAt, run.job])
+            guard db.changesCount == 1 else { return false }
+            try Self.insert(run, db: db)
+            return true
+        }
+    }
+
+    func finish(_ run: JobRun) async throws {
+        try await committer.write { db in
+            try db.execute(sql: """
+                UPDATE scheduler_run SET status = ?, error = ?, finished_at = ?, duration_ms = ? WHERE cid = ? AND status = 'running'
+                """, arguments: [run.status.rawValue, run.error, run.finishedAt, run.durationMS, run.cid])
+            try db.execute(sql: """
+                UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
+                WHERE job = ? AND running_cid = ?
+                """, arguments: [run.job, run.cid])
+        }
+    }
+
+    func recover(now: Int64) async throws -> Int {
+        try await committer.write { db in
+            try db.execute(sql: """
+                UPDATE scheduler_run SET status = 'interrupted', finished_at = ?,
+                  error = 'the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)'
+                WHERE status = 'running'
+                """, arguments: [now])
+            let count = db.changesCount
+            try db.execute(sql: "UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL")
+            return count
+        }
+    }
+
+    /// One server per file: nobody else's runs to take over.
+    func takeOver(now _: Int64, leaseMS _: Int64) async throws -> Int { 0 }
+
+    func states() async throws -> [String: JobState] {
+        try await pool.read { db in
+            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT * FROM scheduler_state").map(Self.state).map { ($0.job, $0) })
+        }
+    }
+
+    func lastRuns() async throws -> [String: JobRun] {
+        try await pool.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT r.* FROM scheduler_run r JOIN (SELECT job, max(id) AS id FROM scheduler_run GROUP BY job) l ON r.id = l.id
+                """)
+            return Dictionary(uniqueKeysWithValues: rows.map(Self.run).map { ($0.job, $0) })
+        }
+    }
+
+    func runs(job: String, limit: Int) async throws -> [JobRun] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM scheduler_run WHERE job = ? ORDER BY id DESC LIMIT ?", arguments: [job, limit])
+                .map(Self.run)
+        }
+    }
+
+    func prune(keep: Int) async throws -> Int {
+        try await committer.write { db in
+            try db.execute(sql: """
+                DELETE FROM scheduler_run WHERE id IN (
+                  SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n FROM scheduler_run)
+                  WHERE n > ?)
+                """, arguments: [keep])
+            return db.changesCount
+        }
+    }
+
+    static func state(_ row: Row) -> JobState {
+        JobState(job: row["job"], scheduleKey: row["schedule_key"], anchor: row["anchor_at"], nextRunAt: row["next_run_at"],
+                 runsDone: row["runs_done"], runningCID: row["running_cid"], runningServer: row["running_server"],
+                 runningSince: row["running_since"])
+    }
+
+    static func run(_ row: Row) -> JobRun {
+        JobRun(job: row["job"], cid: row["cid"], scheduledAt: row["scheduled_at"], startedAt: row["started_at"],
+               finishedAt: row["finished_at"], durationMS: row["duration_ms"],
+               status: JobRun.Status(rawValue: row["status"]) ?? .failed, error: row["error"], server: row["server"])
+    }
+}

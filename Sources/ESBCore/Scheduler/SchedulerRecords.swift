@@ -1,0 +1,105 @@
+import ESBStore
+
+/// One run of a job, as `GET /esb/api/scheduler/{name}/runs` shows it.
+public struct JobRun: Sendable, Equatable {
+    public enum Status: String, Sendable, CaseIterable {
+        case running, ok, failed, skipped
+        case timedOut = "timed_out"
+        case interrupted
+    }
+
+    public var job: String
+    public var cid: String
+    public var scheduledAt: Int64
+    public var startedAt: Int64
+    public var finishedAt: Int64?
+    public var durationMS: Int64?
+    public var status: Status
+    public var error: String?
+    public var server: String
+
+    enum Keys: String, CodingKey {
+        case job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server
+    }
+}
+
+/// As the API shows a run: times in ISO 8601 (UTC), absent values null.
+extension JobRun: Encodable {
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encode(job, forKey: .job)
+        try container.encode(cid, forKey: .cid)
+        try container.encode(JobDefinition.formatDate(scheduledAt), forKey: .scheduled_at)
+        try container.encode(JobDefinition.formatDate(startedAt), forKey: .started_at)
+        try container.encode(finishedAt.map(JobDefinition.formatDate), forKey: .finished_at)
+        try container.encode(durationMS, forKey: .duration_ms)
+        try container.encode(status.rawValue, forKey: .status)
+        try container.encode(error, forKey: .error)
+        try container.encode(server, forKey: .server)
+    }
+}
+
+/// A job's schedule state in the ODB, next to its definition.
+struct JobState: Sendable, Equatable {
+    var job: String
+    /// ``JobDefinition/scheduleKey`` the state was computed for.
+    var scheduleKey: String
+    /// When the schedule was (re)started: the origin of an interval job without `start_date`.
+    var anchor: Int64
+    var nextRunAt: Int64?
+    /// Runs started since the schedule was (re)started (for `repeats`).
+    var runsDone: Int
+    var runningCID: String?
+    var runningServer: String?
+    var runningSince: Int64?
+    /// Whether the server running `runningCID` is alive (false: it stopped or went silent
+    /// past the lease, so the run was cut short). Read with the state; not stored.
+    var runnerAlive: Bool = true
+}
+
+/// What the scheduler decided for one due job, written in the claim's transaction.
+struct ClaimOutcome: Sendable {
+    var job: String
+    var nextRunAt: Int64?
+    var runsDone: Int
+    /// A run that starts now (stored `running`, and the job's running run).
+    var start: JobRun?
+    /// A run recorded as it is (`skipped`, or a `failed` one that never started).
+    var record: JobRun?
+    /// The cid of a run cut short by its server's death, recorded `interrupted`.
+    var interrupted: String?
+}
+
+/// What ``Scheduler`` needs from the ODB, whatever the engine: the `scheduler_state` and
+/// `scheduler_run` tables. On a shared ODB a due run is claimed by one server: the claim
+/// locks the job's state row (`FOR UPDATE SKIP LOCKED`) and moves its next run time on in
+/// the same transaction, so no other server sees it due again.
+protocol SchedulerRecords: Sendable {
+    /// Inserts the states of new jobs and restarts those whose schedule changed (`states`:
+    /// the desired key, anchor and first run), keeping a run in progress; deletes the state
+    /// and runs of jobs that are gone.
+    func sync(_ states: [JobState]) async throws
+    /// The earliest next run time among `jobs` (nil: all jobs), or of any job more than
+    /// `foreignAfter` ms overdue.
+    func nextDue(jobs: [String]?) async throws -> Int64?
+    /// Locks up to `limit` due states (of `jobs`, or any more than `foreignAfter` ms overdue),
+    /// asks `plan` what to do with them, and writes its outcomes; returns them.
+    func claim(now: Int64, jobs: [String]?, foreignAfter: Int64, limit: Int,
+               _ plan: @escaping @Sendable ([JobState]) -> [ClaimOutcome]) async throws -> [ClaimOutcome]
+    /// Starts a run now if the job runs nothing (or its runner is dead); false if it is busy.
+    func startManual(_ run: JobRun) async throws -> Bool
+    /// Stores a run's end and frees the job for its next run.
+    func finish(_ run: JobRun) async throws
+    /// Records this server's runs from its previous life as `interrupted` (on SQLite every
+    /// running run: one server per file); returns how many.
+    func recover(now: Int64) async throws -> Int
+    /// Records runs of servers that stopped or went silent past `leaseMS` as `interrupted`.
+    func takeOver(now: Int64, leaseMS: Int64) async throws -> Int
+    func states() async throws -> [String: JobState]
+    /// Each job's newest run.
+    func lastRuns() async throws -> [String: JobRun]
+    /// A job's runs, newest first.
+    func runs(job: String, limit: Int) async throws -> [JobRun]
+    /// Keeps the newest `keep` runs of each job.
+    func prune(keep: Int) async throws -> Int
+}

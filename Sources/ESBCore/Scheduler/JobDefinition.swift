@@ -59,7 +59,7 @@ public struct JobDefinition: Sendable {
             var seconds: Int64 = 0
             for (unit, size) in units { seconds += Int64(fields[unit]?.int ?? 0) * size }
             guard seconds > 0 else {
-                throw Problem(field: "seconds", reason: "interval_based needs an interval: set weeks, days, hours, minutes or seconds")
+                throw Problem(field: "seconds", reason: "is missing: an interval_based job needs an interval (weeks, days, hours, minutes or seconds)")
             }
             schedule = .interval(start: start, every: seconds * 1000, repeats: fields["repeats"]?.int)
         case "cron_style":

@@ -12,7 +12,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
     let server: String
     let leaseMS: Int64
 
-    /// Migration `v10-scheduler`.
+    /// Migration `v11-scheduler`.
     static let createTables = [
         """
         CREATE TABLE scheduler_state (

@@ -16,7 +16,7 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
         committer = SQLiteGroupCommitter(pool: pool)
     }
 
-    /// Migration `v10-scheduler`.
+    /// Migration `v11-scheduler`.
     static func createTables(_ db: Database) throws {
         try db.execute(sql: """
             CREATE TABLE scheduler_state (

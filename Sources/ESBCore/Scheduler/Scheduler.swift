@@ -66,7 +66,7 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
 
     /// The scheduler's tables.
     public static let tables = ODBMigration(
-        "v10-scheduler", sqlite: SQLiteSchedulerRecords.createTables, postgresql: PostgresSchedulerRecords.createTables)
+        "v11-scheduler", sqlite: SQLiteSchedulerRecords.createTables, postgresql: PostgresSchedulerRecords.createTables)
 
     /// Loads the jobs now and again after every change to them.
     public func start() async {

@@ -213,6 +213,85 @@ import Testing
         #expect(try await stores[0].records.record(cid: sample.cid)?.interruptions == 1)
         #expect(try await stores[0].records.nextDue() == 3_000)
     }
+    // MARK: Scheduler
+
+    static func scheduler(_ engine: ODB.Engine, server: String = "a") async throws -> any SchedulerRecords {
+        switch try await TestODB.make(engine).connection {
+        case .sqlite(let pool): return SQLiteSchedulerRecords(pool: pool, server: server)
+        case .postgresql(let postgres):
+            // The server is alive as a cluster member is: a fresh heartbeat in esb_server.
+            try await postgres.execute("""
+                INSERT INTO esb_server(name, last_seen) VALUES (\(server), \(unescaped: PostgresClusterRecords.now))
+                """, logger: TestODB.logger)
+            return PostgresSchedulerRecords(odb: postgres, server: server, leaseMS: 30_000)
+        }
+    }
+
+    /// A plan that starts a run of every due job and moves it on by a second.
+    static func startAll(now: Int64) -> @Sendable ([JobState]) -> [ClaimOutcome] {
+        { states in
+            states.map { state in
+                ClaimOutcome(job: state.job, nextRunAt: (state.nextRunAt ?? now) + 1000, runsDone: state.runsDone + 1,
+                             start: JobRun(job: state.job, cid: "cid-\(state.job)-\(state.nextRunAt ?? 0)", scheduledAt: state.nextRunAt ?? now,
+                                           startedAt: now, status: .running, server: "a"))
+            }
+        }
+    }
+
+    @Test(arguments: ODB.Engine.allCases)
+    func aDueRunIsClaimedOnceEvenByConcurrentClaimers(engine: ODB.Engine) async throws {
+        let records = try await Self.scheduler(engine)
+        try await records.sync([JobState(job: "j", scheduleKey: "k1", anchor: 0, nextRunAt: 1000, runsDone: 0)])
+        // A sync with the same schedule key keeps the state (a restart does not reset it).
+        try await records.sync([JobState(job: "j", scheduleKey: "k1", anchor: 5, nextRunAt: 9999, runsDone: 0)])
+        #expect(try await records.states()["j"]?.nextRunAt == 1000)
+        let claims = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<4 {
+                group.addTask { try await records.claim(now: 1500, jobs: nil, foreignAfter: 3000, limit: 10, Self.startAll(now: 1500)).count }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(claims == 1, "one claimer gets the due run")
+        let state = try #require(try await records.states()["j"])
+        #expect(state.nextRunAt == 2000 && state.runsDone == 1 && state.runningCID == "cid-j-1000")
+        #expect(try await records.claim(now: 1500, jobs: nil, foreignAfter: 3000, limit: 10, Self.startAll(now: 1500)).isEmpty)
+        // Busy: no manual run; finished: free again, the run recorded.
+        let manual = JobRun(job: "j", cid: "manual", scheduledAt: 1600, startedAt: 1600, status: .running, server: "a")
+        #expect(try await records.startManual(manual) == false)
+        try await records.finish(JobRun(job: "j", cid: "cid-j-1000", scheduledAt: 1000, startedAt: 1500, finishedAt: 1510,
+                                        durationMS: 10, status: .ok, server: "a"))
+        #expect(try await records.states()["j"]?.runningCID == nil)
+        #expect(try await records.startManual(manual) == true)
+        #expect(try await records.recover(now: 1700) == 1, "the manual run was cut: interrupted")
+        let runs = try await records.runs(job: "j", limit: 10)
+        #expect(runs.map(\.cid) == ["manual", "cid-j-1000"], "newest first")
+        #expect(runs.map(\.status) == [.interrupted, .ok])
+        #expect(try await records.lastRuns()["j"]?.cid == "manual")
+        // A changed schedule restarts it; a job no longer defined loses its state and runs.
+        try await records.sync([JobState(job: "j", scheduleKey: "k2", anchor: 5, nextRunAt: 7000, runsDone: 0),
+                                JobState(job: "other", scheduleKey: "k", anchor: 5, nextRunAt: nil, runsDone: 0)])
+        #expect(try await records.states()["j"]?.nextRunAt == 7000)
+        try await records.sync([JobState(job: "other", scheduleKey: "k", anchor: 5, nextRunAt: nil, runsDone: 0)])
+        #expect(try await records.states()["j"] == nil)
+        #expect(try await records.runs(job: "j", limit: 10).isEmpty)
+    }
+
+    @Test(arguments: ODB.Engine.allCases)
+    func runsArePrunedToTheNewestPerJob(engine: ODB.Engine) async throws {
+        let records = try await Self.scheduler(engine)
+        try await records.sync([JobState(job: "p", scheduleKey: "k", anchor: 0, nextRunAt: 0, runsDone: 0)])
+        for index in 0..<12 {
+            let due = Int64(index) * 1000
+            let outcomes = try await records.claim(now: due, jobs: nil, foreignAfter: 3000, limit: 10) { states in
+                states.map { ClaimOutcome(job: $0.job, nextRunAt: due + 1000, runsDone: 0,
+                                          record: JobRun(job: $0.job, cid: "r\(index)", scheduledAt: due, startedAt: due, finishedAt: due,
+                                                         durationMS: 0, status: .skipped, error: "busy", server: "a")) }
+            }
+            #expect(outcomes.count == 1)
+        }
+        #expect(try await records.prune(keep: 5) == 7)
+        #expect(try await records.runs(job: "p", limit: 100).map(\.cid) == ["r11", "r10", "r9", "r8", "r7"])
+    }
 }
 
 /// One transaction of writes alone, its refusal as a value: what these tests compare.
@@ -227,4 +306,5 @@ extension ObjectRecords {
             return refused.failures
         }
     }
+
 }

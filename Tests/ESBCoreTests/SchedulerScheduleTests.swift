@@ -188,17 +188,17 @@ import Testing
     @Test func aRunDueAfterDowntimeRunsOnceOrIsSkippedByMisfire() throws {
         let now = Self.at("2026-01-01T01:00:00.200Z"), due = Self.at("2026-01-01T00:00:00Z")
         let (runOnce, definitions) = try definitions()
-        let caughtUp = try #require(Scheduler.plan([keyed(state("j", due: due), runOnce)], definitions: definitions, now: now, server: "a", busy: []).first)
+        let caughtUp = try #require(Scheduler.plan([keyed(state("j", due: due), runOnce)], definitions: definitions, now: now, server: "a", busy: { _ in false }).first)
         #expect(caughtUp.start?.scheduledAt == due)
         #expect(caughtUp.start?.startedAt == now)
         #expect(caughtUp.nextRunAt == Self.at("2026-01-01T01:00:01Z"), "the next time after now: one catch-up run, no burst")
         let (skip, skipping) = try self.definitions("skip")
-        let skipped = try #require(Scheduler.plan([keyed(state("j", due: due), skip)], definitions: skipping, now: now, server: "a", busy: []).first)
+        let skipped = try #require(Scheduler.plan([keyed(state("j", due: due), skip)], definitions: skipping, now: now, server: "a", busy: { _ in false }).first)
         #expect(skipped.start == nil)
         #expect(skipped.record?.status == .skipped)
         #expect(skipped.nextRunAt == Self.at("2026-01-01T01:00:01Z"))
         // On time (within the grace), skip still runs.
-        let onTime = try #require(Scheduler.plan([keyed(state("j", due: now - 100), skip)], definitions: skipping, now: now, server: "a", busy: []).first)
+        let onTime = try #require(Scheduler.plan([keyed(state("j", due: now - 100), skip)], definitions: skipping, now: now, server: "a", busy: { _ in false }).first)
         #expect(onTime.start != nil)
     }
 
@@ -207,20 +207,20 @@ import Testing
         let (definition, definitions) = try definitions()
         // Going on another live server, or here: skipped.
         let elsewhere = try #require(Scheduler.plan([keyed(state("j", due: now, running: "c1", server: "b"), definition)],
-                                         definitions: definitions, now: now, server: "a", busy: []).first)
+                                         definitions: definitions, now: now, server: "a", busy: { _ in false }).first)
         #expect(elsewhere.record?.status == .skipped && elsewhere.start == nil)
         #expect(elsewhere.record?.error?.contains("c1") == true)
         let here = try #require(Scheduler.plan([keyed(state("j", due: now, running: "c1", server: "a"), definition)],
-                                    definitions: definitions, now: now, server: "a", busy: ["c1"]).first)
+                                    definitions: definitions, now: now, server: "a", busy: { $0 == "c1" }).first)
         #expect(here.record?.status == .skipped)
         // Its server died (or this server's run is gone): interrupted, and this run starts.
         let dead = try #require(Scheduler.plan([keyed(state("j", due: now, running: "c1", server: "b", alive: false), definition)],
-                                    definitions: definitions, now: now, server: "a", busy: []).first)
+                                    definitions: definitions, now: now, server: "a", busy: { _ in false }).first)
         #expect(dead.interrupted == "c1" && dead.start != nil)
         let stale = try #require(Scheduler.plan([keyed(state("j", due: now, running: "c1", server: "a"), definition)],
-                                     definitions: definitions, now: now, server: "a", busy: []).first)
+                                     definitions: definitions, now: now, server: "a", busy: { _ in false }).first)
         #expect(stale.interrupted == "c1" && stale.start != nil)
         // A definition this server has not loaded yet (another key): left alone.
-        #expect(Scheduler.plan([state("j", due: now)], definitions: definitions, now: now, server: "a", busy: []).isEmpty)
+        #expect(Scheduler.plan([state("j", due: now)], definitions: definitions, now: now, server: "a", busy: { _ in false }).isEmpty)
     }
 }

@@ -215,16 +215,35 @@ import Testing
     }
     // MARK: Scheduler
 
-    static func scheduler(_ engine: ODB.Engine, server: String = "a") async throws -> any SchedulerRecords {
-        switch try await TestODB.make(engine).connection {
-        case .sqlite(let pool): return SQLiteSchedulerRecords(pool: pool, server: server)
+    /// Scheduler records on a new ODB of `engine`, and the objects store on the same ODB (a
+    /// sync writes only for jobs stored as the reloading server read them).
+    static func scheduler(_ engine: ODB.Engine, server: String = "a") async throws -> (any SchedulerRecords, ObjectStore) {
+        let odb = try await TestODB.make(engine)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("esb-records-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try SecretBox.createKeyFile(at: directory + "/secret.key")
+        let store = ObjectStore(odb: odb, secrets: try SecretBox(keyFile: directory + "/secret.key"), kinds: ObjectKinds.all)
+        switch odb.connection {
+        case .sqlite(let pool): return (SQLiteSchedulerRecords(pool: pool, server: server), store)
         case .postgresql(let postgres):
             // The server is alive as a cluster member is: a fresh heartbeat in esb_server.
             try await postgres.execute("""
                 INSERT INTO esb_server(name, last_seen) VALUES (\(server), \(unescaped: PostgresClusterRecords.now))
                 """, logger: TestODB.logger)
-            return PostgresSchedulerRecords(odb: postgres, server: server, leaseMS: 30_000)
+            return (PostgresSchedulerRecords(odb: postgres, server: server, leaseMS: 30_000), store)
         }
+    }
+
+    /// Stores job `name` (every second) and returns its stored body.
+    static func storeJob(_ store: ObjectStore, _ name: String, seconds: Int = 1) async throws -> String {
+        _ = try? await store.delete(ObjectKinds.scheduler, name)
+        _ = try await store.create(ObjectKinds.scheduler, ["name": .string(name), "service": .string("s"),
+                                                           "job_type": .string("interval_based"), "seconds": .int(seconds)])
+        return try #require(try await store.listStored(ObjectKinds.scheduler).first { $0.fields["name"]?.string == name }?.body)
+    }
+
+    static func reset(_ job: String, _ key: String, next: Int64?, body: String) -> JobSync {
+        JobSync(change: .reset, state: JobState(job: job, scheduleKey: key, anchor: 0, nextRunAt: next, runsDone: 0), body: body)
     }
 
     /// A plan that starts a run of every due job and moves it on by a second.
@@ -240,49 +259,60 @@ import Testing
 
     @Test(arguments: ODB.Engine.allCases)
     func aDueRunIsClaimedOnceEvenByConcurrentClaimers(engine: ODB.Engine) async throws {
-        let records = try await Self.scheduler(engine)
-        try await records.sync([JobState(job: "j", scheduleKey: "k1", anchor: 0, nextRunAt: 1000, runsDone: 0)])
-        // A sync with the same schedule key keeps the state (a restart does not reset it).
-        try await records.sync([JobState(job: "j", scheduleKey: "k1", anchor: 5, nextRunAt: 9999, runsDone: 0)])
+        let (records, store) = try await Self.scheduler(engine)
+        let body = try await Self.storeJob(store, "j")
+        try await records.sync([Self.reset("j", "k1", next: 1000, body: body)])
+        // A sync with the same schedule key keeps the state (a restart does not reset it); one
+        // computed from an older copy of the job (another body) changes nothing.
+        try await records.sync([Self.reset("j", "k1", next: 9999, body: body)])
+        try await records.sync([Self.reset("j", "k0", next: 5555, body: "{\"an\":\"older copy\"}")])
         #expect(try await records.states()["j"]?.nextRunAt == 1000)
         let claims = try await withThrowingTaskGroup(of: Int.self) { group in
             for _ in 0..<4 {
-                group.addTask { try await records.claim(now: 1500, jobs: nil, foreignAfter: 3000, limit: 10, Self.startAll(now: 1500)).count }
+                group.addTask { try await records.claim(now: 1500, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, Self.startAll(now: 1500)).count }
             }
             return try await group.reduce(0, +)
         }
         #expect(claims == 1, "one claimer gets the due run")
         let state = try #require(try await records.states()["j"])
         #expect(state.nextRunAt == 2000 && state.runsDone == 1 && state.runningCID == "cid-j-1000")
-        #expect(try await records.claim(now: 1500, jobs: nil, foreignAfter: 3000, limit: 10, Self.startAll(now: 1500)).isEmpty)
+        #expect(try await records.claim(now: 1500, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, Self.startAll(now: 1500)).isEmpty)
         // Busy: no manual run; finished: free again, the run recorded.
         let manual = JobRun(job: "j", cid: "manual", scheduledAt: 1600, startedAt: 1600, status: .running, server: "a")
-        #expect(try await records.startManual(manual) == false)
+        #expect(try await records.startManual(manual, busy: ["cid-j-1000"]) == false)
+        // A timed-out run is recorded but keeps the job until its call returns.
         try await records.finish(JobRun(job: "j", cid: "cid-j-1000", scheduledAt: 1000, startedAt: 1500, finishedAt: 1510,
-                                        durationMS: 10, status: .ok, server: "a"))
+                                        durationMS: 10, status: .ok, server: "a"), release: false)
+        #expect(try await records.states()["j"]?.runningCID == "cid-j-1000")
+        try await records.release(job: "j", cid: "cid-j-1000")
         #expect(try await records.states()["j"]?.runningCID == nil)
-        #expect(try await records.startManual(manual) == true)
+        #expect(try await records.startManual(manual, busy: []) == true)
         #expect(try await records.recover(now: 1700) == 1, "the manual run was cut: interrupted")
         let runs = try await records.runs(job: "j", limit: 10)
         #expect(runs.map(\.cid) == ["manual", "cid-j-1000"], "newest first")
         #expect(runs.map(\.status) == [.interrupted, .ok])
         #expect(try await records.lastRuns()["j"]?.cid == "manual")
-        // A changed schedule restarts it; a job no longer defined loses its state and runs.
-        try await records.sync([JobState(job: "j", scheduleKey: "k2", anchor: 5, nextRunAt: 7000, runsDone: 0),
-                                JobState(job: "other", scheduleKey: "k", anchor: 5, nextRunAt: nil, runsDone: 0)])
+        // A changed schedule restarts it; pausing keeps the runs done.
+        try await records.sync([Self.reset("j", "k2", next: 7000, body: body)])
         #expect(try await records.states()["j"]?.nextRunAt == 7000)
-        try await records.sync([JobState(job: "other", scheduleKey: "k", anchor: 5, nextRunAt: nil, runsDone: 0)])
+        try await records.sync([JobSync(change: .toggle, state: JobState(job: "j", scheduleKey: "k2", active: false, anchor: 0,
+                                                                          nextRunAt: nil, runsDone: 0), body: body)])
+        let paused = try #require(try await records.states()["j"])
+        #expect(paused.active == false && paused.nextRunAt == nil)
+        // A job whose object is gone loses its state and runs, whoever syncs.
+        try await store.delete(ObjectKinds.scheduler, "j")
+        try await records.sync([])
         #expect(try await records.states()["j"] == nil)
         #expect(try await records.runs(job: "j", limit: 10).isEmpty)
     }
 
     @Test(arguments: ODB.Engine.allCases)
     func runsArePrunedToTheNewestPerJob(engine: ODB.Engine) async throws {
-        let records = try await Self.scheduler(engine)
-        try await records.sync([JobState(job: "p", scheduleKey: "k", anchor: 0, nextRunAt: 0, runsDone: 0)])
+        let (records, store) = try await Self.scheduler(engine)
+        try await records.sync([Self.reset("p", "k", next: 0, body: try await Self.storeJob(store, "p"))])
         for index in 0..<12 {
             let due = Int64(index) * 1000
-            let outcomes = try await records.claim(now: due, jobs: nil, foreignAfter: 3000, limit: 10) { states in
+            let outcomes = try await records.claim(now: due, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10) { states in
                 states.map { ClaimOutcome(job: $0.job, nextRunAt: due + 1000, runsDone: 0,
                                           record: JobRun(job: $0.job, cid: "r\(index)", scheduledAt: due, startedAt: due, finishedAt: due,
                                                          durationMS: 0, status: .skipped, error: "busy", server: "a")) }

@@ -7,7 +7,7 @@ import Testing
     func json(_ object: [String: Any]) -> Data { try! JSONSerialization.data(withJSONObject: object) }
 
     /// A service that records each call as a JSON line in `record`, then acts on its payload:
-    /// `fail` throws, `sleep:N` sleeps N ms.
+    /// `fail` throws, `sleep:N` sleeps N ms, `block:N` blocks its thread N ms (deaf to cancellation).
     static func recorder(name: String, record: String) -> String {
         """
         import ESBService
@@ -30,6 +30,7 @@ import Testing
                 close(fd)
                 let text = request.text
                 if text.hasPrefix("sleep:"), let ms = Int(text.dropFirst(6)) { try await Task.sleep(for: .milliseconds(ms)) }
+                if text.hasPrefix("block:"), let ms = Int(text.dropFirst(6)) { usleep(UInt32(ms) * 1000) }
                 if text == "fail" { throw Failed() }
                 return .text("done")
             }
@@ -209,6 +210,57 @@ import Testing
         let again = try await server.request("POST", "/esb/api/scheduler/hung/execute", credentials: server.admin)
         #expect(again.status == 409, "\(again.text)")
         #expect(try await server.request("POST", "/esb/api/scheduler/nope/execute", credentials: server.admin).status == 404)
+    }
+
+    @Test func oneTimeAndCronJobsRunWhenDueAndPausingKeepsTheRepeatsCount() async throws {
+        let record = TestEnvironment.temporaryDirectory("sched") + "/calls.jsonl"
+        let server = try await server(record: record)
+        defer { Task { await server.stop() } }
+        let at = Date().addingTimeInterval(2)
+        let start = Self.iso(at)
+        #expect(try await Self.create(server, ["name": "once", "service": "jobs.record", "job_type": "one_time",
+                                               "start_date": start]).status == 201)
+        try await Self.waitFor("the one-time run") { Self.calls(record).contains { $0["job"] as? String == "once" } }
+        let once = try #require(Self.calls(record).first { $0["job"] as? String == "once" })
+        #expect((once["scheduled_at"] as? String)?.prefix(19) == start.prefix(19), "\(once)")
+        #expect((once["at"] as? Double ?? 0) >= at.timeIntervalSince1970 - 0.05, "not before its time")
+        try await Self.waitFor("the run recorded") { try await Self.runs(server, "once").first?["status"] as? String == "ok" }
+        #expect(try await Self.job(server, "once")["next_run_at"] is NSNull, "a one-time job runs once")
+
+        // A cron job's next run is the next matching minute in its zone.
+        #expect(try await Self.create(server, ["name": "cron", "service": "jobs.record", "job_type": "cron_style",
+                                               "cron_definition": "*/5 * * * *", "timezone": "Asia/Kolkata"]).status == 201)
+        let next = try #require(try await Self.job(server, "cron")["next_run_at"] as? String)
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let nextDate = try #require(formatter.date(from: next))
+        #expect(nextDate > Date() && nextDate < Date().addingTimeInterval(301))
+        // Kolkata is UTC+05:30: every fifth local minute is a minute ending in 0 or 5 in UTC too.
+        #expect(Int(nextDate.timeIntervalSince1970) % 300 == 0, "\(next)")
+
+        // repeats counts runs in all: a pause and a resume do not start the count again.
+        #expect(try await Self.create(server, ["name": "thrice", "service": "jobs.record", "job_type": "interval_based",
+                                               "seconds": 1, "repeats": 3]).status == 201)
+        try await Self.waitFor("a first run") { Self.calls(record).contains { $0["job"] as? String == "thrice" } }
+        _ = try await server.request("PUT", "/esb/api/scheduler/thrice", body: json(["is_active": false]), credentials: server.admin)
+        _ = try await server.request("PUT", "/esb/api/scheduler/thrice", body: json(["is_active": true]), credentials: server.admin)
+        try await Self.waitFor("the job done") { try await Self.job(server, "thrice")["next_run_at"] is NSNull }
+        try await Task.sleep(for: .seconds(2))
+        #expect(Self.calls(record).filter { $0["job"] as? String == "thrice" }.count == 3, "three runs in all")
+    }
+
+    @Test func aServiceDeafToCancellationKeepsItsJobBusyPastMaxRunSeconds() async throws {
+        let record = TestEnvironment.temporaryDirectory("sched") + "/calls.jsonl"
+        let server = try await server(record: record)
+        defer { Task { await server.stop() } }
+        #expect(try await Self.create(server, ["name": "deaf", "service": "jobs.record", "job_type": "interval_based", "seconds": 1,
+                                               "extra": "block:3000", "max_run_seconds": 1]).status == 201)
+        try await Self.waitFor("two calls") { Self.calls(record).filter { $0["job"] as? String == "deaf" }.count >= 2 }
+        let starts = Self.calls(record).filter { $0["job"] as? String == "deaf" }.compactMap { $0["at"] as? Double }.sorted()
+        #expect(zip(starts, starts.dropFirst()).allSatisfy { $1 - $0 >= 2.9 }, "no second call while the first still blocks: \(starts)")
+        let runs = try await Self.runs(server, "deaf")
+        #expect(runs.contains { $0["status"] as? String == "timed_out" }, "\(runs)")
+        #expect(runs.contains { $0["status"] as? String == "skipped" }, "ticks while it blocks are skipped: \(runs)")
     }
 
     @Test func nextRunsSurviveAKillAMissedRunRunsOnceOrIsSkippedAndACutRunIsInterrupted() async throws {

@@ -55,6 +55,11 @@ public final class ObjectStore: Sendable {
         try await records.list(kind: kind.name).map(Self.decode)
     }
 
+    /// Every object of a kind with its stored body (the JSON its writes compare against).
+    func listStored(_ kind: ObjectKind) async throws -> [(fields: ObjectFields, body: String)] {
+        try await records.list(kind: kind.name).map { (try Self.decode($0), $0.body) }
+    }
+
     /// One object, without its secret.
     public func get(_ kind: ObjectKind, _ name: String) async throws -> ObjectFields {
         guard let object = try await records.get(kind: kind.name, name: name) else { throw Self.notFound(kind, name) }

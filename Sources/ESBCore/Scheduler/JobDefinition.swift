@@ -27,8 +27,8 @@ public struct JobDefinition: Sendable {
     public let misfire: Misfire
     /// 0: no limit.
     public let maxRunSeconds: Int
-    /// The fields that decide when the job runs, as text: a change restarts its schedule
-    /// (a paused job resumes at its next time, not with the runs it missed).
+    /// The fields that decide when the job runs, as text: a change restarts its schedule.
+    /// Pausing and resuming (`is_active`) does not: the runs done (for `repeats`) stay.
     public let scheduleKey: String
 
     /// How late a run may start and still count as on time: later than this, `misfire` decides.
@@ -57,7 +57,14 @@ public struct JobDefinition: Sendable {
         case "interval_based":
             let units: [(String, Int64)] = [("weeks", 604_800), ("days", 86_400), ("hours", 3_600), ("minutes", 60), ("seconds", 1)]
             var seconds: Int64 = 0
-            for (unit, size) in units { seconds += Int64(fields[unit]?.int ?? 0) * size }
+            for (unit, size) in units {
+                let (part, overflow) = Int64(fields[unit]?.int ?? 0).multipliedReportingOverflow(by: size)
+                let (sum, overflowed) = seconds.addingReportingOverflow(part)
+                guard !overflow, !overflowed, sum <= 1_000_000_000_000 else {
+                    throw Problem(field: unit, reason: "makes the interval longer than 10^12 seconds")
+                }
+                seconds = sum
+            }
             guard seconds > 0 else {
                 throw Problem(field: "seconds", reason: "is missing: an interval_based job needs an interval (weeks, days, hours, minutes or seconds)")
             }
@@ -84,20 +91,23 @@ public struct JobDefinition: Sendable {
             throw Problem(field: "job_type", reason: "= '\(other)' must be one of one_time|interval_based|cron_style")
         }
         let keyFields = ["job_type", "start_date", "weeks", "days", "hours", "minutes", "seconds", "repeats", "cron_definition",
-                         "timezone", "is_active"]
+                         "timezone"]
         scheduleKey = keyFields.map { "\($0)=\(fields[$0].map { "\($0)" } ?? "null")" }.joined(separator: ";")
     }
 
-    /// When a job created (or changed, or resumed) at `now` runs first: the first
-    /// `start_date + k × interval` that is not in the past, the one-time start if it is not,
-    /// the first cron time after `now`; nil for a paused job or one with nothing left to run.
-    /// `anchor` is when the job was created, the start of an interval job without `start_date`.
-    public func firstRun(now: Int64, anchor: Int64) -> Int64? {
+    /// When a job created or changed at `now` runs first, or a paused one resumed at `now`
+    /// after `runsDone` runs: the first `start_date + k × interval` that is not in the past,
+    /// the one-time start if it is not past (by more than ``misfireGrace``) and the job has
+    /// not run, the first cron time after `now`; nil for a paused job or one with nothing left
+    /// to run. `anchor` is when the schedule started: the origin of an interval job without
+    /// `start_date`.
+    public func firstRun(now: Int64, anchor: Int64, runsDone: Int = 0) -> Int64? {
         guard isActive else { return nil }
         switch schedule {
         case .oneTime(let start):
-            return start >= now - 1000 ? start : nil
-        case .interval(let start, let every, _):
+            return runsDone == 0 && start >= now - Self.misfireGrace ? start : nil
+        case .interval(let start, let every, let repeats):
+            if let repeats, runsDone >= repeats { return nil }
             let origin = start ?? anchor
             guard now > origin else { return origin }
             return origin + ZonedCron.ceilDiv(now - origin, every) * every

@@ -16,7 +16,8 @@ struct PostgresSchedulerRecords: SchedulerRecords {
     static let createTables = [
         """
         CREATE TABLE scheduler_state (
-          job text PRIMARY KEY, schedule_key text NOT NULL, anchor_at bigint NOT NULL, next_run_at bigint,
+          job text PRIMARY KEY, schedule_key text NOT NULL, active boolean NOT NULL DEFAULT true, anchor_at bigint NOT NULL,
+          next_run_at bigint,
           runs_done bigint NOT NULL DEFAULT 0, running_cid text, running_server text, running_since bigint)
         """,
         "CREATE INDEX scheduler_state_due ON scheduler_state(next_run_at) WHERE next_run_at IS NOT NULL",
@@ -31,7 +32,8 @@ struct PostgresSchedulerRecords: SchedulerRecords {
         "CREATE INDEX scheduler_run_running ON scheduler_run(status) WHERE status = 'running'",
     ]
 
-    private static let stateColumns = "job, schedule_key, anchor_at, next_run_at, runs_done, running_cid, running_server, running_since"
+    private static let stateColumns =
+        "job, schedule_key, active, anchor_at, next_run_at, runs_done, running_cid, running_server, running_since"
     private static let runColumns = "job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server"
 
     /// Whether the server named by `column` is alive: not stopped, heartbeat within the lease.
@@ -42,20 +44,39 @@ struct PostgresSchedulerRecords: SchedulerRecords {
         """
     }
 
-    func sync(_ states: [JobState]) async throws {
+    /// Reloads of the servers take turns (an advisory lock for the transaction), so their
+    /// row locks never deadlock.
+    func sync(_ changes: [JobSync]) async throws {
         try await odb.transaction { connection in
-            for state in states {
-                try await connection.query("""
-                    INSERT INTO scheduler_state(job, schedule_key, anchor_at, next_run_at, runs_done)
-                    VALUES (\(state.job), \(state.scheduleKey), \(state.anchor), \(state.nextRunAt), 0)
-                    ON CONFLICT (job) DO UPDATE SET schedule_key = excluded.schedule_key, anchor_at = excluded.anchor_at,
-                      next_run_at = excluded.next_run_at, runs_done = 0
-                    WHERE scheduler_state.schedule_key <> excluded.schedule_key
-                    """, logger: odb.logger)
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext('esb.scheduler.sync'))", logger: odb.logger)
+            for change in changes.sorted(by: { $0.state.job < $1.state.job }) {
+                let state = change.state
+                switch change.change {
+                case .reset:
+                    try await connection.query("""
+                        INSERT INTO scheduler_state(job, schedule_key, active, anchor_at, next_run_at, runs_done)
+                        SELECT \(state.job), \(state.scheduleKey), \(state.active), \(state.anchor), \(state.nextRunAt), 0
+                        WHERE EXISTS (SELECT 1 FROM config_object WHERE kind = 'scheduler' AND name = \(state.job) AND body = \(change.body))
+                        ON CONFLICT (job) DO UPDATE SET schedule_key = excluded.schedule_key, active = excluded.active,
+                          anchor_at = excluded.anchor_at, next_run_at = excluded.next_run_at, runs_done = 0
+                        WHERE scheduler_state.schedule_key <> excluded.schedule_key
+                        """, logger: odb.logger)
+                case .toggle:
+                    try await connection.query("""
+                        UPDATE scheduler_state SET active = \(state.active), next_run_at = \(state.nextRunAt)
+                        WHERE job = \(state.job) AND schedule_key = \(state.scheduleKey) AND active <> \(state.active)
+                          AND EXISTS (SELECT 1 FROM config_object WHERE kind = 'scheduler' AND name = \(state.job) AND body = \(change.body))
+                        """, logger: odb.logger)
+                }
             }
-            let names = states.map(\.job)
-            try await connection.query("DELETE FROM scheduler_state WHERE job <> ALL(\(names))", logger: odb.logger)
-            try await connection.query("DELETE FROM scheduler_run WHERE job <> ALL(\(names))", logger: odb.logger)
+            try await connection.query("""
+                DELETE FROM scheduler_state s WHERE NOT EXISTS (
+                  SELECT 1 FROM config_object o WHERE o.kind = 'scheduler' AND o.name = s.job)
+                """, logger: odb.logger)
+            try await connection.query("""
+                DELETE FROM scheduler_run r WHERE NOT EXISTS (
+                  SELECT 1 FROM config_object o WHERE o.kind = 'scheduler' AND o.name = r.job)
+                """, logger: odb.logger)
         }
     }
 
@@ -69,19 +90,19 @@ struct PostgresSchedulerRecords: SchedulerRecords {
         return nil
     }
 
-    func claim(now: Int64, jobs: [String]?, foreignAfter: Int64, limit: Int,
+    func claim(now: Int64, jobs: [String]?, orphans: [String], foreignAfter: Int64, limit: Int,
                _ plan: @escaping @Sendable ([JobState]) -> [ClaimOutcome]) async throws -> [ClaimOutcome] {
         try await odb.transaction { connection in
             var due: [JobState] = []
             let rows = try await connection.query("""
                 SELECT \(unescaped: Self.stateColumns), \(unescaped: alive("running_server")) FROM scheduler_state
                 WHERE next_run_at <= \(now)
-                  AND (\(jobs == nil) OR job = ANY(\(jobs ?? [])) OR next_run_at <= \(now - foreignAfter))
+                  AND (\(jobs == nil) OR job = ANY(\(jobs ?? [])) OR (job = ANY(\(orphans)) AND next_run_at <= \(now - foreignAfter)))
                 ORDER BY next_run_at LIMIT \(Int64(limit)) FOR UPDATE SKIP LOCKED
                 """, logger: odb.logger)
             for try await row in rows {
                 var state = try Self.state(row.makeRandomAccess())
-                state.runnerAlive = try row.makeRandomAccess()[8].decode(Bool.self)
+                state.runnerAlive = try row.makeRandomAccess()[9].decode(Bool.self)
                 due.append(state)
             }
             guard !due.isEmpty else { return [] }
@@ -126,12 +147,13 @@ struct PostgresSchedulerRecords: SchedulerRecords {
             """, logger: odb.logger)
     }
 
-    func startManual(_ run: JobRun) async throws -> Bool {
-        try await odb.transaction { connection in
+    func startManual(_ run: JobRun, busy: Set<String>) async throws -> Bool {
+        try await odb.transaction { [server] connection in
             var previous: (cid: String?, taken: Bool)?
             for try await row in try await connection.query("""
-                SELECT running_cid, running_cid IS NULL OR NOT \(unescaped: alive("running_server")) FROM scheduler_state
-                WHERE job = \(run.job) FOR UPDATE
+                SELECT running_cid, running_cid IS NULL OR NOT \(unescaped: alive("running_server"))
+                  OR (running_server = \(server) AND running_cid <> ALL(\(Array(busy))))
+                FROM scheduler_state WHERE job = \(run.job) FOR UPDATE
                 """, logger: odb.logger) {
                 let random = row.makeRandomAccess()
                 previous = (try random[0].decode(String?.self), try random[1].decode(Bool.self))
@@ -139,7 +161,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
             guard let previous, previous.taken else { return false }
             if let cut = previous.cid {
                 try await connection.query("""
-                    UPDATE scheduler_run SET status = 'interrupted', error = 'the server running it stopped or went silent mid-run'
+                    UPDATE scheduler_run SET status = 'interrupted', error = coalesce(error, 'its server stopped or went silent mid-run')
                     WHERE cid = \(cut) AND status = 'running'
                     """, logger: odb.logger)
             }
@@ -152,18 +174,41 @@ struct PostgresSchedulerRecords: SchedulerRecords {
         }
     }
 
-    func finish(_ run: JobRun) async throws {
+    /// The services of units deployed on live servers other than this one, as each server
+    /// recorded its own deployments.
+    func servicesDeployedElsewhere() async throws -> Set<String> {
+        var services: Set<String> = []
+        for try await text in try await odb.query("""
+            SELECT DISTINCT v.services FROM deployment_server d
+            JOIN deployment_version v ON v.unit = d.unit AND v.hash = d.hash
+            WHERE d.status = 'deployed' AND d.server <> \(server) AND \(unescaped: alive("d.server"))
+            """, logger: odb.logger).decode(String.self) {
+            if let names = try? JSONDecoder().decode([String].self, from: Data(text.utf8)) { services.formUnion(names) }
+        }
+        return services
+    }
+
+    func finish(_ run: JobRun, release: Bool) async throws {
         try await odb.transaction { connection in
             try await connection.query("""
                 UPDATE scheduler_run SET status = \(run.status.rawValue), error = \(run.error), finished_at = \(run.finishedAt),
                   duration_ms = \(run.durationMS)
                 WHERE cid = \(run.cid) AND status = 'running'
                 """, logger: odb.logger)
-            try await connection.query("""
-                UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
-                WHERE job = \(run.job) AND running_cid = \(run.cid)
-                """, logger: odb.logger)
+            if release {
+                try await connection.query("""
+                    UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
+                    WHERE job = \(run.job) AND running_cid = \(run.cid)
+                    """, logger: odb.logger)
+            }
         }
+    }
+
+    func release(job: String, cid: String) async throws {
+        _ = try await odb.execute("""
+            UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
+            WHERE job = \(job) AND running_cid = \(cid)
+            """, logger: odb.logger)
     }
 
     func recover(now: Int64) async throws -> Int {
@@ -239,10 +284,10 @@ struct PostgresSchedulerRecords: SchedulerRecords {
     }
 
     private static func state(_ row: PostgresRandomAccessRow) throws -> JobState {
-        JobState(job: try row[0].decode(String.self), scheduleKey: try row[1].decode(String.self),
-                 anchor: try row[2].decode(Int64.self), nextRunAt: try row[3].decode(Int64?.self),
-                 runsDone: Int(try row[4].decode(Int64.self)), runningCID: try row[5].decode(String?.self),
-                 runningServer: try row[6].decode(String?.self), runningSince: try row[7].decode(Int64?.self))
+        JobState(job: try row[0].decode(String.self), scheduleKey: try row[1].decode(String.self), active: try row[2].decode(Bool.self),
+                 anchor: try row[3].decode(Int64.self), nextRunAt: try row[4].decode(Int64?.self),
+                 runsDone: Int(try row[5].decode(Int64.self)), runningCID: try row[6].decode(String?.self),
+                 runningServer: try row[7].decode(String?.self), runningSince: try row[8].decode(Int64?.self))
     }
 
     private static func run(_ row: PostgresRandomAccessRow) throws -> JobRun {

@@ -20,7 +20,8 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     static func createTables(_ db: Database) throws {
         try db.execute(sql: """
             CREATE TABLE scheduler_state (
-              job TEXT PRIMARY KEY, schedule_key TEXT NOT NULL, anchor_at INTEGER NOT NULL, next_run_at INTEGER,
+              job TEXT PRIMARY KEY, schedule_key TEXT NOT NULL, active INTEGER NOT NULL DEFAULT 1, anchor_at INTEGER NOT NULL,
+              next_run_at INTEGER,
               runs_done INTEGER NOT NULL DEFAULT 0, running_cid TEXT, running_server TEXT, running_since INTEGER);
             CREATE INDEX scheduler_state_due ON scheduler_state(next_run_at) WHERE next_run_at IS NOT NULL;
             CREATE TABLE scheduler_run (
@@ -33,19 +34,35 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
             """)
     }
 
-    func sync(_ states: [JobState]) async throws {
+    func sync(_ changes: [JobSync]) async throws {
         try await committer.write { db in
-            for state in states {
-                try db.execute(sql: """
-                    INSERT INTO scheduler_state(job, schedule_key, anchor_at, next_run_at, runs_done) VALUES (?, ?, ?, ?, 0)
-                    ON CONFLICT(job) DO UPDATE SET schedule_key = excluded.schedule_key, anchor_at = excluded.anchor_at,
-                      next_run_at = excluded.next_run_at, runs_done = 0
-                    WHERE scheduler_state.schedule_key <> excluded.schedule_key
-                    """, arguments: [state.job, state.scheduleKey, state.anchor, state.nextRunAt])
+            for change in changes.sorted(by: { $0.state.job < $1.state.job }) {
+                let state = change.state
+                let current = "EXISTS (SELECT 1 FROM config_object WHERE kind = 'scheduler' AND name = ? AND body = ?)"
+                switch change.change {
+                case .reset:
+                    try db.execute(sql: """
+                        INSERT INTO scheduler_state(job, schedule_key, active, anchor_at, next_run_at, runs_done)
+                        SELECT ?, ?, ?, ?, ?, 0 WHERE \(current)
+                        ON CONFLICT(job) DO UPDATE SET schedule_key = excluded.schedule_key, active = excluded.active,
+                          anchor_at = excluded.anchor_at, next_run_at = excluded.next_run_at, runs_done = 0
+                        WHERE scheduler_state.schedule_key <> excluded.schedule_key
+                        """, arguments: [state.job, state.scheduleKey, state.active, state.anchor, state.nextRunAt, state.job, change.body])
+                case .toggle:
+                    try db.execute(sql: """
+                        UPDATE scheduler_state SET active = ?, next_run_at = ?
+                        WHERE job = ? AND schedule_key = ? AND active <> ? AND \(current)
+                        """, arguments: [state.active, state.nextRunAt, state.job, state.scheduleKey, state.active, state.job, change.body])
+                }
             }
-            let names = String(decoding: try JSONEncoder().encode(states.map(\.job)), as: UTF8.self)
-            try db.execute(sql: "DELETE FROM scheduler_state WHERE job NOT IN (SELECT value FROM json_each(?))", arguments: [names])
-            try db.execute(sql: "DELETE FROM scheduler_run WHERE job NOT IN (SELECT value FROM json_each(?))", arguments: [names])
+            try db.execute(sql: """
+                DELETE FROM scheduler_state WHERE NOT EXISTS (
+                  SELECT 1 FROM config_object o WHERE o.kind = 'scheduler' AND o.name = scheduler_state.job)
+                """)
+            try db.execute(sql: """
+                DELETE FROM scheduler_run WHERE NOT EXISTS (
+                  SELECT 1 FROM config_object o WHERE o.kind = 'scheduler' AND o.name = scheduler_run.job)
+                """)
         }
     }
 
@@ -56,7 +73,7 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     }
 
     /// One server: it takes every due job.
-    func claim(now: Int64, jobs _: [String]?, foreignAfter _: Int64, limit: Int,
+    func claim(now: Int64, jobs _: [String]?, orphans _: [String], foreignAfter _: Int64, limit: Int,
                _ plan: @escaping @Sendable ([JobState]) -> [ClaimOutcome]) async throws -> [ClaimOutcome] {
         try await committer.write { db in
             let due = try Row.fetchAll(db, sql: """
@@ -103,28 +120,47 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
                              run.status.rawValue, run.error, run.server])
     }
 
-    func startManual(_ run: JobRun) async throws -> Bool {
-        try await committer.write { db in
+    func startManual(_ run: JobRun, busy: Set<String>) async throws -> Bool {
+        let list = String(decoding: try JSONEncoder().encode(Array(busy)), as: UTF8.self)
+        return try await committer.write { db in
+            let previous = try String.fetchOne(db, sql: "SELECT running_cid FROM scheduler_state WHERE job = ?", arguments: [run.job])
             try db.execute(sql: """
                 UPDATE scheduler_state SET running_cid = ?, running_server = ?, running_since = ?
-                WHERE job = ? AND running_cid IS NULL
-                """, arguments: [run.cid, run.server, run.startedAt, run.job])
+                WHERE job = ? AND (running_cid IS NULL OR running_cid NOT IN (SELECT value FROM json_each(?)))
+                """, arguments: [run.cid, run.server, run.startedAt, run.job, list])
             guard db.changesCount == 1 else { return false }
+            if let previous {
+                try db.execute(sql: """
+                    UPDATE scheduler_run SET status = 'interrupted', error = coalesce(error, 'its task ended without recording the end')
+                    WHERE cid = ? AND status = 'running'
+                    """, arguments: [previous])
+            }
             try Self.insert(run, db: db)
             return true
         }
     }
 
-    func finish(_ run: JobRun) async throws {
+    /// One server per file: no one else.
+    func servicesDeployedElsewhere() async throws -> Set<String> { [] }
+
+    func finish(_ run: JobRun, release: Bool) async throws {
         try await committer.write { db in
             try db.execute(sql: """
                 UPDATE scheduler_run SET status = ?, error = ?, finished_at = ?, duration_ms = ? WHERE cid = ? AND status = 'running'
                 """, arguments: [run.status.rawValue, run.error, run.finishedAt, run.durationMS, run.cid])
-            try db.execute(sql: """
-                UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
-                WHERE job = ? AND running_cid = ?
-                """, arguments: [run.job, run.cid])
+            if release { try Self.release(job: run.job, cid: run.cid, db: db) }
         }
+    }
+
+    func release(job: String, cid: String) async throws {
+        try await committer.write { db in try Self.release(job: job, cid: cid, db: db) }
+    }
+
+    static func release(job: String, cid: String, db: Database) throws {
+        try db.execute(sql: """
+            UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
+            WHERE job = ? AND running_cid = ?
+            """, arguments: [job, cid])
     }
 
     func recover(now: Int64) async throws -> Int {
@@ -177,7 +213,8 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     }
 
     static func state(_ row: Row) -> JobState {
-        JobState(job: row["job"], scheduleKey: row["schedule_key"], anchor: row["anchor_at"], nextRunAt: row["next_run_at"],
+        JobState(job: row["job"], scheduleKey: row["schedule_key"], active: row["active"], anchor: row["anchor_at"],
+                 nextRunAt: row["next_run_at"],
                  runsDone: row["runs_done"], runningCID: row["running_cid"], runningServer: row["running_server"],
                  runningSince: row["running_since"])
     }

@@ -32,17 +32,23 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
     private let definitions = Mutex<[String: JobDefinition]>([:])
     private let doorbell = Doorbell()
     private let stopping = Atomic<Bool>(false)
-    /// Runs in progress on this server, by cid.
-    private let running = Mutex<[String: Task<Void, Never>]>([:])
+    /// Runs in progress on this server, by cid, and runs being started by "run now".
+    private let running = Mutex<(tasks: [String: Task<Void, Never>], reserved: Set<String>)>(([:], []))
     private let reloads = SerialTasks<Int>()
+    /// A failed reload is tried again (with backoff) until one succeeds.
+    private let reloadRetry = Mutex<(pending: Bool, failures: Int)>((false, 0))
+    /// On a shared ODB: the services deployed on the other live servers.
+    private let elsewhere = Mutex<Set<String>>([])
+    /// Set when shutdown cancels the runs still going: they are recorded `interrupted`.
+    private let cancelledAtShutdown = Atomic<Bool>(false)
 
     /// Runs kept per job.
     public static let keptRuns = 100
     /// Runs are claimed this long before they are due, in one transaction for all of them,
     /// and each starts at its time.
     static let lookahead: Int64 = 20
-    /// How overdue a job must be before a server that does not have its service deploys
-    /// takes it (to record the failed run: its service is deployed nowhere, or its server died).
+    /// How overdue a job whose service no live server has deployed must be before a server
+    /// takes it anyway, to record the failed run.
     static let foreignAfter: Int64 = 3000
     static let pruneInterval: Duration = .seconds(60)
 
@@ -75,40 +81,75 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
     }
 
     /// Reads the jobs and brings their schedule state in line: new and changed jobs get their
-    /// first run time, deleted ones lose their state and runs.
+    /// first run time, paused and resumed ones lose or get their next one, deleted ones lose
+    /// their state and runs. A reload that fails is tried again until one succeeds.
     public func reload() async {
         await reloads.run(0, cancellable: true) { [self] in
             do {
-                var loaded: [String: JobDefinition] = [:]
-                for fields in try await store.list(ObjectKinds.scheduler) {
-                    do throws(JobDefinition.Problem) {
-                        let job = try JobDefinition(fields)
-                        loaded[job.name] = job
-                    } catch {
-                        logger.error("scheduled job cannot run", metadata: [
-                            "esb.job": "\(fields["name"]?.string ?? "?")", "esb.error": "\(error.field) \(error.reason)"])
-                    }
-                }
-                let now = JobDefinition.now()
-                let states = loaded.values.map { job in
-                    JobState(job: job.name, scheduleKey: job.scheduleKey, anchor: now, nextRunAt: job.firstRun(now: now, anchor: now),
-                             runsDone: 0)
-                }
-                try await records.sync(states)
-                definitions.withLock { $0 = loaded }
+                try await load()
+                reloadRetry.withLock { $0.failures = 0 }
             } catch {
-                if !Task.isCancelled {
-                    logger.error("cannot load scheduled jobs; keeping the current ones", metadata: ["esb.error": "\(error)"])
+                guard !Task.isCancelled else { return }
+                let failures = reloadRetry.withLock { state -> Int? in
+                    state.failures += 1
+                    guard !state.pending else { return nil }
+                    state.pending = true
+                    return state.failures
+                }
+                logger.error("cannot load scheduled jobs; keeping the current ones and trying again", metadata: ["esb.error": "\(error)"])
+                if let failures {
+                    Task { [weak self] in
+                        try? await Task.sleep(for: .seconds(min(30, 1 << min(failures - 1, 5))))
+                        self?.reloadRetry.withLock { $0.pending = false }
+                        await self?.reload()
+                    }
                 }
             }
             doorbell.ring()
         }
     }
 
+    private func load() async throws {
+        var loaded: [String: (job: JobDefinition, body: String)] = [:]
+        for (fields, body) in try await store.listStored(ObjectKinds.scheduler) {
+            do throws(JobDefinition.Problem) {
+                let job = try JobDefinition(fields)
+                loaded[job.name] = (job, body)
+            } catch {
+                logger.error("scheduled job cannot run", metadata: [
+                    "esb.job": "\(fields["name"]?.string ?? "?")", "esb.error": "\(error.field) \(error.reason)"])
+            }
+        }
+        let states = try await records.states()
+        let now = JobDefinition.now()
+        var changes: [JobSync] = []
+        for (job, body) in loaded.values {
+            if let state = states[job.name], state.scheduleKey == job.scheduleKey {
+                guard state.active != job.isActive else { continue }
+                let next = job.firstRun(now: now, anchor: state.anchor, runsDone: state.runsDone)
+                changes.append(JobSync(change: .toggle, state: JobState(
+                    job: job.name, scheduleKey: job.scheduleKey, active: job.isActive, anchor: state.anchor, nextRunAt: next,
+                    runsDone: state.runsDone), body: body))
+            } else {
+                let first = job.firstRun(now: now, anchor: now)
+                if case .oneTime = job.schedule, first == nil, job.isActive {
+                    logger.warning("one-time job's start_date is in the past: it does not run (POST /esb/api/scheduler/NAME/execute runs it now)",
+                                   metadata: ["esb.job": "\(job.name)"])
+                }
+                changes.append(JobSync(change: .reset, state: JobState(
+                    job: job.name, scheduleKey: job.scheduleKey, active: job.isActive, anchor: now, nextRunAt: first, runsDone: 0),
+                    body: body))
+            }
+        }
+        try await records.sync(changes)
+        definitions.withLock { $0 = loaded.mapValues(\.job) }
+    }
+
     public func run() async throws {
         do {
             let interrupted = try await records.recover(now: JobDefinition.now())
             if interrupted > 0 {
+                Counter(label: "esb_scheduler_interrupted_total").increment(by: interrupted)
                 logger.warning("scheduled runs cut short by the last stop recorded as interrupted", metadata: ["esb.runs": "\(interrupted)"])
             }
         } catch {
@@ -134,20 +175,24 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
             if deployedServices != nil, ContinuousClock.now - lastTakeOver >= lease / 3 {
                 lastTakeOver = .now
                 if let cut = try? await cancelWhenGracefulShutdown({ try await self.records.takeOver(now: JobDefinition.now(), leaseMS: self.lease.components.seconds * 1000) }), cut > 0 {
+                    Counter(label: "esb_scheduler_interrupted_total").increment(by: cut)
                     logger.warning("scheduled runs of a server that stopped or went silent recorded as interrupted", metadata: ["esb.runs": "\(cut)"])
+                }
+                if let services = try? await cancelWhenGracefulShutdown({ try await self.records.servicesDeployedElsewhere() }) {
+                    elsewhere.withLock { $0 = services }
                 }
             }
             var wait: Int64 = deployedServices == nil ? 5000 : 1000
             do {
-                let jobs = localJobs()
+                let (jobs, orphans) = localJobs()
                 let now = JobDefinition.now()
                 let snapshot = definitions.withLock { $0 }
-                let busy = running.withLock { Set($0.keys) }
                 let server = server
                 let outcomes = try await cancelWhenGracefulShutdown {
-                    try await self.records.claim(now: now + Self.lookahead, jobs: jobs, foreignAfter: Self.foreignAfter + Self.lookahead,
-                                                 limit: 1000) { states in
-                        Self.plan(states, definitions: snapshot, now: now, server: server, busy: busy)
+                    try await self.records.claim(now: now + Self.lookahead, jobs: jobs, orphans: orphans,
+                                                 foreignAfter: Self.foreignAfter + Self.lookahead, limit: 1000) { states in
+                        // Read as the claim decides: a "run now" that committed meanwhile is busy.
+                        Self.plan(states, definitions: snapshot, now: now, server: server, busy: { self.isBusy($0) })
                     }
                 }
                 for outcome in outcomes { started(outcome, definitions: snapshot) }
@@ -166,18 +211,27 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
         }
     }
 
-    /// The jobs this server runs when due: on a shared ODB those whose service it has deployed.
-    private func localJobs() -> [String]? {
-        guard let deployedServices else { return nil }
-        let services = deployedServices()
-        return definitions.withLock { $0.values.filter { services.contains($0.service) }.map(\.name) }
+    /// The jobs this server runs when due (nil: all, on SQLite), and on a shared ODB the jobs
+    /// whose service no live server has deployed, which it takes once they are overdue.
+    private func localJobs() -> (mine: [String]?, orphans: [String]) {
+        guard let deployedServices else { return (nil, []) }
+        let services = deployedServices(), others = elsewhere.withLock { $0 }
+        return definitions.withLock { definitions in
+            (definitions.values.filter { services.contains($0.service) }.map(\.name),
+             definitions.values.filter { !services.contains($0.service) && !others.contains($0.service) }.map(\.name))
+        }
+    }
+
+    /// Whether a run of this server is going (or being started by "run now").
+    private func isBusy(_ cid: String) -> Bool {
+        running.withLock { $0.tasks[cid] != nil || $0.reserved.contains(cid) }
     }
 
     /// What to do with due jobs: start a run, or record it skipped (the previous run still
     /// going, or missed with `misfire: skip`), and when the job runs next. A job whose
     /// definition this server has not loaded yet is left alone.
     static func plan(_ states: [JobState], definitions: [String: JobDefinition], now: Int64, server: String,
-                     busy: Set<String>) -> [ClaimOutcome] {
+                     busy: (String) -> Bool) -> [ClaimOutcome] {
         states.compactMap { state in
             guard let job = definitions[state.job], job.scheduleKey == state.scheduleKey, let due = state.nextRunAt else { return nil }
             let startAt = max(now, due)
@@ -190,7 +244,7 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
             }
             if let previous = state.runningCID {
                 let mine = state.runningServer == server
-                if state.runnerAlive && (!mine || busy.contains(previous)) {
+                if state.runnerAlive && (!mine || busy(previous)) {
                     let since = state.runningSince.map(JobDefinition.formatDate) ?? "?"
                     return skipped("the previous run (\(previous), started \(since) on \(state.runningServer ?? "?")) is still going")
                 }
@@ -216,74 +270,95 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
         launch(run, job: job)
     }
 
-    /// Runs the job's service at the run's start time, bounded by `max_run_seconds`.
+    /// Runs the job's service at the run's start time, bounded by `max_run_seconds`: a run
+    /// that takes longer is cancelled and recorded `timed_out` at once, and the job stays
+    /// busy until the service has returned (runs never overlap, whatever the service does).
     private func launch(_ run: JobRun, job: JobDefinition) {
-        running.withLock { tasks in
-            tasks[run.cid] = Task(executorPreference: invoker.executor) { [self] in
+        running.withLock { state in
+            state.tasks[run.cid] = Task(executorPreference: invoker.executor) { [self] in
                 let wait = run.startedAt - JobDefinition.now()
                 if wait > 0 { try? await Task.sleep(for: .milliseconds(wait)) }
                 let started = JobDefinition.now()
                 Timer(label: "esb_scheduler_start_delay_seconds", preferredDisplayUnit: .seconds)
                     .recordMilliseconds(max(0, started - run.scheduledAt))
+                let request = ServiceRequest(payload: Data(job.extra.utf8), channel: "scheduler", cid: run.cid, headers: [
+                    "x-esb-job": job.name, "x-esb-scheduled-at": JobDefinition.formatDate(run.scheduledAt)])
+                let call = Task(executorPreference: invoker.executor) { [invoker] () -> (JobRun.Status, String?) in
+                    do {
+                        _ = try await invoker.invoke(job.service, request: request)
+                        return (.ok, nil)
+                    } catch {
+                        return (.failed, Self.bounded("\(error)"))
+                    }
+                }
                 var ended = run
-                (ended.status, ended.error) = await invoke(job, run: run)
+                (ended.status, ended.error) = await withTaskCancellationHandler {
+                    await Self.outcome(of: call, limit: job.maxRunSeconds)
+                } onCancel: {
+                    call.cancel()
+                }
+                if cancelledAtShutdown.load(ordering: .relaxed) && ended.status != .ok {
+                    (ended.status, ended.error) = (.interrupted, "the server stopped before the run ended (graceful_shutdown_seconds passed)")
+                }
                 ended.finishedAt = JobDefinition.now()
                 ended.durationMS = ended.finishedAt! - started
-                await record(ended)
-                running.withLock { _ = $0.removeValue(forKey: run.cid) }
+                if ended.status == .timedOut {
+                    logger.error("scheduled run timed out and was cancelled; the job waits for the service to return", metadata: [
+                        "esb.job": "\(job.name)", "esb.cid": "\(run.cid)", "esb.service": "\(job.service)"])
+                    await record(ended, release: false)
+                    _ = await call.value
+                    await persist(run.cid) { try await self.records.release(job: run.job, cid: run.cid) }
+                } else {
+                    await record(ended, release: true)
+                }
+                running.withLock { _ = $0.tasks.removeValue(forKey: run.cid) }
+                doorbell.ring()
             }
         }
     }
 
-    private func invoke(_ job: JobDefinition, run: JobRun) async -> (JobRun.Status, String?) {
-        let request = ServiceRequest(payload: Data(job.extra.utf8), channel: "scheduler", cid: run.cid,
-                                     headers: ["x-esb-job": job.name, "x-esb-scheduled-at": JobDefinition.formatDate(run.scheduledAt)])
-        let call = Task(executorPreference: invoker.executor) { [invoker] () -> (JobRun.Status, String?) in
-            do {
-                _ = try await invoker.invoke(job.service, request: request)
-                return (.ok, nil)
-            } catch {
-                return (.failed, Self.bounded("\(error)"))
-            }
-        }
-        guard job.maxRunSeconds > 0 else { return await withTaskCancellationHandler { await call.value } onCancel: { call.cancel() } }
-        let outcome = FirstOutcome<(JobRun.Status, String?)>()
+    /// The call's outcome, or `timed_out` (the call cancelled) after `limit` seconds (0: none).
+    static func outcome(of call: Task<(JobRun.Status, String?), Never>, limit: Int) async -> (JobRun.Status, String?) {
+        guard limit > 0 else { return await call.value }
+        let first = FirstOutcome<(JobRun.Status, String?)>()
         let timer = Task {
-            try? await Task.sleep(for: .seconds(job.maxRunSeconds))
+            try? await Task.sleep(for: .seconds(limit))
             if !Task.isCancelled {
-                outcome.offer((.timedOut, "ran longer than max_run_seconds = \(job.maxRunSeconds); cancelled"))
+                call.cancel()
+                first.offer((.timedOut, "ran longer than max_run_seconds = \(limit); cancelled"))
             }
         }
-        let watcher = Task { outcome.offer(await call.value) }
-        let result = await withTaskCancellationHandler { await outcome.value() } onCancel: { call.cancel() }
+        Task { first.offer(await call.value) }
+        let result = await first.value()
         timer.cancel()
-        if result.0 == .timedOut {
-            call.cancel()
-            logger.error("scheduled run timed out and was cancelled", metadata: [
-                "esb.job": "\(job.name)", "esb.cid": "\(run.cid)", "esb.service": "\(job.service)"])
-        }
-        _ = watcher
         return result
     }
 
-    /// Stores a run's end, trying again for a while when the ODB does not answer (the run
-    /// stays `running` meanwhile; if it never gets through, the next tick records it
-    /// interrupted).
-    private func record(_ run: JobRun) async {
+    /// Stores a run's end and counts it.
+    private func record(_ run: JobRun, release: Bool) async {
         Counter(label: "esb_scheduler_runs_total", dimensions: [("job", run.job), ("status", run.status.rawValue)]).increment()
         if run.status != .ok {
+            Counter(label: "esb_scheduler_failures_total", dimensions: [("job", run.job)]).increment()
             logger.error("scheduled run failed", metadata: [
                 "esb.job": "\(run.job)", "esb.cid": "\(run.cid)", "esb.status": "\(run.status.rawValue)", "esb.error": "\(run.error ?? "")"])
         }
-        for attempt in 1...5 {
+        await persist(run.cid) { try await self.records.finish(run, release: release) }
+    }
+
+    /// Runs an ODB write until it succeeds, with backoff (the job stays busy meanwhile); at
+    /// shutdown it gives up after a few tries, and the next start records the run interrupted.
+    private func persist(_ cid: String, _ write: @escaping @Sendable () async throws -> Void) async {
+        var attempt = 0
+        while true {
+            attempt += 1
             do {
-                try await records.finish(run)
-                doorbell.ring()
+                try await write()
                 return
             } catch {
-                logger.error("cannot record a scheduled run's end", metadata: [
-                    "esb.job": "\(run.job)", "esb.cid": "\(run.cid)", "esb.attempt": "\(attempt)", "esb.error": "\(error)"])
-                try? await Task.sleep(for: .seconds(attempt))
+                logger.error("cannot record a scheduled run in the ODB; trying again", metadata: [
+                    "esb.cid": "\(cid)", "esb.attempt": "\(attempt)", "esb.error": "\(error)"])
+                if stopping.load(ordering: .relaxed) && attempt >= 3 { return }
+                try? await Task.sleep(for: .seconds(min(30, attempt)))
             }
         }
     }
@@ -292,14 +367,20 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
     /// going are cancelled and recorded `interrupted`.
     private func finishRunning() async {
         let deadline = ContinuousClock.now + .seconds(gracefulSeconds())
-        while ContinuousClock.now < deadline, !running.withLock({ $0.isEmpty }) {
+        while ContinuousClock.now < deadline, !running.withLock({ $0.tasks.isEmpty }) {
             try? await Task.sleep(for: .milliseconds(50))
         }
-        let left = running.withLock { $0 }
+        let left = running.withLock { $0.tasks }
         guard !left.isEmpty else { return }
         logger.warning("scheduled runs still going at shutdown are cancelled", metadata: ["esb.runs": "\(left.count)"])
+        cancelledAtShutdown.store(true, ordering: .relaxed)
         for task in left.values { task.cancel() }
-        _ = try? await records.recover(now: JobDefinition.now())
+        // Those that end now record themselves; the next start records what is left.
+        let recorded = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < recorded, !running.withLock({ $0.tasks.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if !running.withLock({ $0.tasks.isEmpty }) { _ = try? await records.recover(now: JobDefinition.now()) }
     }
 
     static func bounded(_ text: String) -> String {
@@ -321,7 +402,13 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
         }
         let now = JobDefinition.now()
         let run = JobRun(job: name, cid: ServiceInvoker.newCID(), scheduledAt: now, startedAt: now, status: .running, server: server)
-        guard try await records.startManual(run) else {
+        // Reserved before the ODB says it runs: a claim deciding meanwhile sees it busy.
+        let busy = running.withLock { state -> Set<String> in
+            state.reserved.insert(run.cid)
+            return Set(state.tasks.keys).union(state.reserved)
+        }
+        defer { running.withLock { _ = $0.reserved.remove(run.cid) } }
+        guard try await records.startManual(run, busy: busy) else {
             let state = try await records.states()[name]
             throw ObjectError(.inUse, "scheduled job '\(name)' is running (\(state?.runningCID ?? "?") on \(state?.runningServer ?? "?")); try again when it ended")
         }

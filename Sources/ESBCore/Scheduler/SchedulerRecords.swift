@@ -44,6 +44,8 @@ struct JobState: Sendable, Equatable {
     var job: String
     /// ``JobDefinition/scheduleKey`` the state was computed for.
     var scheduleKey: String
+    /// Whether the job was active (not paused) when the state was written.
+    var active: Bool = true
     /// When the schedule was (re)started: the origin of an interval job without `start_date`.
     var anchor: Int64
     var nextRunAt: Int64?
@@ -55,6 +57,22 @@ struct JobState: Sendable, Equatable {
     /// Whether the server running `runningCID` is alive (false: it stopped or went silent
     /// past the lease, so the run was cut short). Read with the state; not stored.
     var runnerAlive: Bool = true
+}
+
+/// A change of a job's state a reload asks for, made only if the reloading server read the
+/// job as it is stored now (`body`): a server with an older copy changes nothing.
+struct JobSync: Sendable {
+    enum Change: Sendable {
+        /// A new job, or its schedule changed: a new anchor and first run, no runs done.
+        case reset
+        /// Paused or resumed: the next run time changes, the runs done stay.
+        case toggle
+    }
+
+    var change: Change
+    var state: JobState
+    /// The job's stored body (``StoredObject/body``) the change was computed from.
+    var body: String
 }
 
 /// What the scheduler decided for one due job, written in the claim's transaction.
@@ -75,21 +93,25 @@ struct ClaimOutcome: Sendable {
 /// locks the job's state row (`FOR UPDATE SKIP LOCKED`) and moves its next run time on in
 /// the same transaction, so no other server sees it due again.
 protocol SchedulerRecords: Sendable {
-    /// Inserts the states of new jobs and restarts those whose schedule changed (`states`:
-    /// the desired key, anchor and first run), keeping a run in progress; deletes the state
-    /// and runs of jobs that are gone.
-    func sync(_ states: [JobState]) async throws
-    /// The earliest next run time among `jobs` (nil: all jobs), or of any job more than
-    /// `foreignAfter` ms overdue.
+    /// Applies a reload's changes (one reload at a time in the cluster), keeping a run in
+    /// progress; deletes the state and runs of jobs whose object is gone.
+    func sync(_ changes: [JobSync]) async throws
+    /// The earliest next run time among `jobs` (nil: all jobs).
     func nextDue(jobs: [String]?) async throws -> Int64?
-    /// Locks up to `limit` due states (of `jobs`, or any more than `foreignAfter` ms overdue),
-    /// asks `plan` what to do with them, and writes its outcomes; returns them.
-    func claim(now: Int64, jobs: [String]?, foreignAfter: Int64, limit: Int,
+    /// Locks up to `limit` due states (of `jobs`, or of `orphans` once `foreignAfter` ms
+    /// overdue), asks `plan` what to do with them, and writes its outcomes; returns them.
+    func claim(now: Int64, jobs: [String]?, orphans: [String], foreignAfter: Int64, limit: Int,
                _ plan: @escaping @Sendable ([JobState]) -> [ClaimOutcome]) async throws -> [ClaimOutcome]
-    /// Starts a run now if the job runs nothing (or its runner is dead); false if it is busy.
-    func startManual(_ run: JobRun) async throws -> Bool
-    /// Stores a run's end and frees the job for its next run.
-    func finish(_ run: JobRun) async throws
+    /// Starts a run now if the job runs nothing: no run, a run of a dead server, or a run of
+    /// this server that none of its tasks runs (`busy` lists those that do); false if busy.
+    func startManual(_ run: JobRun, busy: Set<String>) async throws -> Bool
+    /// The services deployed on the other live servers of the cluster (none on SQLite).
+    func servicesDeployedElsewhere() async throws -> Set<String>
+    /// Stores a run's end and, with `release`, frees the job for its next run (a timed-out
+    /// run whose service has not returned yet keeps the job until it does).
+    func finish(_ run: JobRun, release: Bool) async throws
+    /// Frees the job of a run whose call returned after it was recorded.
+    func release(job: String, cid: String) async throws
     /// Records this server's runs from its previous life as `interrupted` (on SQLite every
     /// running run: one server per file); returns how many.
     func recover(now: Int64) async throws -> Int

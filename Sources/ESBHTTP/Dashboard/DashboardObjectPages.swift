@@ -77,13 +77,12 @@ struct DashboardObjectPages {
                 throw HTTPError(.notFound, message: "only scheduled jobs run on demand")
             }
             let name = try context.parameters.decoded("name")
-            let message: (String, Bool)
             do {
-                message = ("Started a run now (cid \(try await scheduler.execute(name))).", false)
+                // A redirect: reloading the page does not run the job again.
+                return Self.redirect(ObjectKinds.scheduler, name: name, notice: "Started a run now (cid \(try await scheduler.execute(name))).")
             } catch let error as ObjectError {
-                message = (error.message, true)
+                return try await edit(request, kind: ObjectKinds.scheduler, name: name, message: (error.message, true), status: error.status)
             }
-            return try await edit(request, kind: ObjectKinds.scheduler, name: name, message: message)
         }
         dashboard.post("objects/{kind}/{name}/active") { request, context in
             guard try kind(context).name == ObjectKinds.scheduler.name else {
@@ -292,6 +291,9 @@ struct DashboardObjectPages {
                     "<option value=\"\(HTML.escape(choice))\"\(choice == current ? " selected" : "")>\(HTML.escape(choice.isEmpty ? "(any)" : choice))</option>"
                 }.joined()
                 control = "<select id=\"\(id)\" name=\"\(field.name)\">\(options)</select>"
+            } else if kind.name == ObjectKinds.scheduler.name && field.name == "extra" {
+                // Multi-line text (a payload, Zato's list of lines) survives an edit.
+                control = "<textarea id=\"\(id)\" name=\"\(field.name)\">\(HTML.escape(current))</textarea>"
             } else {
                 let type = field.type == .int ? "number" : "text"
                 let required = field.defaultValue == nil ? " required" : ""

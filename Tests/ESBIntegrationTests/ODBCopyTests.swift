@@ -21,6 +21,14 @@ import Testing
         let cid = try #require((started.json?["cids"] as? [String])?.first, "\(started.text)")
         #expect(try await ClusterTests.waitFor(a, "/esb/api/async/\(cid)", signedIn: true) { ($0.json?["attempts"] as? Int ?? 0) >= 1 })
 
+        // A scheduled job that ran once at its creation: its next run is an hour on, and stays so.
+        let job = try await a.request("POST", "/esb/api/scheduler", body: Data(#"""
+            {"name": "hourly", "service": "async.count", "job_type": "interval_based", "hours": 1, "extra": "job"}
+            """#.utf8), credentials: a.admin)
+        #expect(job.status == 201, "\(job.text)")
+        #expect(try await ClusterTests.waitFor(a, "/esb/api/scheduler/hourly", signedIn: true) { $0.json?["last_run"] is [String: Any] })
+        let nextRun = try #require(try await a.request("GET", "/esb/api/scheduler/hourly", credentials: a.admin).json?["next_run_at"] as? String)
+
         let database = try await PostgresServerTests.createDatabase()
         let b = try PostgresServerTests.server(database: database, name: "b")  // its own, new key
         let arguments = ["odb", "copy", "--from", a.configPath, "--to", b.configPath]
@@ -33,7 +41,8 @@ import Testing
         await a.stop()
         let copied = try await runCommand(TestEnvironment.esb, arguments)
         #expect(copied.status == 0, "\(copied.stderr)")
-        #expect(copied.stdout.contains("objects: 1 (1 secret(s) sealed with the target's key)"), "\(copied.stdout)")
+        #expect(copied.stdout.contains("objects: 2 (1 secret(s) sealed with the target's key)"), "\(copied.stdout)")
+        #expect(copied.stdout.contains("scheduled jobs' schedules: 1"), "\(copied.stdout)")
         #expect(copied.stdout.contains("deployment units: 1"), "\(copied.stdout)")
         #expect(copied.stdout.contains("pending async invocations: 1"), "\(copied.stdout)")
         #expect(!copied.stdout.contains("sealed-twice"))
@@ -45,7 +54,7 @@ import Testing
 
         let again = try await runCommand(TestEnvironment.esb, arguments)
         #expect(again.status != 0)
-        #expect(again.stderr.contains("is not empty: it holds 1 object(s), 1 deployment unit(s), 1 async invocation(s)"),
+        #expect(again.stderr.contains("is not empty: it holds 2 object(s), 1 deployment unit(s), 1 async invocation(s)"),
                 "\(again.stderr)")
 
         // b's key differs from a's: it starts only if every secret was sealed again with it.
@@ -57,6 +66,8 @@ import Testing
         #expect(try await ClusterTests.waitFor(b, "/esb/api/async/\(cid)", signedIn: true) { $0.json?["status"] as? String == "done" })
         let callbacks = try await ClusterTests.waitForCallbacks(1, in: fixture.directory)
         #expect(callbacks.contains { $0["cid"] as? String == cid && $0["context"] as? String == "copied" }, "\(callbacks)")
+        let hourly = try await b.request("GET", "/esb/api/scheduler/hourly", credentials: b.admin)
+        #expect(hourly.json?["next_run_at"] as? String == nextRun, "the job goes on where it was: \(hourly.text)")
         let greeted = try await b.request("POST", "/esb/api/invoke/async.count", body: Data("marker".utf8), credentials: b.admin)
         #expect(greeted.status == 200, "\(greeted.text)")
     }

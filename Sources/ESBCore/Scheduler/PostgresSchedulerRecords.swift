@@ -274,6 +274,17 @@ struct PostgresSchedulerRecords: SchedulerRecords {
         return runs
     }
 
+    func insertCopied(_ states: [JobState]) async throws {
+        try await odb.transaction { connection in
+            for state in states {
+                try await connection.query("""
+                    INSERT INTO scheduler_state(job, schedule_key, active, anchor_at, next_run_at, runs_done)
+                    VALUES (\(state.job), \(state.scheduleKey), \(state.active), \(state.anchor), \(state.nextRunAt), \(Int64(state.runsDone)))
+                    """, logger: odb.logger)
+            }
+        }
+    }
+
     func prune(keep: Int) async throws -> Int {
         try await odb.execute("""
             DELETE FROM scheduler_run WHERE id IN (

@@ -201,6 +201,16 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
         }
     }
 
+    func insertCopied(_ states: [JobState]) async throws {
+        try await committer.write { db in
+            for state in states {
+                try db.execute(sql: """
+                    INSERT INTO scheduler_state(job, schedule_key, active, anchor_at, next_run_at, runs_done) VALUES (?, ?, ?, ?, ?, ?)
+                    """, arguments: [state.job, state.scheduleKey, state.active, state.anchor, state.nextRunAt, state.runsDone])
+            }
+        }
+    }
+
     func prune(keep: Int) async throws -> Int {
         try await committer.write { db in
             try db.execute(sql: """

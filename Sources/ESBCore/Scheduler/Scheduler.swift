@@ -56,18 +56,35 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
                 deployedServices: (@Sendable () -> Set<String>)?, gracefulSeconds: @escaping @Sendable () -> Int,
                 logger: Logger) {
         self.store = store
-        switch odb.connection {
-        case .sqlite(let pool): records = SQLiteSchedulerRecords(pool: pool, server: server)
-        case .postgresql(let postgres):
-            records = PostgresSchedulerRecords(odb: postgres, server: server,
-                                               leaseMS: lease.components.seconds * 1000)
-        }
+        records = Self.records(odb, server: server, leaseMS: lease.components.seconds * 1000)
         self.invoker = invoker
         self.server = server
         self.lease = lease
         self.deployedServices = deployedServices
         self.gracefulSeconds = gracefulSeconds
         self.logger = logger
+    }
+
+    /// The records of `odb`, as server `server` uses them.
+    static func records(_ odb: ODB, server: String, leaseMS: Int64 = 30_000) -> any SchedulerRecords {
+        switch odb.connection {
+        case .sqlite(let pool): SQLiteSchedulerRecords(pool: pool, server: server)
+        case .postgresql(let postgres): PostgresSchedulerRecords(odb: postgres, server: server, leaseMS: leaseMS)
+        }
+    }
+
+    /// For `esb odb copy` (servers stopped, objects already copied): each job's next run time,
+    /// anchor and runs done, so that jobs go on where they were (a run going at the copy is
+    /// not). Returns how many were copied.
+    static func copySchedules(from source: ODB, to target: ODB) async throws -> Int {
+        var states = try await records(source, server: "").states().values.map { state in
+            var copied = state
+            (copied.runningCID, copied.runningServer, copied.runningSince) = (nil, nil, nil)
+            return copied
+        }
+        states.sort { $0.job < $1.job }
+        try await records(target, server: "").insertCopied(states)
+        return states.count
     }
 
     /// The scheduler's tables.

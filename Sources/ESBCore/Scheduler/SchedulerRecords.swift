@@ -122,6 +122,8 @@ protocol SchedulerRecords: Sendable {
     func lastRuns() async throws -> [String: JobRun]
     /// A job's runs, newest first.
     func runs(job: String, limit: Int) async throws -> [JobRun]
+    /// Writes states copied from another ODB (`esb odb copy`; the target holds no states).
+    func insertCopied(_ states: [JobState]) async throws
     /// Keeps the newest `keep` runs of each job.
     func prune(keep: Int) async throws -> Int
 }

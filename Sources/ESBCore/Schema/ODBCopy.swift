@@ -31,6 +31,8 @@ public enum ODBCopy {
         public var waitingForSkippedUnits = 0
         /// Finished async records (their history), which are not copied.
         public var finishedNotCopied = 0
+        /// Scheduled jobs' next run times and run counts (their run history is not copied).
+        public var jobSchedules = 0
     }
 
     /// In the target's `esb_meta` while a copy writes into it: no server starts on a half copy.
@@ -116,6 +118,8 @@ public enum ODBCopy {
             progress("objects: \(report.objects) (\(report.secrets) secret(s) sealed with the target's key)")
             try await copyUnits(from: sourceUnits, to: targetUnits, report: &report, written: &written)
             progress("deployment units: \(report.units)")
+            report.jobSchedules = try await Scheduler.copySchedules(from: source, to: target)
+            progress("scheduled jobs' schedules: \(report.jobSchedules)")
             try await copyAsync(from: sourceAsync, to: targetAsync, report: &report, written: &written)
             progress("pending async invocations: \(report.asyncRecords)")
             report.finishedNotCopied = max(0, try await sourceAsync.counts().values.reduce(0, +) - report.asyncRecords)

@@ -44,9 +44,12 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
 
     /// Runs kept per job.
     public static let keptRuns = 100
-    /// Runs are claimed this long before they are due, in one transaction for all of them,
+    /// A claim takes the runs due within this many ms, in one transaction for all of them,
     /// and each starts at its time.
-    static let lookahead: Int64 = 20
+    static let lookahead: Int64 = 30
+    /// The loop wakes this many ms before the next due run: a claim covers the runs of the
+    /// next `lookahead - wakeEarly` ms or so, not one run per wake-up.
+    static let wakeEarly: Int64 = 10
     /// How overdue a job whose service no live server has deployed must be before a server
     /// takes it anyway, to record the failed run.
     static let foreignAfter: Int64 = 3000
@@ -217,7 +220,7 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
                 if let next = try await cancelWhenGracefulShutdown({ try await self.records.nextDue(jobs: jobs) }) {
                     // Due but not taken: a job whose change this server has not loaded yet.
                     wait = next <= now + Self.lookahead && outcomes.isEmpty
-                        ? 100 : min(wait, max(0, next - JobDefinition.now() - Self.lookahead))
+                        ? 100 : min(wait, max(0, next - JobDefinition.now() - Self.wakeEarly))
                 }
             } catch {
                 if stopping.load(ordering: .relaxed) || Task.isCancelled { break }

@@ -48,7 +48,7 @@ def main():
         time.sleep(args.seconds)
         cpu = (cpu_seconds(server.proc.pid) - cpu_before) / (time.monotonic() - wall_before)
         with open(delays) as f:
-            values = [float(line) for line in f if line.strip()]
+            values = [int(line) / 1000 for line in f if line.strip()]
         server.stop()
         p50, p99, worst = statistics.median(values), percentile(values, 0.99), max(values)
         expected = JOBS * args.seconds

@@ -269,20 +269,20 @@ import Testing
         #expect(try await records.states()["j"]?.nextRunAt == 1000)
         let claims = try await withThrowingTaskGroup(of: Int.self) { group in
             for _ in 0..<4 {
-                group.addTask { try await records.claim(now: 1500, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, Self.startAll(now: 1500)).count }
+                group.addTask { try await records.claim(now: 1500, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: [], Self.startAll(now: 1500)).count }
             }
             return try await group.reduce(0, +)
         }
         #expect(claims == 1, "one claimer gets the due run")
         let state = try #require(try await records.states()["j"])
         #expect(state.nextRunAt == 2000 && state.runsDone == 1 && state.runningCID == "cid-j-1000")
-        #expect(try await records.claim(now: 1500, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, Self.startAll(now: 1500)).isEmpty)
+        #expect(try await records.claim(now: 1500, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: [], Self.startAll(now: 1500)).isEmpty)
         // Busy: no manual run; finished: free again, the run recorded.
         let manual = JobRun(job: "j", cid: "manual", scheduledAt: 1600, startedAt: 1600, status: .running, server: "a")
         #expect(try await records.startManual(manual, busy: ["cid-j-1000"]) == false)
         // A timed-out run is recorded but keeps the job until its call returns.
-        try await records.finish(JobRun(job: "j", cid: "cid-j-1000", scheduledAt: 1000, startedAt: 1500, finishedAt: 1510,
-                                        durationMS: 10, status: .ok, server: "a"), release: false)
+        try await records.finish([JobRun(job: "j", cid: "cid-j-1000", scheduledAt: 1000, startedAt: 1500, finishedAt: 1510,
+                                         durationMS: 10, status: .ok, server: "a")], release: false)
         #expect(try await records.states()["j"]?.runningCID == "cid-j-1000")
         try await records.release(job: "j", cid: "cid-j-1000")
         #expect(try await records.states()["j"]?.runningCID == nil)
@@ -312,7 +312,7 @@ import Testing
         try await records.sync([Self.reset("p", "k", next: 0, body: try await Self.storeJob(store, "p"))])
         for index in 0..<12 {
             let due = Int64(index) * 1000
-            let outcomes = try await records.claim(now: due, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10) { states in
+            let outcomes = try await records.claim(now: due, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: []) { states in
                 states.map { ClaimOutcome(job: $0.job, nextRunAt: due + 1000, runsDone: 0,
                                           record: JobRun(job: $0.job, cid: "r\(index)", scheduledAt: due, startedAt: due, finishedAt: due,
                                                          durationMS: 0, status: .skipped, error: "busy", server: "a")) }

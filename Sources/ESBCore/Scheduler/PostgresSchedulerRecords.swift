@@ -90,9 +90,10 @@ struct PostgresSchedulerRecords: SchedulerRecords {
         return nil
     }
 
-    func claim(now: Int64, jobs: [String]?, orphans: [String], foreignAfter: Int64, limit: Int,
+    func claim(now: Int64, jobs: [String]?, orphans: [String], foreignAfter: Int64, limit: Int, ends: [JobRun],
                _ plan: @escaping @Sendable ([JobState]) -> [ClaimOutcome]) async throws -> [ClaimOutcome] {
         try await odb.transaction { connection in
+            for run in ends { try await finish(run, release: true, on: connection) }
             var due: [JobState] = []
             let rows = try await connection.query("""
                 SELECT \(unescaped: Self.stateColumns), \(unescaped: alive("running_server")) FROM scheduler_state
@@ -188,19 +189,23 @@ struct PostgresSchedulerRecords: SchedulerRecords {
         return services
     }
 
-    func finish(_ run: JobRun, release: Bool) async throws {
+    func finish(_ runs: [JobRun], release: Bool) async throws {
         try await odb.transaction { connection in
+            for run in runs { try await finish(run, release: release, on: connection) }
+        }
+    }
+
+    private func finish(_ run: JobRun, release: Bool, on connection: PostgresConnection) async throws {
+        try await connection.query("""
+            UPDATE scheduler_run SET status = \(run.status.rawValue), error = \(run.error), finished_at = \(run.finishedAt),
+              duration_ms = \(run.durationMS)
+            WHERE cid = \(run.cid) AND status = 'running'
+            """, logger: odb.logger)
+        if release {
             try await connection.query("""
-                UPDATE scheduler_run SET status = \(run.status.rawValue), error = \(run.error), finished_at = \(run.finishedAt),
-                  duration_ms = \(run.durationMS)
-                WHERE cid = \(run.cid) AND status = 'running'
+                UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
+                WHERE job = \(run.job) AND running_cid = \(run.cid)
                 """, logger: odb.logger)
-            if release {
-                try await connection.query("""
-                    UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
-                    WHERE job = \(run.job) AND running_cid = \(run.cid)
-                    """, logger: odb.logger)
-            }
         }
     }
 

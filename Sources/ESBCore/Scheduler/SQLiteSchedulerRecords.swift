@@ -41,18 +41,18 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
                 let current = "EXISTS (SELECT 1 FROM config_object WHERE kind = 'scheduler' AND name = ? AND body = ?)"
                 switch change.change {
                 case .reset:
-                    try db.execute(sql: """
+                    try db.cachedStatement(sql: """
                         INSERT INTO scheduler_state(job, schedule_key, active, anchor_at, next_run_at, runs_done)
                         SELECT ?, ?, ?, ?, ?, 0 WHERE \(current)
                         ON CONFLICT(job) DO UPDATE SET schedule_key = excluded.schedule_key, active = excluded.active,
                           anchor_at = excluded.anchor_at, next_run_at = excluded.next_run_at, runs_done = 0
                         WHERE scheduler_state.schedule_key <> excluded.schedule_key
-                        """, arguments: [state.job, state.scheduleKey, state.active, state.anchor, state.nextRunAt, state.job, change.body])
+                        """).execute(arguments: [state.job, state.scheduleKey, state.active, state.anchor, state.nextRunAt, state.job, change.body])
                 case .toggle:
-                    try db.execute(sql: """
+                    try db.cachedStatement(sql: """
                         UPDATE scheduler_state SET active = ?, next_run_at = ?
                         WHERE job = ? AND schedule_key = ? AND active <> ? AND \(current)
-                        """, arguments: [state.active, state.nextRunAt, state.job, state.scheduleKey, state.active, state.job, change.body])
+                        """).execute(arguments: [state.active, state.nextRunAt, state.job, state.scheduleKey, state.active, state.job, change.body])
                 }
             }
             try db.execute(sql: """
@@ -73,12 +73,13 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     }
 
     /// One server: it takes every due job.
-    func claim(now: Int64, jobs _: [String]?, orphans _: [String], foreignAfter _: Int64, limit: Int,
+    func claim(now: Int64, jobs _: [String]?, orphans _: [String], foreignAfter _: Int64, limit: Int, ends: [JobRun],
                _ plan: @escaping @Sendable ([JobState]) -> [ClaimOutcome]) async throws -> [ClaimOutcome] {
         try await committer.write { db in
-            let due = try Row.fetchAll(db, sql: """
+            for run in ends { try Self.finish(run, release: true, db: db) }
+            let due = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT * FROM scheduler_state WHERE next_run_at <= ? ORDER BY next_run_at LIMIT ?
-                """, arguments: [now, limit]).map(Self.state)
+                """), arguments: [now, limit]).map(Self.state)
             guard !due.isEmpty else { return [] }
             let outcomes = plan(due)
             for outcome in outcomes { try Self.write(outcome, db: db) }
@@ -88,35 +89,35 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
 
     static func write(_ outcome: ClaimOutcome, db: Database) throws {
         if let interrupted = outcome.interrupted {
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE scheduler_run SET status = 'interrupted', error = coalesce(error, 'the server running it stopped mid-run')
                 WHERE cid = ? AND status = 'running'
-                """, arguments: [interrupted])
+                """).execute(arguments: [interrupted])
         }
         if let start = outcome.start {
             try insert(start, db: db)
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE scheduler_state SET next_run_at = ?, runs_done = ?, running_cid = ?, running_server = ?, running_since = ?
                 WHERE job = ?
-                """, arguments: [outcome.nextRunAt, outcome.runsDone, start.cid, start.server, start.startedAt, outcome.job])
+                """).execute(arguments: [outcome.nextRunAt, outcome.runsDone, start.cid, start.server, start.startedAt, outcome.job])
         } else {
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE scheduler_state SET next_run_at = ?, runs_done = ?,
                   running_cid = CASE WHEN ? THEN NULL ELSE running_cid END,
                   running_server = CASE WHEN ? THEN NULL ELSE running_server END,
                   running_since = CASE WHEN ? THEN NULL ELSE running_since END
                 WHERE job = ?
-                """, arguments: [outcome.nextRunAt, outcome.runsDone, outcome.interrupted != nil, outcome.interrupted != nil,
+                """).execute(arguments: [outcome.nextRunAt, outcome.runsDone, outcome.interrupted != nil, outcome.interrupted != nil,
                                  outcome.interrupted != nil, outcome.job])
         }
         if let record = outcome.record { try insert(record, db: db) }
     }
 
     static func insert(_ run: JobRun, db: Database) throws {
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO scheduler_run(job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [run.job, run.cid, run.scheduledAt, run.startedAt, run.finishedAt, run.durationMS,
+            """).execute(arguments: [run.job, run.cid, run.scheduledAt, run.startedAt, run.finishedAt, run.durationMS,
                              run.status.rawValue, run.error, run.server])
     }
 
@@ -124,16 +125,16 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
         let list = String(decoding: try JSONEncoder().encode(Array(busy)), as: UTF8.self)
         return try await committer.write { db in
             let previous = try String.fetchOne(db, sql: "SELECT running_cid FROM scheduler_state WHERE job = ?", arguments: [run.job])
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE scheduler_state SET running_cid = ?, running_server = ?, running_since = ?
                 WHERE job = ? AND (running_cid IS NULL OR running_cid NOT IN (SELECT value FROM json_each(?)))
-                """, arguments: [run.cid, run.server, run.startedAt, run.job, list])
+                """).execute(arguments: [run.cid, run.server, run.startedAt, run.job, list])
             guard db.changesCount == 1 else { return false }
             if let previous {
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     UPDATE scheduler_run SET status = 'interrupted', error = coalesce(error, 'its task ended without recording the end')
                     WHERE cid = ? AND status = 'running'
-                    """, arguments: [previous])
+                    """).execute(arguments: [previous])
             }
             try Self.insert(run, db: db)
             return true
@@ -143,13 +144,17 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     /// One server per file: no one else.
     func servicesDeployedElsewhere() async throws -> Set<String> { [] }
 
-    func finish(_ run: JobRun, release: Bool) async throws {
+    func finish(_ runs: [JobRun], release: Bool) async throws {
         try await committer.write { db in
-            try db.execute(sql: """
-                UPDATE scheduler_run SET status = ?, error = ?, finished_at = ?, duration_ms = ? WHERE cid = ? AND status = 'running'
-                """, arguments: [run.status.rawValue, run.error, run.finishedAt, run.durationMS, run.cid])
-            if release { try Self.release(job: run.job, cid: run.cid, db: db) }
+            for run in runs { try Self.finish(run, release: release, db: db) }
         }
+    }
+
+    static func finish(_ run: JobRun, release: Bool, db: Database) throws {
+        try db.cachedStatement(sql: """
+            UPDATE scheduler_run SET status = ?, error = ?, finished_at = ?, duration_ms = ? WHERE cid = ? AND status = 'running'
+            """).execute(arguments: [run.status.rawValue, run.error, run.finishedAt, run.durationMS, run.cid])
+        if release { try Self.release(job: run.job, cid: run.cid, db: db) }
     }
 
     func release(job: String, cid: String) async throws {
@@ -157,19 +162,19 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     }
 
     static func release(job: String, cid: String, db: Database) throws {
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
             WHERE job = ? AND running_cid = ?
-            """, arguments: [job, cid])
+            """).execute(arguments: [job, cid])
     }
 
     func recover(now: Int64) async throws -> Int {
         try await committer.write { db in
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE scheduler_run SET status = 'interrupted', finished_at = ?,
                   error = 'the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)'
                 WHERE status = 'running'
-                """, arguments: [now])
+                """).execute(arguments: [now])
             let count = db.changesCount
             try db.execute(sql: "UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL")
             return count
@@ -204,20 +209,20 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     func insertCopied(_ states: [JobState]) async throws {
         try await committer.write { db in
             for state in states {
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     INSERT INTO scheduler_state(job, schedule_key, active, anchor_at, next_run_at, runs_done) VALUES (?, ?, ?, ?, ?, ?)
-                    """, arguments: [state.job, state.scheduleKey, state.active, state.anchor, state.nextRunAt, state.runsDone])
+                    """).execute(arguments: [state.job, state.scheduleKey, state.active, state.anchor, state.nextRunAt, state.runsDone])
             }
         }
     }
 
     func prune(keep: Int) async throws -> Int {
         try await committer.write { db in
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 DELETE FROM scheduler_run WHERE id IN (
                   SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n FROM scheduler_run)
                   WHERE n > ?)
-                """, arguments: [keep])
+                """).execute(arguments: [keep])
             return db.changesCount
         }
     }

@@ -41,15 +41,21 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
     private let elsewhere = Mutex<Set<String>>([])
     /// Set when shutdown cancels the runs still going: they are recorded `interrupted`.
     private let cancelledAtShutdown = Atomic<Bool>(false)
+    private let metrics = SchedulerMetrics()
+    /// Runs that ended, stored with the next claim or within ``endsInterval``, whichever
+    /// comes first (one commit for many); their cids count as busy until then.
+    private let ends = Mutex<(runs: [JobRun], cids: Set<String>)>(([], []))
+    static let endsInterval: Duration = .milliseconds(50)
 
     /// Runs kept per job.
     public static let keptRuns = 100
-    /// A claim takes the runs due within this many ms, in one transaction for all of them,
-    /// and each starts at its time.
-    static let lookahead: Int64 = 30
-    /// The loop wakes this many ms before the next due run: a claim covers the runs of the
-    /// next `lookahead - wakeEarly` ms or so, not one run per wake-up.
-    static let wakeEarly: Int64 = 10
+    /// The loop wakes this long before the next due run, and a claim takes the runs due up to
+    /// 20 ms after that, in one transaction for all of them; each run starts at its time. At
+    /// least 10 ms, and more when claims take longer (many jobs due at once): one and a half
+    /// times the slowest recent claim.
+    private let claimCost = Mutex<Double>(0)
+    private var wakeEarly: Int64 { Int64(min(500, max(10, claimCost.withLock { $0 } * 1.5 + 5))) }
+    private var lookahead: Int64 { wakeEarly + 20 }
     /// How overdue a job whose service no live server has deployed must be before a server
     /// takes it anyway, to record the failed run.
     static let foreignAfter: Int64 = 3000
@@ -176,58 +182,131 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
             logger.error("cannot record interrupted scheduled runs: \(error)")
         }
         await withGracefulShutdownHandler {
-            await loop()
+            await withDiscardingTaskGroup { group in
+                group.addTask { [self] in
+                    while !stopping.load(ordering: .relaxed) {
+                        try? await Task.sleep(for: Self.endsInterval)
+                        await storeEnds()
+                    }
+                }
+                await loop()
+            }
         } onGracefulShutdown: { [self] in
             stopping.store(true, ordering: .relaxed)
             doorbell.ring()
         }
         await finishRunning()
+        await storeEnds()
     }
 
+    /// Claims due runs ahead of time and starts each when due. Runs are started by the loop
+    /// in 5 ms steps (all those due by then at once), not each on its own timer: at a thousand
+    /// runs a second, wake-ups are what costs.
     private func loop() async {
         var lastPrune = ContinuousClock.now - Self.pruneInterval
         var lastTakeOver = ContinuousClock.now - lease
+        var pending: [(run: JobRun, job: JobDefinition)] = []
+        var claimAt: Int64 = 0
         while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
-            if ContinuousClock.now - lastPrune >= Self.pruneInterval {
-                lastPrune = .now
-                _ = try? await cancelWhenGracefulShutdown { try await self.records.prune(keep: Self.keptRuns) }
+            launchDue(&pending)
+            if JobDefinition.now() >= claimAt {
+                if ContinuousClock.now - lastPrune >= Self.pruneInterval {
+                    lastPrune = .now
+                    _ = try? await cancelWhenGracefulShutdown { try await self.records.prune(keep: Self.keptRuns) }
+                }
+                if deployedServices != nil, ContinuousClock.now - lastTakeOver >= lease / 3 {
+                    lastTakeOver = .now
+                    await takeOver()
+                }
+                claimAt = await claim(into: &pending)
+                launchDue(&pending)
             }
-            if deployedServices != nil, ContinuousClock.now - lastTakeOver >= lease / 3 {
-                lastTakeOver = .now
-                if let cut = try? await cancelWhenGracefulShutdown({ try await self.records.takeOver(now: JobDefinition.now(), leaseMS: self.lease.components.seconds * 1000) }), cut > 0 {
-                    Counter(label: "esb_scheduler_interrupted_total").increment(by: cut)
-                    logger.warning("scheduled runs of a server that stopped or went silent recorded as interrupted", metadata: ["esb.runs": "\(cut)"])
-                }
-                if let services = try? await cancelWhenGracefulShutdown({ try await self.records.servicesDeployedElsewhere() }) {
-                    elsewhere.withLock { $0 = services }
+            let now = JobDefinition.now()
+            var wakeAt = claimAt
+            if let first = pending.first { wakeAt = min(wakeAt, ZonedCron.ceilDiv(first.run.startedAt, Self.launchStep) * Self.launchStep) }
+            if wakeAt > now {
+                await doorbell.wait(upTo: .milliseconds(wakeAt - now))
+                // Woken early: a change (a job edited, a service deployed) is looked at now.
+                if JobDefinition.now() < wakeAt - 1 { claimAt = 0 }
+            }
+        }
+        // Claimed but not started: recorded as cut short by the stop (misfire decides what comes next).
+        let end = JobDefinition.now()
+        for (run, _) in pending {
+            var cut = run
+            (cut.status, cut.error, cut.finishedAt, cut.durationMS) = (.interrupted, "the server stopped before the run started", end, 0)
+            await record(cut, release: true)
+            running.withLock { _ = $0.reserved.remove(run.cid) }
+        }
+    }
+
+    /// How finely the loop starts runs, in ms: a run starts at most this much after its time.
+    static let launchStep: Int64 = 5
+
+    /// Starts the pending runs that are due (they are sorted by start time).
+    private func launchDue(_ pending: inout [(run: JobRun, job: JobDefinition)]) {
+        let now = JobDefinition.now()
+        let due = pending.prefix { $0.run.startedAt <= now }
+        guard !due.isEmpty else { return }
+        for (run, job) in due { launch(run, job: job) }
+        running.withLock { state in for (run, _) in due { state.reserved.remove(run.cid) } }
+        pending.removeFirst(due.count)
+    }
+
+    private func takeOver() async {
+        if let cut = try? await cancelWhenGracefulShutdown({ try await self.records.takeOver(now: JobDefinition.now(), leaseMS: self.lease.components.seconds * 1000) }), cut > 0 {
+            Counter(label: "esb_scheduler_interrupted_total").increment(by: cut)
+            logger.warning("scheduled runs of a server that stopped or went silent recorded as interrupted", metadata: ["esb.runs": "\(cut)"])
+        }
+        if let services = try? await cancelWhenGracefulShutdown({ try await self.records.servicesDeployedElsewhere() }) {
+            elsewhere.withLock { $0 = services }
+        }
+    }
+
+    /// Claims the runs due soon (and stores the runs that ended) in one transaction, adds the
+    /// runs to start to `pending`, and returns when to claim next.
+    private func claim(into pending: inout [(run: JobRun, job: JobDefinition)]) async -> Int64 {
+        let idle: Int64 = deployedServices == nil ? 5000 : 1000
+        let (jobs, orphans) = localJobs()
+        let now = JobDefinition.now()
+        let snapshot = definitions.withLock { $0 }
+        let server = server, lookahead = lookahead
+        let claimStarted = ContinuousClock.now
+        let ended = takeEnds()
+        do {
+            let outcomes = try await cancelWhenGracefulShutdown {
+                try await self.records.claim(now: now + lookahead, jobs: jobs, orphans: orphans,
+                                             foreignAfter: Self.foreignAfter + lookahead, limit: 1000, ends: ended) { states in
+                    // Read as the claim decides: a "run now" that committed meanwhile is busy.
+                    Self.plan(states, definitions: snapshot, now: now, server: server, busy: { self.isBusy($0) })
                 }
             }
-            var wait: Int64 = deployedServices == nil ? 5000 : 1000
-            do {
-                let (jobs, orphans) = localJobs()
-                let now = JobDefinition.now()
-                let snapshot = definitions.withLock { $0 }
-                let server = server
-                let outcomes = try await cancelWhenGracefulShutdown {
-                    try await self.records.claim(now: now + Self.lookahead, jobs: jobs, orphans: orphans,
-                                                 foreignAfter: Self.foreignAfter + Self.lookahead, limit: 1000) { states in
-                        // Read as the claim decides: a "run now" that committed meanwhile is busy.
-                        Self.plan(states, definitions: snapshot, now: now, server: server, busy: { self.isBusy($0) })
-                    }
+            stored(ended)
+            let took = ContinuousClock.now - claimStarted
+            claimCost.withLock { $0 = max(Double(took.components.seconds) * 1000 + Double(took.components.attoseconds) / 1e15, $0 * 0.95) }
+            var starting: [(run: JobRun, job: JobDefinition)] = []
+            for outcome in outcomes {
+                if let record = outcome.record {
+                    metrics.runs(record.job, record.status).increment()
+                    logger.warning("scheduled run skipped", metadata: ["esb.job": "\(record.job)", "esb.error": "\(record.error ?? "")"])
                 }
-                for outcome in outcomes { started(outcome, definitions: snapshot) }
-                if outcomes.count == 1000 { continue }
-                if let next = try await cancelWhenGracefulShutdown({ try await self.records.nextDue(jobs: jobs) }) {
-                    // Due but not taken: a job whose change this server has not loaded yet.
-                    wait = next <= now + Self.lookahead && outcomes.isEmpty
-                        ? 100 : min(wait, max(0, next - JobDefinition.now() - Self.wakeEarly))
-                }
-            } catch {
-                if stopping.load(ordering: .relaxed) || Task.isCancelled { break }
+                if let run = outcome.start, let job = snapshot[run.job] { starting.append((run, job)) }
+            }
+            // Busy from the claim until started: a "run now" or the next claim sees them going.
+            running.withLock { state in for (run, _) in starting { state.reserved.insert(run.cid) } }
+            pending.append(contentsOf: starting)
+            pending.sort { $0.run.startedAt < $1.run.startedAt }
+            if outcomes.count == 1000 { return now }
+            guard let next = try await cancelWhenGracefulShutdown({ try await self.records.nextDue(jobs: jobs) }) else { return now + idle }
+            // Due but not taken: a job whose change this server has not loaded yet.
+            if next <= now + lookahead && outcomes.isEmpty { return JobDefinition.now() + 100 }
+            return min(now + idle, next - wakeEarly)
+        } catch {
+            giveBack(ended)
+            if !stopping.load(ordering: .relaxed) && !Task.isCancelled {
                 logger.error("cannot read due scheduled jobs; trying again", metadata: ["esb.error": "\(error)"])
-                wait = 1000
             }
-            if wait > 0 { await doorbell.wait(upTo: .milliseconds(wait)) }
+            return JobDefinition.now() + 1000
         }
     }
 
@@ -242,9 +321,35 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
         }
     }
 
-    /// Whether a run of this server is going (or being started by "run now").
+    /// Whether a run of this server is going (or being started by "run now", or ended and
+    /// not stored yet).
     private func isBusy(_ cid: String) -> Bool {
-        running.withLock { $0.tasks[cid] != nil || $0.reserved.contains(cid) }
+        running.withLock { $0.tasks[cid] != nil || $0.reserved.contains(cid) } || ends.withLock { $0.cids.contains(cid) }
+    }
+
+    private func takeEnds() -> [JobRun] {
+        ends.withLock { state in
+            defer { state.runs = [] }
+            return state.runs
+        }
+    }
+
+    private func stored(_ runs: [JobRun]) {
+        guard !runs.isEmpty else { return }
+        ends.withLock { state in for run in runs { state.cids.remove(run.cid) } }
+    }
+
+    private func giveBack(_ runs: [JobRun]) {
+        guard !runs.isEmpty else { return }
+        ends.withLock { $0.runs = runs + $0.runs }
+    }
+
+    /// Stores the runs that ended (retrying while the ODB does not answer).
+    private func storeEnds() async {
+        let runs = takeEnds()
+        guard !runs.isEmpty else { return }
+        await persist(runs[0].cid) { try await self.records.finish(runs, release: true) }
+        stored(runs)
     }
 
     /// What to do with due jobs: start a run, or record it skipped (the previous run still
@@ -281,29 +386,17 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
         }
     }
 
-    private func started(_ outcome: ClaimOutcome, definitions: [String: JobDefinition]) {
-        if let record = outcome.record {
-            Counter(label: "esb_scheduler_runs_total", dimensions: [("job", record.job), ("status", record.status.rawValue)]).increment()
-            logger.warning("scheduled run skipped", metadata: ["esb.job": "\(record.job)", "esb.error": "\(record.error ?? "")"])
-        }
-        guard let run = outcome.start, let job = definitions[run.job] else { return }
-        launch(run, job: job)
-    }
-
     /// Runs the job's service at the run's start time, bounded by `max_run_seconds`: a run
     /// that takes longer is cancelled and recorded `timed_out` at once, and the job stays
     /// busy until the service has returned (runs never overlap, whatever the service does).
     private func launch(_ run: JobRun, job: JobDefinition) {
         running.withLock { state in
             state.tasks[run.cid] = Task(executorPreference: invoker.executor) { [self] in
-                let wait = run.startedAt - JobDefinition.now()
-                if wait > 0 { try? await Task.sleep(for: .milliseconds(wait)) }
                 let started = JobDefinition.now()
-                Timer(label: "esb_scheduler_start_delay_seconds", preferredDisplayUnit: .seconds)
-                    .recordMilliseconds(max(0, started - run.scheduledAt))
+                metrics.startDelay.recordMilliseconds(max(0, started - run.scheduledAt))
                 let request = ServiceRequest(payload: Data(job.extra.utf8), channel: "scheduler", cid: run.cid, headers: [
                     "x-esb-job": job.name, "x-esb-scheduled-at": JobDefinition.formatDate(run.scheduledAt)])
-                let call = Task(executorPreference: invoker.executor) { [invoker] () -> (JobRun.Status, String?) in
+                @Sendable func invoke() async -> (JobRun.Status, String?) {
                     do {
                         _ = try await invoker.invoke(job.service, request: request)
                         return (.ok, nil)
@@ -312,10 +405,17 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
                     }
                 }
                 var ended = run
-                (ended.status, ended.error) = await withTaskCancellationHandler {
-                    await Self.outcome(of: call, limit: job.maxRunSeconds)
-                } onCancel: {
-                    call.cancel()
+                var call: Task<(JobRun.Status, String?), Never>?
+                if job.maxRunSeconds == 0 {
+                    (ended.status, ended.error) = await invoke()
+                } else {
+                    let limited = Task(executorPreference: invoker.executor) { await invoke() }
+                    call = limited
+                    (ended.status, ended.error) = await withTaskCancellationHandler {
+                        await Self.outcome(of: limited, limit: job.maxRunSeconds)
+                    } onCancel: {
+                        limited.cancel()
+                    }
                 }
                 if cancelledAtShutdown.load(ordering: .relaxed) && ended.status != .ok {
                     (ended.status, ended.error) = (.interrupted, "the server stopped before the run ended (graceful_shutdown_seconds passed)")
@@ -326,13 +426,12 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
                     logger.error("scheduled run timed out and was cancelled; the job waits for the service to return", metadata: [
                         "esb.job": "\(job.name)", "esb.cid": "\(run.cid)", "esb.service": "\(job.service)"])
                     await record(ended, release: false)
-                    _ = await call.value
+                    _ = await call?.value
                     await persist(run.cid) { try await self.records.release(job: run.job, cid: run.cid) }
                 } else {
                     await record(ended, release: true)
                 }
                 running.withLock { _ = $0.tasks.removeValue(forKey: run.cid) }
-                doorbell.ring()
             }
         }
     }
@@ -356,13 +455,21 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
 
     /// Stores a run's end and counts it.
     private func record(_ run: JobRun, release: Bool) async {
-        Counter(label: "esb_scheduler_runs_total", dimensions: [("job", run.job), ("status", run.status.rawValue)]).increment()
+        metrics.runs(run.job, run.status).increment()
         if run.status != .ok {
-            Counter(label: "esb_scheduler_failures_total", dimensions: [("job", run.job)]).increment()
+            metrics.failures(run.job).increment()
             logger.error("scheduled run failed", metadata: [
                 "esb.job": "\(run.job)", "esb.cid": "\(run.cid)", "esb.status": "\(run.status.rawValue)", "esb.error": "\(run.error ?? "")"])
         }
-        await persist(run.cid) { try await self.records.finish(run, release: release) }
+        if release {
+            // Stored with the next claim or within 50 ms; the run counts as busy until then.
+            ends.withLock { state in
+                state.runs.append(run)
+                state.cids.insert(run.cid)
+            }
+        } else {
+            await persist(run.cid) { try await self.records.finish([run], release: false) }
+        }
     }
 
     /// Runs an ODB write until it succeeds, with backoff (the job stays busy meanwhile); at
@@ -508,6 +615,32 @@ final class FirstOutcome<Value: Sendable>: Sendable {
                 return nil
             }
             if let ready { continuation.resume(returning: ready) }
+        }
+    }
+}
+
+/// The scheduler's metrics, each made once (a lookup in the metrics backend per run would
+/// cost more than the run).
+final class SchedulerMetrics: Sendable {
+    let startDelay = Timer(label: "esb_scheduler_start_delay_seconds", preferredDisplayUnit: .seconds)
+    private let counters = Mutex<[String: Counter]>([:])
+
+    func runs(_ job: String, _ status: JobRun.Status) -> Counter {
+        counter("runs\u{0}\(job)\u{0}\(status.rawValue)") {
+            Counter(label: "esb_scheduler_runs_total", dimensions: [("job", job), ("status", status.rawValue)])
+        }
+    }
+
+    func failures(_ job: String) -> Counter {
+        counter("failures\u{0}\(job)") { Counter(label: "esb_scheduler_failures_total", dimensions: [("job", job)]) }
+    }
+
+    private func counter(_ key: String, _ make: () -> Counter) -> Counter {
+        counters.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = make()
+            counters[key] = counter
+            return counter
         }
     }
 }

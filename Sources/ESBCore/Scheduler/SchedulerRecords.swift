@@ -98,18 +98,19 @@ protocol SchedulerRecords: Sendable {
     func sync(_ changes: [JobSync]) async throws
     /// The earliest next run time among `jobs` (nil: all jobs).
     func nextDue(jobs: [String]?) async throws -> Int64?
-    /// Locks up to `limit` due states (of `jobs`, or of `orphans` once `foreignAfter` ms
-    /// overdue), asks `plan` what to do with them, and writes its outcomes; returns them.
-    func claim(now: Int64, jobs: [String]?, orphans: [String], foreignAfter: Int64, limit: Int,
+    /// Stores `ends` (runs that ended, their jobs freed), then locks up to `limit` due states
+    /// (of `jobs`, or of `orphans` once `foreignAfter` ms overdue), asks `plan` what to do
+    /// with them, and writes its outcomes, all in one transaction; returns the outcomes.
+    func claim(now: Int64, jobs: [String]?, orphans: [String], foreignAfter: Int64, limit: Int, ends: [JobRun],
                _ plan: @escaping @Sendable ([JobState]) -> [ClaimOutcome]) async throws -> [ClaimOutcome]
     /// Starts a run now if the job runs nothing: no run, a run of a dead server, or a run of
     /// this server that none of its tasks runs (`busy` lists those that do); false if busy.
     func startManual(_ run: JobRun, busy: Set<String>) async throws -> Bool
     /// The services deployed on the other live servers of the cluster (none on SQLite).
     func servicesDeployedElsewhere() async throws -> Set<String>
-    /// Stores a run's end and, with `release`, frees the job for its next run (a timed-out
-    /// run whose service has not returned yet keeps the job until it does).
-    func finish(_ run: JobRun, release: Bool) async throws
+    /// Stores runs' ends and, with `release`, frees their jobs for their next runs (a
+    /// timed-out run whose service has not returned yet keeps the job until it does).
+    func finish(_ runs: [JobRun], release: Bool) async throws
     /// Frees the job of a run whose call returned after it was recorded.
     func release(job: String, cid: String) async throws
     /// Records this server's runs from its previous life as `interrupted` (on SQLite every

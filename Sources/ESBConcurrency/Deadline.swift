@@ -52,11 +52,11 @@ private final class Race<T: Sendable>: Sendable {
         let work = Task {
             let outcome: Result<T, any Error>
             do { outcome = .success(try await operation()) } catch { outcome = .failure(error) }
-            finish(outcome, cancelling: \.timer)
+            finish(outcome, cancelling: .timer)
         }
         let timer = Task {
             guard (try? await Task.sleep(for: timeout)) != nil else { return }
-            finish(.failure(DeadlineExceeded(timeout: timeout)), cancelling: \.work)
+            finish(.failure(DeadlineExceeded(timeout: timeout)), cancelling: .work)
         }
         let over = state.withLock { state -> Bool in
             state.work = work
@@ -72,10 +72,13 @@ private final class Race<T: Sendable>: Sendable {
 
     /// Resumes the caller with `outcome` unless another outcome came first, after cancelling
     /// the other side (so an operation's cancellation handlers run before its caller goes on).
-    private func finish(_ outcome: Result<T, any Error>, cancelling other: KeyPath<State, Task<Void, Never>?>) {
+    /// (Not a key path: one into a generic class's state is built at run time on every call.)
+    private enum Side { case work, timer }
+
+    private func finish(_ outcome: Result<T, any Error>, cancelling other: Side) {
         let (continuation, loser) = state.withLock { state in
             defer { state.continuation = nil }
-            return (state.continuation, state[keyPath: other])
+            return (state.continuation, other == .work ? state.work : state.timer)
         }
         guard let continuation else { return }
         loser?.cancel()

@@ -50,12 +50,14 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
     /// Runs kept per job.
     public static let keptRuns = 100
     /// The loop wakes this long before the next due run, and a claim takes the runs due up to
-    /// 20 ms after that, in one transaction for all of them; each run starts at its time. At
+    /// 40 ms after that, in one transaction for all of them; each run starts at its time. At
     /// least 10 ms, and more when claims take longer (many jobs due at once): one and a half
     /// times the slowest recent claim.
     private let claimCost = Mutex<Double>(0)
     private var wakeEarly: Int64 { Int64(min(500, max(10, claimCost.withLock { $0 } * 1.5 + 5))) }
-    private var lookahead: Int64 { wakeEarly + 20 }
+    private var lookahead: Int64 { wakeEarly + 40 }
+    /// Set by a reload: the loop claims again at once (it may sleep through a short wait).
+    private let changed = Atomic<Bool>(false)
     /// How overdue a job whose service no live server has deployed must be before a server
     /// takes it anyway, to record the failed run.
     static let foreignAfter: Int64 = 3000
@@ -131,6 +133,7 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
                     }
                 }
             }
+            changed.store(true, ordering: .relaxed)
             doorbell.ring()
         }
     }
@@ -209,6 +212,7 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
         var claimAt: Int64 = 0
         while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
             launchDue(&pending)
+            if changed.exchange(false, ordering: .relaxed) { claimAt = 0 }
             if JobDefinition.now() >= claimAt {
                 if ContinuousClock.now - lastPrune >= Self.pruneInterval {
                     lastPrune = .now
@@ -224,10 +228,12 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
             let now = JobDefinition.now()
             var wakeAt = claimAt
             if let first = pending.first { wakeAt = min(wakeAt, ZonedCron.ceilDiv(first.run.startedAt, Self.launchStep) * Self.launchStep) }
-            if wakeAt > now {
+            if wakeAt > now + 100 {
+                // A long wait ends early at a change (a job edited, a shutdown).
                 await doorbell.wait(upTo: .milliseconds(wakeAt - now))
-                // Woken early: a change (a job edited, a service deployed) is looked at now.
-                if JobDefinition.now() < wakeAt - 1 { claimAt = 0 }
+            } else if wakeAt > now {
+                // A short one is a plain sleep (no timer task beside it): a change waits for its end.
+                try? await Task.sleep(for: .milliseconds(wakeAt - now))
             }
         }
         // Claimed but not started: recorded as cut short by the stop (misfire decides what comes next).

@@ -220,6 +220,14 @@ import Testing
         let stale = try #require(Scheduler.plan([keyed(state("j", due: now, running: "c1", server: "a"), definition)],
                                      definitions: definitions, now: now, server: "a", busy: { _ in false }).first)
         #expect(stale.interrupted == "c1" && stale.start != nil)
+        // This server's own run with its task going is busy even if its heartbeat went stale.
+        let ownStale = try #require(Scheduler.plan([keyed(state("j", due: now, running: "c1", server: "a", alive: false), definition)],
+                                                   definitions: definitions, now: now, server: "a", busy: { $0 == "c1" }).first)
+        #expect(ownStale.record?.status == .skipped && ownStale.start == nil && ownStale.interrupted == nil)
+        // A job paused or resumed since this server loaded it: left to the next reload.
+        var paused = keyed(state("j", due: now), definition)
+        paused.active = false
+        #expect(Scheduler.plan([paused], definitions: definitions, now: now, server: "a", busy: { _ in false }).isEmpty)
         // A definition this server has not loaded yet (another key): left alone.
         #expect(Scheduler.plan([state("j", due: now)], definitions: definitions, now: now, server: "a", busy: { _ in false }).isEmpty)
     }

@@ -279,14 +279,14 @@ import Testing
         #expect(try await records.claim(now: 1500, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: [], Self.startAll(now: 1500)).isEmpty)
         // Busy: no manual run; finished: free again, the run recorded.
         let manual = JobRun(job: "j", cid: "manual", scheduledAt: 1600, startedAt: 1600, status: .running, server: "a")
-        #expect(try await records.startManual(manual, busy: ["cid-j-1000"]) == false)
+        #expect(try await records.startManual(manual, busy: { $0 == "cid-j-1000" }) == false)
         // A timed-out run is recorded but keeps the job until its call returns.
         try await records.finish([JobRun(job: "j", cid: "cid-j-1000", scheduledAt: 1000, startedAt: 1500, finishedAt: 1510,
                                          durationMS: 10, status: .ok, server: "a")], release: false)
         #expect(try await records.states()["j"]?.runningCID == "cid-j-1000")
         try await records.release(job: "j", cid: "cid-j-1000")
         #expect(try await records.states()["j"]?.runningCID == nil)
-        #expect(try await records.startManual(manual, busy: []) == true)
+        #expect(try await records.startManual(manual, busy: { _ in false }) == true)
         #expect(try await records.recover(now: 1700) == 1, "the manual run was cut: interrupted")
         let runs = try await records.runs(job: "j", limit: 10)
         #expect(runs.map(\.cid) == ["manual", "cid-j-1000"], "newest first")

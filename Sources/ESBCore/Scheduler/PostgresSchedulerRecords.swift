@@ -61,6 +61,12 @@ struct PostgresSchedulerRecords: SchedulerRecords {
                           anchor_at = excluded.anchor_at, next_run_at = excluded.next_run_at, runs_done = 0
                         WHERE scheduler_state.schedule_key <> excluded.schedule_key
                         """, logger: odb.logger)
+                case .revive:
+                    try await connection.query("""
+                        UPDATE scheduler_state SET next_run_at = \(state.nextRunAt)
+                        WHERE job = \(state.job) AND schedule_key = \(state.scheduleKey) AND active AND next_run_at IS NULL
+                          AND EXISTS (SELECT 1 FROM config_object WHERE kind = 'scheduler' AND name = \(state.job) AND body = \(change.body))
+                        """, logger: odb.logger)
                 case .toggle:
                     try await connection.query("""
                         UPDATE scheduler_state SET active = \(state.active), next_run_at = \(state.nextRunAt)
@@ -148,22 +154,24 @@ struct PostgresSchedulerRecords: SchedulerRecords {
             """, logger: odb.logger)
     }
 
-    func startManual(_ run: JobRun, busy: Set<String>) async throws -> Bool {
+    func startManual(_ run: JobRun, busy: @escaping @Sendable (String) -> Bool) async throws -> Bool {
         try await odb.transaction { [server] connection in
-            var previous: (cid: String?, taken: Bool)?
+            var previous: (cid: String?, runner: String?, alive: Bool)?
             for try await row in try await connection.query("""
-                SELECT running_cid, running_cid IS NULL OR NOT \(unescaped: alive("running_server"))
-                  OR (running_server = \(server) AND running_cid <> ALL(\(Array(busy))))
+                SELECT running_cid, running_server, \(unescaped: alive("running_server"))
                 FROM scheduler_state WHERE job = \(run.job) FOR UPDATE
                 """, logger: odb.logger) {
                 let random = row.makeRandomAccess()
-                previous = (try random[0].decode(String?.self), try random[1].decode(Bool.self))
+                previous = (try random[0].decode(String?.self), try random[1].decode(String?.self), try random[2].decode(Bool.self))
             }
-            guard let previous, previous.taken else { return false }
-            if let cut = previous.cid {
+            guard let previous else { return false }
+            if let cid = previous.cid {
+                // This server's own run: going while a task of it runs, whatever its heartbeat says.
+                let going = previous.runner == server ? busy(cid) : previous.alive
+                if going { return false }
                 try await connection.query("""
                     UPDATE scheduler_run SET status = 'interrupted', error = coalesce(error, 'its server stopped or went silent mid-run')
-                    WHERE cid = \(cut) AND status = 'running'
+                    WHERE cid = \(cid) AND status = 'running'
                     """, logger: odb.logger)
             }
             try await connection.query("""
@@ -173,6 +181,16 @@ struct PostgresSchedulerRecords: SchedulerRecords {
             try await insert(run, on: connection)
             return true
         }
+    }
+
+    func runningHere() async throws -> [(job: String, cid: String)] {
+        var runs: [(job: String, cid: String)] = []
+        for try await (job, cid) in try await odb.query("""
+            SELECT job, cid FROM scheduler_run WHERE status = 'running' AND server = \(server)
+            """, logger: odb.logger).decode((String, String).self) {
+            runs.append((job, cid))
+        }
+        return runs
     }
 
     /// The services of units deployed on live servers other than this one, as each server

@@ -48,6 +48,11 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
                           anchor_at = excluded.anchor_at, next_run_at = excluded.next_run_at, runs_done = 0
                         WHERE scheduler_state.schedule_key <> excluded.schedule_key
                         """).execute(arguments: [state.job, state.scheduleKey, state.active, state.anchor, state.nextRunAt, state.job, change.body])
+                case .revive:
+                    try db.cachedStatement(sql: """
+                        UPDATE scheduler_state SET next_run_at = ?
+                        WHERE job = ? AND schedule_key = ? AND active = 1 AND next_run_at IS NULL AND \(current)
+                        """).execute(arguments: [state.nextRunAt, state.job, state.scheduleKey, state.job, change.body])
                 case .toggle:
                     try db.cachedStatement(sql: """
                         UPDATE scheduler_state SET active = ?, next_run_at = ?
@@ -121,14 +126,13 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
                              run.status.rawValue, run.error, run.server])
     }
 
-    func startManual(_ run: JobRun, busy: Set<String>) async throws -> Bool {
-        let list = String(decoding: try JSONEncoder().encode(Array(busy)), as: UTF8.self)
-        return try await committer.write { db in
+    func startManual(_ run: JobRun, busy: @escaping @Sendable (String) -> Bool) async throws -> Bool {
+        try await committer.write { db in
             let previous = try String.fetchOne(db, sql: "SELECT running_cid FROM scheduler_state WHERE job = ?", arguments: [run.job])
+            if let previous, busy(previous) { return false }
             try db.cachedStatement(sql: """
-                UPDATE scheduler_state SET running_cid = ?, running_server = ?, running_since = ?
-                WHERE job = ? AND (running_cid IS NULL OR running_cid NOT IN (SELECT value FROM json_each(?)))
-                """).execute(arguments: [run.cid, run.server, run.startedAt, run.job, list])
+                UPDATE scheduler_state SET running_cid = ?, running_server = ?, running_since = ? WHERE job = ?
+                """).execute(arguments: [run.cid, run.server, run.startedAt, run.job])
             guard db.changesCount == 1 else { return false }
             if let previous {
                 try db.cachedStatement(sql: """
@@ -138,6 +142,12 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
             }
             try Self.insert(run, db: db)
             return true
+        }
+    }
+
+    func runningHere() async throws -> [(job: String, cid: String)] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT job, cid FROM scheduler_run WHERE status = 'running'").map { ($0["job"], $0["cid"]) }
         }
     }
 

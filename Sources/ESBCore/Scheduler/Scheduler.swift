@@ -42,6 +42,9 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
     /// Set when shutdown cancels the runs still going: they are recorded `interrupted`.
     private let cancelledAtShutdown = Atomic<Bool>(false)
     private let metrics = SchedulerMetrics()
+    /// When the graceful shutdown began: runs get `graceful_shutdown_seconds` from then.
+    private let shutdownStarted = Mutex<ContinuousClock.Instant?>(nil)
+    static let sweepInterval: Duration = .seconds(10)
     /// Runs that ended, stored with the next claim or within ``endsInterval``, whichever
     /// comes first (one commit for many); their cids count as busy until then.
     private let ends = Mutex<(runs: [JobRun], cids: Set<String>)>(([], []))
@@ -104,6 +107,16 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
 
     /// Loads the jobs now and again after every change to them.
     public func start() async {
+        // Before the HTTP server answers: a "run now" cannot be taken for a run of the last life.
+        do {
+            let interrupted = try await records.recover(now: JobDefinition.now())
+            if interrupted > 0 {
+                Counter(label: "esb_scheduler_interrupted_total").increment(by: interrupted)
+                logger.warning("scheduled runs cut short by the last stop recorded as interrupted", metadata: ["esb.runs": "\(interrupted)"])
+            }
+        } catch {
+            logger.error("cannot record interrupted scheduled runs: \(error)")
+        }
         await reload()
         store.observe([ObjectKinds.scheduler]) { [weak self] in await self?.reload() }
     }
@@ -154,7 +167,17 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
         var changes: [JobSync] = []
         for (job, body) in loaded.values {
             if let state = states[job.name], state.scheduleKey == job.scheduleKey {
-                guard state.active != job.isActive else { continue }
+                if state.active == job.isActive {
+                    // Active, not running, no next run, yet one is due by its schedule: left so by
+                    // a claim that raced a pause and a resume. It gets its next run back.
+                    if job.isActive, state.nextRunAt == nil, state.runningCID == nil,
+                       let next = job.firstRun(now: now, anchor: state.anchor, runsDone: state.runsDone) {
+                        changes.append(JobSync(change: .revive, state: JobState(
+                            job: job.name, scheduleKey: job.scheduleKey, active: true, anchor: state.anchor, nextRunAt: next,
+                            runsDone: state.runsDone), body: body))
+                    }
+                    continue
+                }
                 let next = job.firstRun(now: now, anchor: state.anchor, runsDone: state.runsDone)
                 changes.append(JobSync(change: .toggle, state: JobState(
                     job: job.name, scheduleKey: job.scheduleKey, active: job.isActive, anchor: state.anchor, nextRunAt: next,
@@ -175,26 +198,23 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
     }
 
     public func run() async throws {
-        do {
-            let interrupted = try await records.recover(now: JobDefinition.now())
-            if interrupted > 0 {
-                Counter(label: "esb_scheduler_interrupted_total").increment(by: interrupted)
-                logger.warning("scheduled runs cut short by the last stop recorded as interrupted", metadata: ["esb.runs": "\(interrupted)"])
-            }
-        } catch {
-            logger.error("cannot record interrupted scheduled runs: \(error)")
-        }
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask { [self] in
-                    while !stopping.load(ordering: .relaxed) {
+                    var lastSweep = ContinuousClock.now
+                    while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
                         try? await Task.sleep(for: Self.endsInterval)
                         await storeEnds()
+                        if ContinuousClock.now - lastSweep >= Self.sweepInterval {
+                            lastSweep = .now
+                            await sweepStranded()
+                        }
                     }
                 }
                 await loop()
             }
         } onGracefulShutdown: { [self] in
+            shutdownStarted.withLock { $0 = .now }
             stopping.store(true, ordering: .relaxed)
             doorbell.ring()
         }
@@ -280,12 +300,25 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
         let claimStarted = ContinuousClock.now
         let ended = takeEnds()
         do {
-            let outcomes = try await cancelWhenGracefulShutdown {
-                try await self.records.claim(now: now + lookahead, jobs: jobs, orphans: orphans,
-                                             foreignAfter: Self.foreignAfter + lookahead, limit: 1000, ends: ended) { states in
-                    // Read as the claim decides: a "run now" that committed meanwhile is busy.
-                    Self.plan(states, definitions: snapshot, now: now, server: server, busy: { self.isBusy($0) })
+            let reserved = Mutex<[String]>([])
+            let outcomes: [ClaimOutcome]
+            do {
+                outcomes = try await cancelWhenGracefulShutdown {
+                    try await self.records.claim(now: now + lookahead, jobs: jobs, orphans: orphans,
+                                                 foreignAfter: Self.foreignAfter + lookahead, limit: 1000, ends: ended) { states in
+                        // Decided and reserved inside the claim's transaction: a "run now" on
+                        // the same job sees the claimed runs busy, and the claim sees its run.
+                        let outcomes = Self.plan(states, definitions: snapshot, now: now, server: server, busy: { self.isBusy($0) })
+                        let starting = outcomes.compactMap { $0.start?.cid }
+                        self.running.withLock { state in state.reserved.formUnion(starting) }
+                        reserved.withLock { $0 = starting }
+                        return outcomes
+                    }
                 }
+            } catch {
+                let starting = reserved.withLock { $0 }
+                running.withLock { state in state.reserved.subtract(starting) }
+                throw error
             }
             stored(ended)
             let took = ContinuousClock.now - claimStarted
@@ -298,8 +331,7 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
                 }
                 if let run = outcome.start, let job = snapshot[run.job] { starting.append((run, job)) }
             }
-            // Busy from the claim until started: a "run now" or the next claim sees them going.
-            running.withLock { state in for (run, _) in starting { state.reserved.insert(run.cid) } }
+            // Reserved (busy) from the claim until started.
             pending.append(contentsOf: starting)
             pending.sort { $0.run.startedAt < $1.run.startedAt }
             if outcomes.count == 1000 { return now }
@@ -350,6 +382,22 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
         ends.withLock { $0.runs = runs + $0.runs }
     }
 
+    /// Records this server's runs that are stored `running` but that nothing here runs (a
+    /// claim whose commit the server never heard of, an end that could not be stored) as
+    /// `interrupted`, freeing their jobs.
+    private func sweepStranded() async {
+        guard let stored = try? await records.runningHere() else { return }
+        let now = JobDefinition.now()
+        let stranded = stored.filter { !isBusy($0.cid) }.map { run in
+            JobRun(job: run.job, cid: run.cid, scheduledAt: now, startedAt: now, finishedAt: now, durationMS: nil,
+                   status: .interrupted, error: "nothing on this server ran it (a claim or an end the ODB took but did not confirm)",
+                   server: server)
+        }
+        guard !stranded.isEmpty, (try? await records.finish(stranded, release: true)) != nil else { return }
+        Counter(label: "esb_scheduler_interrupted_total").increment(by: stranded.count)
+        logger.warning("scheduled runs nothing here ran recorded as interrupted", metadata: ["esb.runs": "\(stranded.count)"])
+    }
+
     /// Stores the runs that ended (retrying while the ODB does not answer).
     private func storeEnds() async {
         let runs = takeEnds()
@@ -364,7 +412,10 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
     static func plan(_ states: [JobState], definitions: [String: JobDefinition], now: Int64, server: String,
                      busy: (String) -> Bool) -> [ClaimOutcome] {
         states.compactMap { state in
-            guard let job = definitions[state.job], job.scheduleKey == state.scheduleKey, let due = state.nextRunAt else { return nil }
+            // A definition this server has not loaded yet (another schedule, paused or resumed
+            // meanwhile) is left to the next reload.
+            guard let job = definitions[state.job], job.scheduleKey == state.scheduleKey, job.isActive == state.active,
+                  let due = state.nextRunAt else { return nil }
             let startAt = max(now, due)
             var outcome = ClaimOutcome(job: state.job, nextRunAt: nil, runsDone: state.runsDone)
             func skipped(_ reason: String) -> ClaimOutcome {
@@ -374,8 +425,10 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
                 return outcome
             }
             if let previous = state.runningCID {
-                let mine = state.runningServer == server
-                if state.runnerAlive && (!mine || busy(previous)) {
+                // This server's own run is going while a task of it runs, whatever its heartbeat
+                // says; another server's while that server is alive.
+                let going = state.runningServer == server ? busy(previous) : state.runnerAlive
+                if going {
                     let since = state.runningSince.map(JobDefinition.formatDate) ?? "?"
                     return skipped("the previous run (\(previous), started \(since) on \(state.runningServer ?? "?")) is still going")
                 }
@@ -490,8 +543,12 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
             } catch {
                 logger.error("cannot record a scheduled run in the ODB; trying again", metadata: [
                     "esb.cid": "\(cid)", "esb.attempt": "\(attempt)", "esb.error": "\(error)"])
-                if stopping.load(ordering: .relaxed) && attempt >= 3 { return }
-                try? await Task.sleep(for: .seconds(min(30, attempt)))
+                if stopping.load(ordering: .relaxed) || Task.isCancelled {
+                    if attempt >= 3 || Task.isCancelled { return }
+                    try? await Task.sleep(for: .milliseconds(100))
+                } else {
+                    try? await Task.sleep(for: .seconds(min(30, attempt)))
+                }
             }
         }
     }
@@ -499,20 +556,23 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
     /// At shutdown: runs in progress get `graceful_shutdown_seconds` to finish; those still
     /// going are cancelled and recorded `interrupted`.
     private func finishRunning() async {
-        let deadline = ContinuousClock.now + .seconds(gracefulSeconds())
-        while ContinuousClock.now < deadline, !running.withLock({ $0.tasks.isEmpty }) {
+        let deadline = (shutdownStarted.withLock { $0 } ?? .now) + .seconds(gracefulSeconds())
+        while ContinuousClock.now < deadline, !Task.isCancelled, !running.withLock({ $0.tasks.isEmpty }) {
             try? await Task.sleep(for: .milliseconds(50))
         }
         let left = running.withLock { $0.tasks }
-        guard !left.isEmpty else { return }
-        logger.warning("scheduled runs still going at shutdown are cancelled", metadata: ["esb.runs": "\(left.count)"])
-        cancelledAtShutdown.store(true, ordering: .relaxed)
-        for task in left.values { task.cancel() }
-        // Those that end now record themselves; the next start records what is left.
-        let recorded = ContinuousClock.now + .seconds(2)
-        while ContinuousClock.now < recorded, !running.withLock({ $0.tasks.isEmpty }) {
-            try? await Task.sleep(for: .milliseconds(20))
+        if !left.isEmpty {
+            logger.warning("scheduled runs still going at shutdown are cancelled", metadata: ["esb.runs": "\(left.count)"])
+            cancelledAtShutdown.store(true, ordering: .relaxed)
+            for task in left.values { task.cancel() }
+            // Those that end now record themselves; the next start records what is left.
+            let recorded = ContinuousClock.now + .seconds(2)
+            while ContinuousClock.now < recorded, !Task.isCancelled, !running.withLock({ $0.tasks.isEmpty }) {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
         }
+        // The ends first: a run that ended is recorded as it ended, not as cut short.
+        await storeEnds()
         if !running.withLock({ $0.tasks.isEmpty }) { _ = try? await records.recover(now: JobDefinition.now()) }
     }
 
@@ -535,13 +595,11 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
         }
         let now = JobDefinition.now()
         let run = JobRun(job: name, cid: ServiceInvoker.newCID(), scheduledAt: now, startedAt: now, status: .running, server: server)
-        // Reserved before the ODB says it runs: a claim deciding meanwhile sees it busy.
-        let busy = running.withLock { state -> Set<String> in
-            state.reserved.insert(run.cid)
-            return Set(state.tasks.keys).union(state.reserved)
-        }
+        // Reserved before the ODB says it runs: a claim deciding meanwhile sees it busy; the
+        // job's current run is asked about once its row is locked.
+        running.withLock { _ = $0.reserved.insert(run.cid) }
         defer { running.withLock { _ = $0.reserved.remove(run.cid) } }
-        guard try await records.startManual(run, busy: busy) else {
+        guard try await records.startManual(run, busy: { self.isBusy($0) }) else {
             let state = try await records.states()[name]
             throw ObjectError(.inUse, "scheduled job '\(name)' is running (\(state?.runningCID ?? "?") on \(state?.runningServer ?? "?")); try again when it ended")
         }

@@ -67,6 +67,8 @@ struct JobSync: Sendable {
         case reset
         /// Paused or resumed: the next run time changes, the runs done stay.
         case toggle
+        /// An active job left without a next run time that has one: it gets it back.
+        case revive
     }
 
     var change: Change
@@ -104,8 +106,11 @@ protocol SchedulerRecords: Sendable {
     func claim(now: Int64, jobs: [String]?, orphans: [String], foreignAfter: Int64, limit: Int, ends: [JobRun],
                _ plan: @escaping @Sendable ([JobState]) -> [ClaimOutcome]) async throws -> [ClaimOutcome]
     /// Starts a run now if the job runs nothing: no run, a run of a dead server, or a run of
-    /// this server that none of its tasks runs (`busy` lists those that do); false if busy.
-    func startManual(_ run: JobRun, busy: Set<String>) async throws -> Bool
+    /// this server that none of its tasks runs (`busy`, asked once the job's row is locked,
+    /// says which do); false if busy.
+    func startManual(_ run: JobRun, busy: @escaping @Sendable (String) -> Bool) async throws -> Bool
+    /// This server's runs stored as `running` (on SQLite every one), as (job, cid).
+    func runningHere() async throws -> [(job: String, cid: String)]
     /// The services deployed on the other live servers of the cluster (none on SQLite).
     func servicesDeployedElsewhere() async throws -> Set<String>
     /// Stores runs' ends and, with `release`, frees their jobs for their next runs (a

@@ -390,5 +390,19 @@ import Testing
         #expect(page.contains("enmasse.scheduler.1") && page.contains("next run"), "\(page.prefix(400))")
         let jobPage = try await server.dashboardPage("/esb/dashboard/objects/scheduler/enmasse.scheduler.1")
         #expect(jobPage.contains("Run now") && jobPage.contains("id=\"runs\"") && jobPage.contains("Pause"))
+        // Run now: a redirect back to the job (a reload does not run it again), and a run.
+        let jobPath = "/esb/dashboard/objects/scheduler/enmasse.scheduler.repeats.1"
+        let runNow = try await server.dashboardPost(jobPath + "/execute", from: jobPath)
+        #expect(runNow.status == 302 && runNow.location.contains("notice="), "\(runNow)")
+        try await Self.waitFor("the run started from the dashboard") {
+            Self.calls(record).contains { $0["job"] as? String == "enmasse.scheduler.repeats.1" }
+        }
+        // Pause, then resume.
+        let pause = try await server.dashboardPost(jobPath + "/active", from: jobPath, fields: ["is_active": "false"])
+        #expect(pause.status == 302, "\(pause)")
+        #expect(try await Self.job(server, "enmasse.scheduler.repeats.1")["is_active"] as? Bool == false)
+        _ = try await server.dashboardPost(jobPath + "/active", from: jobPath, fields: ["is_active": "true"])
+        #expect(try await Self.job(server, "enmasse.scheduler.repeats.1")["is_active"] as? Bool == true)
+        #expect(try await Self.job(server, "enmasse.scheduler.repeats.1")["next_run_at"] as? String == "2099-03-10T12:00:00.000Z")
     }
 }

@@ -138,6 +138,22 @@ final class TestServer: @unchecked Sendable {
     }
 
     /// Runs the `esb` command line against this server (ESB_URL, ESB_USER, ESB_PASSWORD).
+    /// Submits a dashboard form as a signed-in browser would, with the csrf token of the page
+    /// at `page`; returns the status and where a redirect goes.
+    func dashboardPost(_ path: String, from page: String, fields: [String: String] = [:]) async throws -> (status: Int, location: String) {
+        let html = try await dashboardPage(page)
+        guard let range = html.range(of: #"name="csrf" value="([^"]+)""#, options: .regularExpression) else {
+            throw TestFailure("no csrf token on \(page)")
+        }
+        let token = html[range].split(separator: "\"")[3]
+        let jar = directory + "/cookies.txt", base = "http://127.0.0.1:\(port)"
+        var arguments = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-b", jar, "-c", jar,
+                         "-H", "Origin: \(base)", "--data-urlencode", "csrf=\(token)"]
+        for (name, value) in fields { arguments += ["--data-urlencode", "\(name)=\(value)"] }
+        let out = try await runCommand("/usr/bin/env", arguments + [base + path]).stdout.split(separator: " ", maxSplits: 1)
+        return (Int(out.first ?? "") ?? 0, out.count > 1 ? String(out[1]) : "")
+    }
+
     func esb(_ arguments: [String]) async throws -> CommandResult {
         let environment = ProcessInfo.processInfo.environment.merging([
             "ESB_URL": "http://127.0.0.1:\(port)", "ESB_USER": "admin", "ESB_PASSWORD": password]) { $1 }

@@ -4,7 +4,7 @@ import Testing
 /// Scheduled jobs on a cluster of servers sharing one PostgreSQL ODB (INTERFACES.md §11, §12):
 /// each due run happens on exactly one server, and a server that dies mid-run does not
 /// block the job's next runs.
-@Suite struct SchedulerClusterTests {
+@Suite(.serialized) struct SchedulerClusterTests {
     func json(_ object: [String: Any]) -> Data { try! JSONSerialization.data(withJSONObject: object) }
 
     /// Servers a and b with the recorder deployed (a deploy on one reaches both).

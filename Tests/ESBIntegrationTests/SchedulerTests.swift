@@ -3,7 +3,7 @@ import Testing
 
 /// Scheduled jobs in a real esbd (INTERFACES.md §11): a dropped service records each call it
 /// gets in a file; the API, the CLI, enmasse and the dashboard manage the jobs.
-@Suite struct SchedulerTests {
+@Suite(.serialized) struct SchedulerTests {
     func json(_ object: [String: Any]) -> Data { try! JSONSerialization.data(withJSONObject: object) }
 
     /// A service that records each call as a JSON line in `record`, then acts on its payload:

@@ -32,13 +32,13 @@ import Testing
         let queue = AMQPPeer.uniqueName("r15")
         try await AMQPPeer.declare(queue)
         let record = TestEnvironment.temporaryDirectory("r15") + "/calls.jsonl"
-        // 2 consumers × prefetch 10 × 20 ms a call: about 1,000 a second, so the disruption
-        // finds deliveries in flight.
+        // 2 consumers × prefetch 10 × 50 ms a call: about 400 a second, slower than the
+        // publisher, so the disruption finds deliveries in flight and messages still queued.
         let server = try await consumingServer(queue: queue, record: record, channel: ["consumers": 2, "prefetch": 10])
         defer { Task { await server.stop() } }
-        try await AMQPPeer.publish(queue, "sleep:20:", count: total, numbered: true)
+        try await AMQPPeer.publish(queue, "sleep:50:", count: total, numbered: true)
         try await AMQPChannelTests.waitFor("a tenth handled", timeout: 300) { AMQPChannelTests.records(record).count >= total / 10 }
-        let inFlightAtTheCut = try await AMQPPeer.count(queue) > 0
+        let inFlightAtTheCut = Set(AMQPChannelTests.records(record).compactMap { $0["body"] as? String }).count < total
         try await disrupt(server)
         try await AMQPChannelTests.waitFor("every message handled and acked", timeout: 600) {
             let ready = try await AMQPPeer.count(queue), unacked = try await AMQPPeer.unacked(queue)
@@ -46,7 +46,7 @@ import Testing
         }
         let bodies = AMQPChannelTests.records(record).compactMap { $0["body"] as? String }
         let handled = Set(bodies)
-        let lost = (0..<total).map { "sleep:20:\($0)" }.filter { !handled.contains($0) }
+        let lost = (0..<total).map { "sleep:50:\($0)" }.filter { !handled.contains($0) }
         let redelivered = AMQPChannelTests.records(record).filter { $0["redelivered"] as? Bool == true }.count
         print("RELIABILITY R15 \(label): \(total) published, \(handled.count) handled, lost \(lost.count), "
               + "duplicates \(bodies.count - handled.count), redelivered calls \(redelivered)")

@@ -342,10 +342,10 @@ public final class PostgresODB: Sendable {
     public func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let logger = logger
         return try await withLeasedConnection { connection in
-            try await connection.query("BEGIN", logger: logger)
+            try await connection.run("BEGIN", logger: logger)
             do {
                 let value = try await body(connection)
-                try await connection.query("COMMIT", logger: logger)
+                try await connection.run("COMMIT", logger: logger)
                 return value
             } catch {
                 _ = try? await connection.query("ROLLBACK", logger: logger)
@@ -538,5 +538,18 @@ public final class ChangeCounter: Sendable {
             guard let last = seen else { return false }
             return last != value
         }
+    }
+}
+
+extension PostgresConnection {
+    /// Runs a statement and reads its whole answer, so that an error the server reports while
+    /// executing it (a lock wait cancelled by the statement timeout) is thrown here. A query
+    /// whose rows are never read hides it: the next statement fails with "current transaction
+    /// is aborted", or a COMMIT quietly rolls back.
+    @discardableResult
+    public func run(_ query: PostgresQuery, logger: Logger) async throws -> Int {
+        var rows = 0
+        for try await _ in try await self.query(query, logger: logger) { rows += 1 }
+        return rows
     }
 }

@@ -117,7 +117,7 @@ import Testing
         let odb = try await TestODB.make(.postgresql)
         let other = try await TestODB.again(odb)
         let a = try await Self.join(odb, "a")
-        _ = try await Self.join(other, "b")
+        let b = try await Self.join(other, "b")
         let storeA = AsyncStore(odb: odb, server: "a", lease: .seconds(30))
         let storeB = AsyncStore(odb: other, server: "b", lease: .seconds(30))
         for _ in 0..<3 {
@@ -142,6 +142,7 @@ import Testing
         await #expect(throws: AsyncClaimLost.self) { try await storeA.update(claimed[0]) }
 
         // Claimed by b now; b stops cleanly: a takes over at once, whatever the lease.
+        await b.beat()
         #expect(try await storeB.claimDue(now: 4_000, limit: 3).count == 3)
         await a.beat()
         #expect(try await storeA.takeOver(now: 5_000) == (0, 0))

@@ -42,7 +42,7 @@ struct PostgresObjectRecords: ObjectRecords {
         _ plan: @escaping @Sendable ([ObjectKey: StoredObject]) throws -> (writes: [ObjectWrite], value: T)
     ) async throws -> T {
         let outcome = try await odb.transaction { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(\(Self.writeLock))", logger: odb.logger)
+            try await connection.run("SELECT pg_advisory_xact_lock(\(Self.writeLock))", logger: odb.logger)
             var objects: [ObjectKey: StoredObject] = [:]
             for key in keys {
                 if let object = try await fetch(connection, key) { objects[key] = object }

@@ -48,12 +48,12 @@ struct PostgresSchedulerRecords: SchedulerRecords {
     /// row locks never deadlock.
     func sync(_ changes: [JobSync]) async throws {
         try await odb.transaction { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(hashtext('esb.scheduler.sync'))", logger: odb.logger)
+            try await connection.run("SELECT pg_advisory_xact_lock(hashtext('esb.scheduler.sync'))", logger: odb.logger)
             for change in changes.sorted(by: { $0.state.job < $1.state.job }) {
                 let state = change.state
                 switch change.change {
                 case .reset:
-                    try await connection.query("""
+                    try await connection.run("""
                         INSERT INTO scheduler_state(job, schedule_key, active, anchor_at, next_run_at, runs_done)
                         SELECT \(state.job), \(state.scheduleKey), \(state.active), \(state.anchor), \(state.nextRunAt), 0
                         WHERE EXISTS (SELECT 1 FROM config_object WHERE kind = 'scheduler' AND name = \(state.job) AND body = \(change.body))
@@ -62,24 +62,24 @@ struct PostgresSchedulerRecords: SchedulerRecords {
                         WHERE scheduler_state.schedule_key <> excluded.schedule_key
                         """, logger: odb.logger)
                 case .revive:
-                    try await connection.query("""
+                    try await connection.run("""
                         UPDATE scheduler_state SET next_run_at = \(state.nextRunAt)
                         WHERE job = \(state.job) AND schedule_key = \(state.scheduleKey) AND active AND next_run_at IS NULL
                           AND EXISTS (SELECT 1 FROM config_object WHERE kind = 'scheduler' AND name = \(state.job) AND body = \(change.body))
                         """, logger: odb.logger)
                 case .toggle:
-                    try await connection.query("""
+                    try await connection.run("""
                         UPDATE scheduler_state SET active = \(state.active), next_run_at = \(state.nextRunAt)
                         WHERE job = \(state.job) AND schedule_key = \(state.scheduleKey) AND active <> \(state.active)
                           AND EXISTS (SELECT 1 FROM config_object WHERE kind = 'scheduler' AND name = \(state.job) AND body = \(change.body))
                         """, logger: odb.logger)
                 }
             }
-            try await connection.query("""
+            try await connection.run("""
                 DELETE FROM scheduler_state s WHERE NOT EXISTS (
                   SELECT 1 FROM config_object o WHERE o.kind = 'scheduler' AND o.name = s.job)
                 """, logger: odb.logger)
-            try await connection.query("""
+            try await connection.run("""
                 DELETE FROM scheduler_run r WHERE NOT EXISTS (
                   SELECT 1 FROM config_object o WHERE o.kind = 'scheduler' AND o.name = r.job)
                 """, logger: odb.logger)
@@ -121,7 +121,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
 
     private func write(_ outcome: ClaimOutcome, on connection: PostgresConnection) async throws {
         if let interrupted = outcome.interrupted {
-            try await connection.query("""
+            try await connection.run("""
                 UPDATE scheduler_run SET status = 'interrupted',
                   error = coalesce(error, 'the server running it stopped or went silent mid-run')
                 WHERE cid = \(interrupted) AND status = 'running'
@@ -129,14 +129,14 @@ struct PostgresSchedulerRecords: SchedulerRecords {
         }
         if let start = outcome.start {
             try await insert(start, on: connection)
-            try await connection.query("""
+            try await connection.run("""
                 UPDATE scheduler_state SET next_run_at = \(outcome.nextRunAt), runs_done = \(Int64(outcome.runsDone)),
                   running_cid = \(start.cid), running_server = \(start.server), running_since = \(start.startedAt)
                 WHERE job = \(outcome.job)
                 """, logger: odb.logger)
         } else {
             let clear = outcome.interrupted != nil
-            try await connection.query("""
+            try await connection.run("""
                 UPDATE scheduler_state SET next_run_at = \(outcome.nextRunAt), runs_done = \(Int64(outcome.runsDone)),
                   running_cid = CASE WHEN \(clear) THEN NULL ELSE running_cid END,
                   running_server = CASE WHEN \(clear) THEN NULL ELSE running_server END,
@@ -148,7 +148,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
     }
 
     private func insert(_ run: JobRun, on connection: PostgresConnection) async throws {
-        try await connection.query("""
+        try await connection.run("""
             INSERT INTO scheduler_run(\(unescaped: Self.runColumns)) VALUES (\(run.job), \(run.cid), \(run.scheduledAt),
               \(run.startedAt), \(run.finishedAt), \(run.durationMS), \(run.status.rawValue), \(run.error), \(run.server))
             """, logger: odb.logger)
@@ -169,12 +169,12 @@ struct PostgresSchedulerRecords: SchedulerRecords {
                 // This server's own run: going while a task of it runs, whatever its heartbeat says.
                 let going = previous.runner == server ? busy(cid) : previous.alive
                 if going { return false }
-                try await connection.query("""
+                try await connection.run("""
                     UPDATE scheduler_run SET status = 'interrupted', error = coalesce(error, 'its server stopped or went silent mid-run')
                     WHERE cid = \(cid) AND status = 'running'
                     """, logger: odb.logger)
             }
-            try await connection.query("""
+            try await connection.run("""
                 UPDATE scheduler_state SET running_cid = \(run.cid), running_server = \(run.server), running_since = \(run.startedAt)
                 WHERE job = \(run.job)
                 """, logger: odb.logger)
@@ -214,13 +214,13 @@ struct PostgresSchedulerRecords: SchedulerRecords {
     }
 
     private func finish(_ run: JobRun, release: Bool, on connection: PostgresConnection) async throws {
-        try await connection.query("""
+        try await connection.run("""
             UPDATE scheduler_run SET status = \(run.status.rawValue), error = \(run.error), finished_at = \(run.finishedAt),
               duration_ms = \(run.durationMS)
             WHERE cid = \(run.cid) AND status = 'running'
             """, logger: odb.logger)
         if release {
-            try await connection.query("""
+            try await connection.run("""
                 UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
                 WHERE job = \(run.job) AND running_cid = \(run.cid)
                 """, logger: odb.logger)
@@ -242,7 +242,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
                   error = 'the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)'
                 WHERE status = 'running' AND server = \(server) RETURNING id
                 """, logger: odb.logger) { count += 1 }
-            try await connection.query("""
+            try await connection.run("""
                 UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
                 WHERE running_server = \(server)
                 """, logger: odb.logger)
@@ -258,7 +258,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
                   error = 'the server running it (' || server || ') stopped or went silent mid-run'
                 WHERE status = 'running' AND server <> \(server) AND NOT \(unescaped: alive("scheduler_run.server")) RETURNING id
                 """, logger: odb.logger) { count += 1 }
-            try await connection.query("""
+            try await connection.run("""
                 UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
                 WHERE running_server IS NOT NULL AND running_server <> \(server)
                   AND NOT \(unescaped: alive("scheduler_state.running_server"))
@@ -300,7 +300,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
     func insertCopied(_ states: [JobState]) async throws {
         try await odb.transaction { connection in
             for state in states {
-                try await connection.query("""
+                try await connection.run("""
                     INSERT INTO scheduler_state(job, schedule_key, active, anchor_at, next_run_at, runs_done)
                     VALUES (\(state.job), \(state.scheduleKey), \(state.active), \(state.anchor), \(state.nextRunAt), \(Int64(state.runsDone)))
                     """, logger: odb.logger)

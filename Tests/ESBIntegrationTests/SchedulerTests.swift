@@ -38,18 +38,11 @@ import Testing
         """
     }
 
-    static func calls(_ path: String) -> [[String: Any]] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-    }
+    /// The calls the recorder saw: the JSON-lines reader of the AMQP channel tests.
+    static func calls(_ path: String) -> [[String: Any]] { AMQPChannelTests.records(path) }
 
     static func waitFor(_ what: String, timeout: Double = 60, _ condition: () async throws -> Bool) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw TestFailure("timed out waiting for \(what)")
+        try await AMQPChannelTests.waitFor(what, timeout: timeout, condition)
     }
 
     /// A started server with the recorder deployed as `service` (unless `deploy` is false).

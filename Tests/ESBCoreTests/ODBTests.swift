@@ -15,7 +15,7 @@ import ESBStore
     @Test func opensInWALModeWithMigrationsApplied() async throws {
         let odb = try ODB(path: temporaryDatabase())
         #expect(try await odb.journalMode() == "wal")
-        #expect(try await odb.appliedMigrations() == ["v1-meta", "v10-dashboard-sessions", "v11-scheduler", "v2-deployments", "v3-config-objects", "v4-crash-tracking", "v5-async", "v6-library-imports", "v7-cluster", "v8-async-claims", "v9-cluster-deployments"])
+        #expect(try await odb.appliedMigrations() == ["v1-meta", "v10-dashboard-sessions", "v11-scheduler", "v12-scheduler-runs-once", "v2-deployments", "v3-config-objects", "v4-crash-tracking", "v5-async", "v6-library-imports", "v7-cluster", "v8-async-claims", "v9-cluster-deployments"])
         #expect(await odb.check() == nil)
         #expect(FileManager.default.fileExists(atPath: odb.location + "-wal"))
     }
@@ -72,7 +72,7 @@ extension ODB {
     @Test func migratesTheWholeSchemaAndAnswersChecks() async throws {
         let odb = try await TestODB.make(.postgresql)
         #expect(odb.engine == .postgresql)
-        #expect(try await odb.appliedMigrations() == ["v1-meta", "v10-dashboard-sessions", "v11-scheduler", "v2-deployments", "v3-config-objects", "v4-crash-tracking", "v5-async", "v6-library-imports", "v7-cluster", "v8-async-claims", "v9-cluster-deployments"])
+        #expect(try await odb.appliedMigrations() == ["v1-meta", "v10-dashboard-sessions", "v11-scheduler", "v12-scheduler-runs-once", "v2-deployments", "v3-config-objects", "v4-crash-tracking", "v5-async", "v6-library-imports", "v7-cluster", "v8-async-claims", "v9-cluster-deployments"])
         #expect(try await odb.meta("created_at") != nil)
         #expect(await odb.check() == nil)
         #expect(try await odb.meta("last_health_check") != nil)
@@ -183,7 +183,7 @@ extension ODB {
             Issue.record("expected a refusal")
         } catch {
             #expect(error.cause == .refused)
-            #expect(error.message.contains("v99-from-the-future") && error.message.contains("v11-scheduler"))
+            #expect(error.message.contains("v99-from-the-future") && error.message.contains("v12-scheduler-runs-once"))
         }
     }
 }

@@ -236,7 +236,10 @@ import Testing
     /// Scheduler records on a new ODB of `engine`, and the objects store on the same ODB (a
     /// sync writes only for jobs stored as the reloading server read them).
     static func scheduler(_ engine: ODB.Engine, server: String = "a") async throws -> (any SchedulerRecords, ObjectStore) {
-        let odb = try await TestODB.make(engine)
+        try await scheduler(try await TestODB.make(engine), server: server)
+    }
+
+    static func scheduler(_ odb: ODB, server: String = "a") async throws -> (any SchedulerRecords, ObjectStore) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("esb-records-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try SecretBox.createKeyFile(at: directory + "/secret.key")

@@ -5,6 +5,16 @@ import GRDB
 /// ``SchedulerRecords`` on SQLite: one server per file, so every running run is this
 /// process's (or its previous life's). Writes go through one ``SQLiteGroupCommitter``: the
 /// ends of many runs share a commit.
+///
+/// A run is written once, when it ended (`v12-scheduler-runs-once`): while it goes it is the
+/// job's state row (`running_cid`, `running_server`, `running_since`, `running_due`), which
+/// the claim writes anyway, and the listings show it from there. A run cut by a crash is
+/// recorded `interrupted` from that state row at the next start. The state row also says
+/// whether its run has its record (`running_recorded`: a timed-out run whose service has not
+/// returned), so the first record of a run is its only one, and `scheduler_run` needs no
+/// index: at a thousand runs a second, each run written twice and indexed by job and cid put
+/// a random index page or two per run into the WAL, most of the scheduler's CPU. Reading a
+/// job's runs scans the table (the newest 100 per job are kept).
 struct SQLiteSchedulerRecords: SchedulerRecords {
     let pool: DatabasePool
     let server: String
@@ -14,6 +24,23 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
         self.pool = pool
         self.server = server
         committer = SQLiteGroupCommitter(pool: pool)
+    }
+
+    /// Migration `v12-scheduler-runs-once`: runs `running` in `scheduler_run` (a server of
+    /// the version before, stopped mid-run) become `interrupted`, the state rows gain
+    /// `running_due` and `running_recorded`, and `scheduler_run` loses its indexes.
+    static func runOnce(_ db: Database) throws {
+        try db.execute(sql: """
+            UPDATE scheduler_run SET status = 'interrupted', finished_at = coalesce(finished_at, started_at),
+              error = 'the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)'
+            WHERE status = 'running';
+            UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL;
+            ALTER TABLE scheduler_state ADD COLUMN running_due INTEGER;
+            ALTER TABLE scheduler_state ADD COLUMN running_recorded INTEGER;
+            DROP INDEX scheduler_run_job;
+            DROP INDEX scheduler_run_cid;
+            DROP INDEX scheduler_run_running;
+            """)
     }
 
     /// Migration `v11-scheduler`.
@@ -94,30 +121,31 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
 
     static func write(_ outcome: ClaimOutcome, db: Database) throws {
         if let interrupted = outcome.interrupted {
-            try db.cachedStatement(sql: """
-                UPDATE scheduler_run SET status = 'interrupted', error = coalesce(error, 'the server running it stopped mid-run')
-                WHERE cid = ? AND status = 'running'
-                """).execute(arguments: [interrupted])
+            try recordInterrupted(job: outcome.job, cid: interrupted, finishedAt: nil, error: "the server running it stopped mid-run", db: db)
         }
         if let start = outcome.start {
-            try insert(start, db: db)
             try db.cachedStatement(sql: """
-                UPDATE scheduler_state SET next_run_at = ?, runs_done = ?, running_cid = ?, running_server = ?, running_since = ?
+                UPDATE scheduler_state SET next_run_at = ?, runs_done = ?, running_cid = ?, running_server = ?, running_since = ?,
+                  running_due = ?, running_recorded = NULL
                 WHERE job = ?
-                """).execute(arguments: [outcome.nextRunAt, outcome.runsDone, start.cid, start.server, start.startedAt, outcome.job])
+                """).execute(arguments: [outcome.nextRunAt, outcome.runsDone, start.cid, start.server, start.startedAt,
+                                 start.scheduledAt, outcome.job])
         } else {
             try db.cachedStatement(sql: """
                 UPDATE scheduler_state SET next_run_at = ?, runs_done = ?,
                   running_cid = CASE WHEN ? THEN NULL ELSE running_cid END,
                   running_server = CASE WHEN ? THEN NULL ELSE running_server END,
-                  running_since = CASE WHEN ? THEN NULL ELSE running_since END
+                  running_since = CASE WHEN ? THEN NULL ELSE running_since END,
+                  running_due = CASE WHEN ? THEN NULL ELSE running_due END,
+                  running_recorded = CASE WHEN ? THEN NULL ELSE running_recorded END
                 WHERE job = ?
                 """).execute(arguments: [outcome.nextRunAt, outcome.runsDone, outcome.interrupted != nil, outcome.interrupted != nil,
-                                 outcome.interrupted != nil, outcome.job])
+                                 outcome.interrupted != nil, outcome.interrupted != nil, outcome.interrupted != nil, outcome.job])
         }
         if let record = outcome.record { try insert(record, db: db) }
     }
 
+    /// Stores a run record that no state row stands for (a skipped tick).
     static func insert(_ run: JobRun, db: Database) throws {
         try db.cachedStatement(sql: """
             INSERT INTO scheduler_run(job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server)
@@ -126,28 +154,67 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
                              run.status.rawValue, run.error, run.server])
     }
 
+    /// Stores the end of the job's going run, if its state row still stands for it without a
+    /// record (the first record of a run wins: an `interrupted` written at a shutdown is not
+    /// followed by a late end).
+    static func insertEnd(_ run: JobRun, db: Database) throws {
+        try db.cachedStatement(sql: """
+            INSERT INTO scheduler_run(job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server)
+            SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? FROM scheduler_state
+            WHERE job = ? AND running_cid = ? AND running_recorded IS NULL
+            """).execute(arguments: [run.job, run.cid, run.scheduledAt, run.startedAt, run.finishedAt, run.durationMS,
+                             run.status.rawValue, run.error, run.server, run.job, run.cid])
+    }
+
+    /// Records the run the job's state row says is going (`cid`, or any when nil) as
+    /// `interrupted`, unless it has a record already (a timed-out run waiting for its
+    /// service). The state row is left as it is. Returns how many were recorded.
+    @discardableResult
+    static func recordInterrupted(job: String?, cid: String?, finishedAt: Int64?, error: String, db: Database) throws -> Int {
+        try db.cachedStatement(sql: """
+            INSERT INTO scheduler_run(job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server)
+            SELECT s.job, s.running_cid, coalesce(s.running_due, s.running_since), s.running_since, ?, NULL, 'interrupted', ?,
+              s.running_server
+            FROM scheduler_state s
+            WHERE s.running_cid IS NOT NULL AND s.running_recorded IS NULL AND (? IS NULL OR s.job = ?) AND (? IS NULL OR s.running_cid = ?)
+            """).execute(arguments: [finishedAt, error, job, job, cid, cid])
+        return db.changesCount
+    }
+
+    /// The run going of each job that has one and no record of it yet, as the listings show it.
+    static func going(_ db: Database, job: String?) throws -> [String: JobRun] {
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT s.job, s.running_cid, s.running_due, s.running_since, s.running_server FROM scheduler_state s
+            WHERE s.running_cid IS NOT NULL AND s.running_recorded IS NULL AND (? IS NULL OR s.job = ?)
+            """, arguments: [job, job])
+        return Dictionary(uniqueKeysWithValues: rows.map { row -> (String, JobRun) in
+            let since: Int64 = row["running_since"] ?? 0
+            return (row["job"], JobRun(job: row["job"], cid: row["running_cid"], scheduledAt: row["running_due"] ?? since,
+                                       startedAt: since, status: .running, server: row["running_server"] ?? ""))
+        })
+    }
+
     func startManual(_ run: JobRun, busy: @escaping @Sendable (String) -> Bool) async throws -> Bool {
         try await committer.write { db in
             let previous = try String.fetchOne(db, sql: "SELECT running_cid FROM scheduler_state WHERE job = ?", arguments: [run.job])
             if let previous, busy(previous) { return false }
-            try db.cachedStatement(sql: """
-                UPDATE scheduler_state SET running_cid = ?, running_server = ?, running_since = ? WHERE job = ?
-                """).execute(arguments: [run.cid, run.server, run.startedAt, run.job])
-            guard db.changesCount == 1 else { return false }
             if let previous {
-                try db.cachedStatement(sql: """
-                    UPDATE scheduler_run SET status = 'interrupted', error = coalesce(error, 'its task ended without recording the end')
-                    WHERE cid = ? AND status = 'running'
-                    """).execute(arguments: [previous])
+                try Self.recordInterrupted(job: run.job, cid: previous, finishedAt: nil, error: "its task ended without recording the end", db: db)
             }
-            try Self.insert(run, db: db)
-            return true
+            try db.cachedStatement(sql: """
+                UPDATE scheduler_state SET running_cid = ?, running_server = ?, running_since = ?, running_due = ?,
+                  running_recorded = NULL
+                WHERE job = ?
+                """).execute(arguments: [run.cid, run.server, run.startedAt, run.scheduledAt, run.job])
+            return db.changesCount == 1
         }
     }
 
     func runningHere() async throws -> [(job: String, cid: String)] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT job, cid FROM scheduler_run WHERE status = 'running'").map { ($0["job"], $0["cid"]) }
+            try Row.fetchAll(db, sql: "SELECT job, running_cid FROM scheduler_state WHERE running_cid IS NOT NULL").map {
+                ($0["job"], $0["running_cid"])
+            }
         }
     }
 
@@ -161,9 +228,16 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     }
 
     static func finish(_ run: JobRun, release: Bool, db: Database) throws {
-        try db.cachedStatement(sql: """
-            UPDATE scheduler_run SET status = ?, error = ?, finished_at = ?, duration_ms = ? WHERE cid = ? AND status = 'running'
-            """).execute(arguments: [run.status.rawValue, run.error, run.finishedAt, run.durationMS, run.cid])
+        // A run recorded interrupted by a sweep keeps the times its state row has.
+        if run.status == .interrupted {
+            try recordInterrupted(job: run.job, cid: run.cid, finishedAt: run.finishedAt, error: run.error ?? "", db: db)
+        } else {
+            try insertEnd(run, db: db)
+        }
+        if !release {
+            try db.cachedStatement(sql: "UPDATE scheduler_state SET running_recorded = 1 WHERE job = ? AND running_cid = ?")
+                .execute(arguments: [run.job, run.cid])
+        }
         if release { try Self.release(job: run.job, cid: run.cid, db: db) }
     }
 
@@ -173,20 +247,22 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
 
     static func release(job: String, cid: String, db: Database) throws {
         try db.cachedStatement(sql: """
-            UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL
+            UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL, running_due = NULL,
+              running_recorded = NULL
             WHERE job = ? AND running_cid = ?
             """).execute(arguments: [job, cid])
     }
 
     func recover(now: Int64) async throws -> Int {
         try await committer.write { db in
-            try db.cachedStatement(sql: """
-                UPDATE scheduler_run SET status = 'interrupted', finished_at = ?,
-                  error = 'the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)'
-                WHERE status = 'running'
-                """).execute(arguments: [now])
-            let count = db.changesCount
-            try db.execute(sql: "UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL")
+            let count = try Self.recordInterrupted(
+                job: nil, cid: nil, finishedAt: now, error: "the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)",
+                db: db)
+            try db.execute(sql: """
+                UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL, running_due = NULL,
+                  running_recorded = NULL
+                WHERE running_cid IS NOT NULL
+                """)
             return count
         }
     }
@@ -205,14 +281,18 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
             let rows = try Row.fetchAll(db, sql: """
                 SELECT r.* FROM scheduler_run r JOIN (SELECT job, max(id) AS id FROM scheduler_run GROUP BY job) l ON r.id = l.id
                 """)
-            return Dictionary(uniqueKeysWithValues: rows.map(Self.run).map { ($0.job, $0) })
+            let ended = Dictionary(uniqueKeysWithValues: rows.map(Self.run).map { ($0.job, $0) })
+            return ended.merging(try Self.going(db, job: nil)) { $1 }
         }
     }
 
     func runs(job: String, limit: Int) async throws -> [JobRun] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM scheduler_run WHERE job = ? ORDER BY id DESC LIMIT ?", arguments: [job, limit])
-                .map(Self.run)
+            // Newest start first: a run is stored when it ended, after a tick it made skip.
+            let ended = try Row.fetchAll(db, sql: "SELECT * FROM scheduler_run WHERE job = ? ORDER BY started_at DESC, id DESC LIMIT ?",
+                                         arguments: [job, limit]).map(Self.run)
+            guard let going = try Self.going(db, job: job)[job] else { return ended }
+            return Array(([going] + ended).prefix(limit))
         }
     }
 
@@ -226,15 +306,29 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
         }
     }
 
+    /// The runs to delete are found on a reader (a sort of the whole table), so the writer,
+    /// which claims and records runs, only deletes rows by id.
     func prune(keep: Int) async throws -> Int {
-        try await committer.write { db in
-            try db.cachedStatement(sql: """
-                DELETE FROM scheduler_run WHERE id IN (
-                  SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n FROM scheduler_run)
-                  WHERE n > ?)
-                """).execute(arguments: [keep])
-            return db.changesCount
+        let ids = try await pool.read { db in
+            try Int64.fetchAll(db, sql: """
+                SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n FROM scheduler_run) WHERE n > ?
+                """, arguments: [keep])
         }
+        var deleted = 0
+        // In slices: claims wait for no long transaction.
+        for start in stride(from: 0, to: ids.count, by: 2000) {
+            let slice = ids[start..<min(ids.count, start + 2000)]
+            deleted += try await committer.write { db in
+                let delete = try db.cachedStatement(sql: "DELETE FROM scheduler_run WHERE id = ?")
+                var count = 0
+                for id in slice {
+                    try delete.execute(arguments: [id])
+                    count += db.changesCount
+                }
+                return count
+            }
+        }
+        return deleted
     }
 
     static func state(_ row: Row) -> JobState {

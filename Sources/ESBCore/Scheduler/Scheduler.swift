@@ -82,6 +82,8 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
     /// The scheduler's tables.
     public static let tables = ODBMigration(
         "v11-scheduler", sqlite: SQLiteSchedulerRecords.createTables, postgresql: PostgresSchedulerRecords.createTables)
+    /// On SQLite, a run is written once, when it ended (``SQLiteSchedulerRecords``).
+    public static let runsOnce = ODBMigration("v12-scheduler-runs-once", sqlite: SQLiteSchedulerRecords.runOnce, postgresql: [])
 
     /// Loads the jobs now and again after every change to them.
     public func start() async {

@@ -263,11 +263,13 @@ public struct ODBMigration: Sendable {
     public let identifier: String
     /// The step on SQLite, inside the migration's transaction.
     public let sqlite: @Sendable (Database) throws -> Void
-    /// The step on PostgreSQL: statements run in order, in the migration's transaction.
-    public let postgresql: [String]
+    /// The step on PostgreSQL: statements run in order, in the migration's transaction; nil
+    /// for a step of SQLite alone, neither run nor recorded there (an older server of a
+    /// cluster still starts on the ODB).
+    public let postgresql: [String]?
 
     /// A step called `identifier` with its body on each engine.
-    public init(_ identifier: String, sqlite: @escaping @Sendable (Database) throws -> Void, postgresql: [String]) {
+    public init(_ identifier: String, sqlite: @escaping @Sendable (Database) throws -> Void, postgresql: [String]?) {
         self.identifier = identifier
         self.sqlite = sqlite
         self.postgresql = postgresql

@@ -282,7 +282,8 @@ public final class PostgresODB: Sendable {
             }
             if let newer = ODB.newerSchemaError(applied: applied, known: migrations, location: settings.description) { throw newer }
             for migration in migrations where !applied.contains(migration.identifier) {
-                for statement in migration.postgresql {
+                guard let statements = migration.postgresql else { continue }
+                for statement in statements {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }
                 try await connection.query("INSERT INTO esb_migration(identifier) VALUES (\(migration.identifier))", logger: logger)

@@ -72,7 +72,8 @@ extension ODB {
     @Test func migratesTheWholeSchemaAndAnswersChecks() async throws {
         let odb = try await TestODB.make(.postgresql)
         #expect(odb.engine == .postgresql)
-        #expect(try await odb.appliedMigrations() == ["v1-meta", "v10-dashboard-sessions", "v11-scheduler", "v12-scheduler-runs-once", "v2-deployments", "v3-config-objects", "v4-crash-tracking", "v5-async", "v6-library-imports", "v7-cluster", "v8-async-claims", "v9-cluster-deployments"])
+        #expect(try await odb.appliedMigrations() == ["v1-meta", "v10-dashboard-sessions", "v11-scheduler", "v2-deployments", "v3-config-objects", "v4-crash-tracking", "v5-async", "v6-library-imports", "v7-cluster", "v8-async-claims", "v9-cluster-deployments"])
+        // v12 is a step of SQLite alone: older servers of a cluster still start on the ODB.
         #expect(try await odb.meta("created_at") != nil)
         #expect(await odb.check() == nil)
         #expect(try await odb.meta("last_health_check") != nil)
@@ -94,7 +95,7 @@ extension ODB {
         }
         #expect(opened.count == 4)
         #expect(Set(opened).count == 1)
-        #expect(opened.first?.count == ODBSchema.migrations.count + 1)
+        #expect(opened.first?.count == ODBSchema.migrations.filter { $0.postgresql != nil }.count + 1)
     }
 
     @Test func aSchemaNewerThanTheServerIsRefusedNamingBothVersions() async throws {

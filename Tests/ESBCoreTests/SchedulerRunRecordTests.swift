@@ -66,6 +66,50 @@ import Testing
         #expect(try await records.runningHere().isEmpty)
     }
 
+    @Test(arguments: ODB.Engine.allCases)
+    func runsAreListedByStartTimeWithTheRunGoingAmongThem(engine: ODB.Engine) async throws {
+        let (records, store) = try await Records.scheduler(engine)
+        try await records.sync([Records.reset("long", "k", next: 1000, body: try await Records.storeJob(store, "long"))])
+        _ = try await records.claim(now: 1000, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: [], Records.startAll(now: 1000))
+        // The next tick finds it going: recorded skipped, later than the run it skipped for.
+        let skipped = try await records.claim(now: 2000, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: []) { states in
+            states.map { ClaimOutcome(job: $0.job, nextRunAt: 3000, runsDone: $0.runsDone,
+                                      record: JobRun(job: $0.job, cid: "skip-2000", scheduledAt: 2000, startedAt: 2000, finishedAt: 2000,
+                                                     durationMS: 0, status: .skipped, error: "busy", server: "a")) }
+        }
+        #expect(skipped.count == 1)
+        #expect(try await records.runs(job: "long", limit: 10).map(\.cid) == ["skip-2000", "cid-long-1000"])
+        #expect(try await records.lastRuns()["long"]?.cid == "skip-2000")
+        // It ends after the skip was recorded: still listed by when it started.
+        try await records.finish([JobRun(job: "long", cid: "cid-long-1000", scheduledAt: 1000, startedAt: 1000, finishedAt: 2500,
+                                         durationMS: 1500, status: .ok, server: "a")], release: true)
+        #expect(try await records.runs(job: "long", limit: 10).map(\.cid) == ["skip-2000", "cid-long-1000"])
+        #expect(try await records.runs(job: "long", limit: 1).map(\.cid) == ["skip-2000"])
+        #expect(try await records.lastRuns()["long"]?.cid == "skip-2000", "the list's last run is the job page's")
+    }
+
+    @Test(arguments: ODB.Engine.allCases)
+    func aRunCutAtShutdownKeepsHowLongItRan(engine: ODB.Engine) async throws {
+        let (records, store) = try await Records.scheduler(engine)
+        try await records.sync([Records.reset("cut", "k", next: 1000, body: try await Records.storeJob(store, "cut"))])
+        _ = try await records.claim(now: 1000, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: [], Records.startAll(now: 1000))
+        try await records.finish([JobRun(job: "cut", cid: "cid-cut-1000", scheduledAt: 1000, startedAt: 1000, finishedAt: 1700,
+                                         durationMS: 700, status: .interrupted, error: "the server stopped", server: "a")], release: true)
+        let run = try #require(try await records.runs(job: "cut", limit: 10).first)
+        #expect(run.status == .interrupted && run.durationMS == 700 && run.finishedAt == 1700 && run.error == "the server stopped")
+    }
+
+    /// A timed-out run whose record could not be written (the server stopping) is recorded
+    /// `interrupted` when its service returns, not lost.
+    @Test func onSQLiteATimedOutRunWhoseRecordFailedIsRecordedAtItsRelease() async throws {
+        let (records, store) = try await Records.scheduler(.sqlite)
+        try await records.sync([Records.reset("t", "k", next: 1000, body: try await Records.storeJob(store, "t"))])
+        _ = try await records.claim(now: 1000, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: [], Records.startAll(now: 1000))
+        try await records.release(job: "t", cid: "cid-t-1000")
+        #expect(try await records.runs(job: "t", limit: 10).map(\.status) == [.interrupted])
+        #expect(try await records.states()["t"]?.runningCID == nil)
+    }
+
     /// On SQLite a run is one row, written when it ended, in a table with no index to keep up.
     @Test func onSQLiteARunIsWrittenOnceWhenItEnded() async throws {
         let odb = try await TestODB.make(.sqlite)
@@ -80,13 +124,23 @@ import Testing
         #expect(try await rows() == 1)
         let indexes = try await pool.read { db -> Int in try Row.fetchAll(db, sql: "PRAGMA index_list(scheduler_run)").count }
         #expect(indexes == 0)
+        // Pruned in slices of 2,000 deletes: 2,600 rows over the newest 100.
+        try await pool.write { db in
+            for index in 0..<2700 {
+                try db.execute(sql: """
+                    INSERT INTO scheduler_run(job, cid, scheduled_at, started_at, status, server) VALUES ('w', ?, ?, ?, 'skipped', 'a')
+                    """, arguments: ["s\(index)", 5000 + index, 5000 + index])
+            }
+        }
+        #expect(try await records.prune(keep: 100) == 2601)
+        #expect(try await records.runs(job: "w", limit: 200).map(\.cid) == (2600..<2700).reversed().map { "s\($0)" })
     }
 
     /// A server of the version before v12 stopped mid-run: its `running` record becomes
     /// `interrupted` as the ODB is migrated, once.
     @Test func runsGoingWhenAServerBeforeV12StoppedAreInterruptedByTheMigration() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("esb-odb-\(UUID().uuidString)/esb.db").path
-        let before = Array(ODBSchema.migrations.prefix { $0.identifier != Scheduler.runsOnce.identifier })
+        let before = Array(ODBSchema.migrations.prefix { $0.identifier != Scheduler.runsWrittenOnce.identifier })
         let old = try ODB(path: path, schema: before)
         try await old.sqlite.write { db in
             try db.execute(sql: """

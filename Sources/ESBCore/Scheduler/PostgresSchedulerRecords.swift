@@ -279,7 +279,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
     func lastRuns() async throws -> [String: JobRun] {
         var runs: [String: JobRun] = [:]
         for try await row in try await odb.query("""
-            SELECT DISTINCT ON (job) \(unescaped: Self.runColumns) FROM scheduler_run ORDER BY job, id DESC
+            SELECT DISTINCT ON (job) \(unescaped: Self.runColumns) FROM scheduler_run ORDER BY job, started_at DESC, id DESC
             """, logger: odb.logger) {
             let run = try Self.run(row.makeRandomAccess())
             runs[run.job] = run
@@ -290,7 +290,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
     func runs(job: String, limit: Int) async throws -> [JobRun] {
         var runs: [JobRun] = []
         for try await row in try await odb.query("""
-            SELECT \(unescaped: Self.runColumns) FROM scheduler_run WHERE job = \(job) ORDER BY id DESC LIMIT \(Int64(limit))
+            SELECT \(unescaped: Self.runColumns) FROM scheduler_run WHERE job = \(job) ORDER BY started_at DESC, id DESC LIMIT \(Int64(limit))
             """, logger: odb.logger) {
             runs.append(try Self.run(row.makeRandomAccess()))
         }
@@ -311,7 +311,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
     func prune(keep: Int) async throws -> Int {
         try await odb.execute("""
             DELETE FROM scheduler_run WHERE id IN (
-              SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n FROM scheduler_run) ranked
+              SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY started_at DESC, id DESC) AS n FROM scheduler_run) ranked
               WHERE n > \(Int64(keep)))
             RETURNING id
             """, logger: odb.logger)

@@ -27,11 +27,12 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     }
 
     /// Migration `v12-scheduler-runs-once`: runs `running` in `scheduler_run` (a server of
-    /// the version before, stopped mid-run) become `interrupted`, the state rows gain
-    /// `running_due` and `running_recorded`, and `scheduler_run` loses its indexes.
-    static func runOnce(_ db: Database) throws {
+    /// the version before, stopped mid-run) become `interrupted` as the next start would have
+    /// recorded them, the state rows gain `running_due` and `running_recorded`, and
+    /// `scheduler_run` loses its indexes.
+    static func storeRunsOnce(_ db: Database) throws {
         try db.execute(sql: """
-            UPDATE scheduler_run SET status = 'interrupted', finished_at = coalesce(finished_at, started_at),
+            UPDATE scheduler_run SET status = 'interrupted', finished_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000,
               error = 'the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)'
             WHERE status = 'running';
             UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL;
@@ -87,14 +88,19 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
                         """).execute(arguments: [state.active, state.nextRunAt, state.job, state.scheduleKey, state.active, state.job, change.body])
                 }
             }
-            try db.execute(sql: """
-                DELETE FROM scheduler_state WHERE NOT EXISTS (
+            // Runs are written only for jobs with a state row: a deleted job's runs go with its
+            // row, and the table (no index) is scanned only when a job was deleted.
+            let gone = try String.fetchAll(db, sql: """
+                SELECT job FROM scheduler_state WHERE NOT EXISTS (
                   SELECT 1 FROM config_object o WHERE o.kind = 'scheduler' AND o.name = scheduler_state.job)
                 """)
-            try db.execute(sql: """
-                DELETE FROM scheduler_run WHERE NOT EXISTS (
-                  SELECT 1 FROM config_object o WHERE o.kind = 'scheduler' AND o.name = scheduler_run.job)
-                """)
+            for job in gone {
+                try db.execute(sql: "DELETE FROM scheduler_state WHERE job = ?", arguments: [job])
+            }
+            if !gone.isEmpty {
+                try db.execute(sql: "DELETE FROM scheduler_run WHERE job IN (SELECT value FROM json_each(?))",
+                               arguments: [String(decoding: try JSONEncoder().encode(gone), as: UTF8.self)])
+            }
         }
     }
 
@@ -119,9 +125,17 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
         }
     }
 
+    /// A state row's columns for a run going, cleared.
+    static let notRunning = "running_cid = NULL, running_server = NULL, running_since = NULL, running_due = NULL, running_recorded = NULL"
+    static let runColumns = "job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server"
+    /// How runs are listed, kept and pruned: newest start first (a run is stored when it
+    /// ended, after the ticks it made skip were).
+    static let newestFirst = "ORDER BY started_at DESC, id DESC"
+
     static func write(_ outcome: ClaimOutcome, db: Database) throws {
         if let interrupted = outcome.interrupted {
-            try recordInterrupted(job: outcome.job, cid: interrupted, finishedAt: nil, error: "the server running it stopped mid-run", db: db)
+            try recordInterrupted(job: outcome.job, cid: interrupted, finishedAt: nil, durationMS: nil,
+                                  error: "the server running it stopped mid-run", db: db)
         }
         if let start = outcome.start {
             try db.cachedStatement(sql: """
@@ -148,8 +162,7 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     /// Stores a run record that no state row stands for (a skipped tick).
     static func insert(_ run: JobRun, db: Database) throws {
         try db.cachedStatement(sql: """
-            INSERT INTO scheduler_run(job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO scheduler_run(\(runColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             """).execute(arguments: [run.job, run.cid, run.scheduledAt, run.startedAt, run.finishedAt, run.durationMS,
                              run.status.rawValue, run.error, run.server])
     }
@@ -159,30 +172,37 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     /// followed by a late end).
     static func insertEnd(_ run: JobRun, db: Database) throws {
         try db.cachedStatement(sql: """
-            INSERT INTO scheduler_run(job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server)
-            SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? FROM scheduler_state
+            INSERT INTO scheduler_run(\(runColumns)) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? FROM scheduler_state
             WHERE job = ? AND running_cid = ? AND running_recorded IS NULL
             """).execute(arguments: [run.job, run.cid, run.scheduledAt, run.startedAt, run.finishedAt, run.durationMS,
                              run.status.rawValue, run.error, run.server, run.job, run.cid])
     }
 
-    /// Records the run the job's state row says is going (`cid`, or any when nil) as
-    /// `interrupted`, unless it has a record already (a timed-out run waiting for its
-    /// service). The state row is left as it is. Returns how many were recorded.
+    /// Records the run the job's state row says is going (of `job` and `cid`, or of every job
+    /// when nil) as `interrupted`, with the due and start times the row keeps, unless it has a
+    /// record already (a timed-out run waiting for its service). The state row is left as it
+    /// is. Returns how many were recorded.
     @discardableResult
-    static func recordInterrupted(job: String?, cid: String?, finishedAt: Int64?, error: String, db: Database) throws -> Int {
-        try db.cachedStatement(sql: """
-            INSERT INTO scheduler_run(job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server)
-            SELECT s.job, s.running_cid, coalesce(s.running_due, s.running_since), s.running_since, ?, NULL, 'interrupted', ?,
+    static func recordInterrupted(job: String?, cid: String?, finishedAt: Int64?, durationMS: Int64?, error: String,
+                                  db: Database) throws -> Int {
+        let select = """
+            INSERT INTO scheduler_run(\(runColumns))
+            SELECT s.job, s.running_cid, coalesce(s.running_due, s.running_since), s.running_since, ?, ?, 'interrupted', ?,
               s.running_server
-            FROM scheduler_state s
-            WHERE s.running_cid IS NOT NULL AND s.running_recorded IS NULL AND (? IS NULL OR s.job = ?) AND (? IS NULL OR s.running_cid = ?)
-            """).execute(arguments: [finishedAt, error, job, job, cid, cid])
+            FROM scheduler_state s WHERE s.running_cid IS NOT NULL AND s.running_recorded IS NULL
+            """
+        if let job, let cid {
+            // One job: found by its key, not by a scan of every state row.
+            try db.cachedStatement(sql: select + " AND s.job = ? AND s.running_cid = ?")
+                .execute(arguments: [finishedAt, durationMS, error, job, cid])
+        } else {
+            try db.cachedStatement(sql: select).execute(arguments: [finishedAt, durationMS, error])
+        }
         return db.changesCount
     }
 
     /// The run going of each job that has one and no record of it yet, as the listings show it.
-    static func going(_ db: Database, job: String?) throws -> [String: JobRun] {
+    static func goingRuns(_ db: Database, job: String?) throws -> [String: JobRun] {
         let rows = try Row.fetchAll(db, sql: """
             SELECT s.job, s.running_cid, s.running_due, s.running_since, s.running_server FROM scheduler_state s
             WHERE s.running_cid IS NOT NULL AND s.running_recorded IS NULL AND (? IS NULL OR s.job = ?)
@@ -199,11 +219,11 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
             let previous = try String.fetchOne(db, sql: "SELECT running_cid FROM scheduler_state WHERE job = ?", arguments: [run.job])
             if let previous, busy(previous) { return false }
             if let previous {
-                try Self.recordInterrupted(job: run.job, cid: previous, finishedAt: nil, error: "its task ended without recording the end", db: db)
+                try Self.recordInterrupted(job: run.job, cid: previous, finishedAt: nil, durationMS: nil,
+                                           error: "its task ended without recording the end", db: db)
             }
             try db.cachedStatement(sql: """
-                UPDATE scheduler_state SET running_cid = ?, running_server = ?, running_since = ?, running_due = ?,
-                  running_recorded = NULL
+                UPDATE scheduler_state SET running_cid = ?, running_server = ?, running_since = ?, running_due = ?, running_recorded = NULL
                 WHERE job = ?
                 """).execute(arguments: [run.cid, run.server, run.startedAt, run.scheduledAt, run.job])
             return db.changesCount == 1
@@ -228,41 +248,44 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     }
 
     static func finish(_ run: JobRun, release: Bool, db: Database) throws {
-        // A run recorded interrupted by a sweep keeps the times its state row has.
         if run.status == .interrupted {
-            try recordInterrupted(job: run.job, cid: run.cid, finishedAt: run.finishedAt, error: run.error ?? "", db: db)
+            // Cut at a stop, or found by the sweep with "now" for times: the record keeps the
+            // due and start times its state row has.
+            try recordInterrupted(job: run.job, cid: run.cid, finishedAt: run.finishedAt, durationMS: run.durationMS,
+                                  error: run.error ?? "", db: db)
         } else {
             try insertEnd(run, db: db)
         }
-        if !release {
+        if release {
+            try Self.release(job: run.job, cid: run.cid, db: db)
+        } else {
             try db.cachedStatement(sql: "UPDATE scheduler_state SET running_recorded = 1 WHERE job = ? AND running_cid = ?")
                 .execute(arguments: [run.job, run.cid])
         }
-        if release { try Self.release(job: run.job, cid: run.cid, db: db) }
     }
 
+    /// After a timed-out run's service returned. Its record was written then, unless that
+    /// write failed (at a shutdown): it is recorded `interrupted` now rather than not at all.
     func release(job: String, cid: String) async throws {
-        try await committer.write { db in try Self.release(job: job, cid: cid, db: db) }
+        let now = JobDefinition.now()
+        try await committer.write { db in
+            try Self.recordInterrupted(job: job, cid: cid, finishedAt: now, durationMS: nil,
+                                       error: "its end could not be recorded (the server was stopping)", db: db)
+            try Self.release(job: job, cid: cid, db: db)
+        }
     }
 
     static func release(job: String, cid: String, db: Database) throws {
-        try db.cachedStatement(sql: """
-            UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL, running_due = NULL,
-              running_recorded = NULL
-            WHERE job = ? AND running_cid = ?
-            """).execute(arguments: [job, cid])
+        try db.cachedStatement(sql: "UPDATE scheduler_state SET \(notRunning) WHERE job = ? AND running_cid = ?")
+            .execute(arguments: [job, cid])
     }
 
     func recover(now: Int64) async throws -> Int {
         try await committer.write { db in
             let count = try Self.recordInterrupted(
-                job: nil, cid: nil, finishedAt: now, error: "the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)",
-                db: db)
-            try db.execute(sql: """
-                UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL, running_due = NULL,
-                  running_recorded = NULL
-                WHERE running_cid IS NOT NULL
-                """)
+                job: nil, cid: nil, finishedAt: now, durationMS: nil,
+                error: "the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)", db: db)
+            try db.execute(sql: "UPDATE scheduler_state SET \(Self.notRunning) WHERE running_cid IS NOT NULL")
             return count
         }
     }
@@ -279,20 +302,20 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     func lastRuns() async throws -> [String: JobRun] {
         try await pool.read { db in
             let rows = try Row.fetchAll(db, sql: """
-                SELECT r.* FROM scheduler_run r JOIN (SELECT job, max(id) AS id FROM scheduler_run GROUP BY job) l ON r.id = l.id
+                SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY job \(Self.newestFirst)) AS n FROM scheduler_run) WHERE n = 1
                 """)
             let ended = Dictionary(uniqueKeysWithValues: rows.map(Self.run).map { ($0.job, $0) })
-            return ended.merging(try Self.going(db, job: nil)) { $1 }
+            return ended.merging(try Self.goingRuns(db, job: nil)) { ended, going in going.startedAt >= ended.startedAt ? going : ended }
         }
     }
 
     func runs(job: String, limit: Int) async throws -> [JobRun] {
         try await pool.read { db in
-            // Newest start first: a run is stored when it ended, after a tick it made skip.
-            let ended = try Row.fetchAll(db, sql: "SELECT * FROM scheduler_run WHERE job = ? ORDER BY started_at DESC, id DESC LIMIT ?",
+            let ended = try Row.fetchAll(db, sql: "SELECT * FROM scheduler_run WHERE job = ? \(Self.newestFirst) LIMIT ?",
                                          arguments: [job, limit]).map(Self.run)
-            guard let going = try Self.going(db, job: job)[job] else { return ended }
-            return Array(([going] + ended).prefix(limit))
+            guard let going = try Self.goingRuns(db, job: job)[job] else { return ended }
+            let later = ended.prefix { $0.startedAt > going.startedAt }
+            return Array((later + [going] + ended.dropFirst(later.count)).prefix(limit))
         }
     }
 
@@ -311,7 +334,7 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     func prune(keep: Int) async throws -> Int {
         let ids = try await pool.read { db in
             try Int64.fetchAll(db, sql: """
-                SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job ORDER BY id DESC) AS n FROM scheduler_run) WHERE n > ?
+                SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY job \(Self.newestFirst)) AS n FROM scheduler_run) WHERE n > ?
                 """, arguments: [keep])
         }
         var deleted = 0

@@ -33,7 +33,7 @@ extension Scheduler {
         ends.withLock { $0.runs = runs + $0.runs }
     }
 
-    /// Records this server's runs that are stored `running` but that nothing here runs (a
+    /// Records this server's runs that the ODB has going but that nothing here runs (a
     /// claim whose commit the server never heard of, an end that could not be stored) as
     /// `interrupted`, freeing their jobs.
     func sweepStranded() async {

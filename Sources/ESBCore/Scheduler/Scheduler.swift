@@ -83,7 +83,7 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
     public static let tables = ODBMigration(
         "v11-scheduler", sqlite: SQLiteSchedulerRecords.createTables, postgresql: PostgresSchedulerRecords.createTables)
     /// On SQLite, a run is written once, when it ended (``SQLiteSchedulerRecords``).
-    public static let runsOnce = ODBMigration("v12-scheduler-runs-once", sqlite: SQLiteSchedulerRecords.runOnce, postgresql: [])
+    public static let runsWrittenOnce = ODBMigration("v12-scheduler-runs-once", sqlite: SQLiteSchedulerRecords.storeRunsOnce, postgresql: nil)
 
     /// Loads the jobs now and again after every change to them.
     public func start() async {
@@ -182,12 +182,18 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
             await withDiscardingTaskGroup { group in
                 group.addTask { [self] in
                     var lastSweep = ContinuousClock.now
+                    var lastPrune = ContinuousClock.now - Self.pruneInterval
                     while !stopping.load(ordering: .relaxed) && !Task.isCancelled {
                         try? await Task.sleep(for: Self.endsInterval)
                         await storeEnds()
                         if ContinuousClock.now - lastSweep >= Self.sweepInterval {
                             lastSweep = .now
                             await sweepStranded()
+                        }
+                        // Here, not in the loop: runs start on time while old ones are deleted.
+                        if ContinuousClock.now - lastPrune >= Self.pruneInterval {
+                            lastPrune = .now
+                            _ = try? await cancelWhenGracefulShutdown { try await self.records.prune(keep: Self.keptRuns) }
                         }
                     }
                 }
@@ -206,7 +212,6 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
     /// in 5 ms steps (all those due by then at once), not each on its own timer: at a thousand
     /// runs a second, wake-ups are what costs.
     func loop() async {
-        var lastPrune = ContinuousClock.now - Self.pruneInterval
         var lastTakeOver = ContinuousClock.now - lease
         var pending: [(run: JobRun, job: JobDefinition)] = []
         var claimAt: Int64 = 0
@@ -214,10 +219,6 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
             launchDue(&pending)
             if changed.exchange(false, ordering: .relaxed) { claimAt = 0 }
             if JobDefinition.now() >= claimAt {
-                if ContinuousClock.now - lastPrune >= Self.pruneInterval {
-                    lastPrune = .now
-                    _ = try? await cancelWhenGracefulShutdown { try await self.records.prune(keep: Self.keptRuns) }
-                }
                 if deployedServices != nil, ContinuousClock.now - lastTakeOver >= lease / 3 {
                     lastTakeOver = .now
                     await takeOver()

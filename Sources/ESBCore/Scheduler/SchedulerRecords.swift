@@ -82,7 +82,8 @@ struct ClaimOutcome: Sendable {
     var job: String
     var nextRunAt: Int64?
     var runsDone: Int
-    /// A run that starts now (stored `running`, and the job's running run).
+    /// A run that starts now: the job's running run (on PostgreSQL also stored `running`;
+    /// on SQLite its record is written when it ended).
     var start: JobRun?
     /// A run recorded as it is (`skipped`, or a `failed` one that never started).
     var record: JobRun?
@@ -109,14 +110,15 @@ protocol SchedulerRecords: Sendable {
     /// this server that none of its tasks runs (`busy`, asked once the job's row is locked,
     /// says which do); false if busy.
     func startManual(_ run: JobRun, busy: @escaping @Sendable (String) -> Bool) async throws -> Bool
-    /// This server's runs stored as `running` (on SQLite every one), as (job, cid).
+    /// This server's runs going, as the ODB has them (on SQLite every one), as (job, cid).
     func runningHere() async throws -> [(job: String, cid: String)]
     /// The services deployed on the other live servers of the cluster (none on SQLite).
     func servicesDeployedElsewhere() async throws -> Set<String>
     /// Stores runs' ends and, with `release`, frees their jobs for their next runs (a
     /// timed-out run whose service has not returned yet keeps the job until it does).
     func finish(_ runs: [JobRun], release: Bool) async throws
-    /// Frees the job of a run whose call returned after it was recorded.
+    /// Frees the job of a run whose call returned after it was recorded (recording it
+    /// `interrupted` if that record was never written).
     func release(job: String, cid: String) async throws
     /// Records this server's runs from its previous life as `interrupted` (on SQLite every
     /// running run: one server per file); returns how many.
@@ -124,12 +126,12 @@ protocol SchedulerRecords: Sendable {
     /// Records runs of servers that stopped or went silent past `leaseMS` as `interrupted`.
     func takeOver(now: Int64, leaseMS: Int64) async throws -> Int
     func states() async throws -> [String: JobState]
-    /// Each job's newest run.
+    /// Each job's newest run (by start time), a run going included.
     func lastRuns() async throws -> [String: JobRun]
-    /// A job's runs, newest first.
+    /// A job's runs, newest start first, a run going included.
     func runs(job: String, limit: Int) async throws -> [JobRun]
     /// Writes states copied from another ODB (`esb odb copy`; the target holds no states).
     func insertCopied(_ states: [JobState]) async throws
-    /// Keeps the newest `keep` runs of each job.
+    /// Keeps the newest `keep` runs of each job (by start time, as listed).
     func prune(keep: Int) async throws -> Int
 }

@@ -17,7 +17,7 @@ public enum ODBSchema {
         DeploymentStore.clusterTables,
         DashboardSessionStore.table,
         Scheduler.tables,
-        Scheduler.runsOnce,
+        Scheduler.runsWrittenOnce,
     ]
 }
 

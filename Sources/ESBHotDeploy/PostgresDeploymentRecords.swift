@@ -62,7 +62,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
             if running {
                 let status = UnitStatus.quarantined.rawValue
                 for unit in inFlight.sorted() {
-                    try await connection.query("""
+                    try await connection.run("""
                         UPDATE deployment_unit SET crash_count = crash_count + 1
                         WHERE name = \(unit) AND serving_version IS NOT NULL AND status != \(status)
                         """, logger: logger)
@@ -76,7 +76,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
                     quarantined.append(name)
                 }
             }
-            try await connection.query("""
+            try await connection.run("""
                 INSERT INTO esb_meta(key, value) VALUES (\(runKey), '1') ON CONFLICT (key) DO UPDATE SET value = '1'
                 """, logger: logger)
             return quarantined.sorted()
@@ -85,8 +85,8 @@ struct PostgresDeploymentRecords: DeploymentRecords {
 
     func endRun() async throws {
         try await odb.transaction { connection in
-            try await connection.query("UPDATE esb_meta SET value = '0' WHERE key = \(runKey)", logger: odb.logger)
-            try await connection.query("UPDATE deployment_unit SET crash_count = 0", logger: odb.logger)
+            try await connection.run("UPDATE esb_meta SET value = '0' WHERE key = \(runKey)", logger: odb.logger)
+            try await connection.run("UPDATE deployment_unit SET crash_count = 0", logger: odb.logger)
         }
     }
 
@@ -95,18 +95,18 @@ struct PostgresDeploymentRecords: DeploymentRecords {
             let number = try await insert(connection, version)
             let status = UnitStatus.deployed.rawValue
             let serving = Int64(number)
-            try await connection.query("""
+            try await connection.run("""
                 UPDATE deployment_unit SET status = \(status), serving_version = \(serving), error = NULL, crash_count = 0,
                   updated_at = now() WHERE name = \(version.unit)
                 """, logger: odb.logger)
             // Keep the serving version plus `keep` older ones.
             let kept = Int64(keep + 1)
-            try await connection.query("""
+            try await connection.run("""
                 DELETE FROM deployment_version WHERE unit = \(version.unit) AND version NOT IN
                   (SELECT version FROM deployment_version WHERE unit = \(version.unit) ORDER BY version DESC LIMIT \(kept))
                 """, logger: odb.logger)
             // Delivered at commit: the other servers deploy the new serving version.
-            try await connection.query("SELECT pg_notify(\(Self.channel), \(server + "\n" + version.unit))", logger: odb.logger)
+            try await connection.run("SELECT pg_notify(\(Self.channel), \(server + "\n" + version.unit))", logger: odb.logger)
             return (number, try await counter.bump(on: connection, logger: odb.logger))
         }
         counter.committed(outcome.1)
@@ -117,7 +117,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
         try await odb.transaction { connection in
             _ = try await insert(connection, version)
             let status = UnitStatus.failed.rawValue
-            try await connection.query("""
+            try await connection.run("""
                 UPDATE deployment_unit SET status = \(status), error = \(version.error), updated_at = now() WHERE name = \(version.unit)
                 """, logger: odb.logger)
         }
@@ -127,12 +127,12 @@ struct PostgresDeploymentRecords: DeploymentRecords {
     private func insert(_ connection: PostgresConnection, _ version: DeploymentStore.Version) async throws -> Int {
         let logger = odb.logger
         let now = Date()
-        try await connection.query("""
+        try await connection.run("""
             INSERT INTO deployment_unit(name, kind, status, created_at, updated_at)
             VALUES (\(version.unit), \(version.kind.rawValue), \(version.status.rawValue), \(now), \(now))
             ON CONFLICT (name) DO NOTHING
             """, logger: logger)
-        try await connection.query("SELECT name FROM deployment_unit WHERE name = \(version.unit) FOR UPDATE", logger: logger)
+        try await connection.run("SELECT name FROM deployment_unit WHERE name = \(version.unit) FOR UPDATE", logger: logger)
         var number = 1
         for try await latest in try await connection.query(
             "SELECT MAX(version) FROM deployment_version WHERE unit = \(version.unit)", logger: logger).decode(Int64?.self) {
@@ -140,7 +140,7 @@ struct PostgresDeploymentRecords: DeploymentRecords {
         }
         let servicesJSON = String(decoding: try JSONEncoder().encode(version.services), as: UTF8.self)
         let importsJSON = String(decoding: try JSONEncoder().encode(version.imports), as: UTF8.self)
-        try await connection.query("""
+        try await connection.run("""
             INSERT INTO deployment_version(unit, version, hash, source, services, imports, status, error, created_at)
             VALUES (\(version.unit), \(Int64(number)), \(version.hash), \(version.source), \(servicesJSON), \(importsJSON),
                     \(version.status.rawValue), \(version.error), \(now))

@@ -270,10 +270,10 @@ public final class PostgresODB: Sendable {
 
     private static func migrate(_ connection: PostgresConnection, migrations: [ODBMigration],
                                 settings: PostgresODBSettings, logger: Logger) async throws {
-        try await connection.query("BEGIN", logger: logger)
+        try await connection.run("BEGIN", logger: logger)
         do {
-            try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: logger)
-            try await connection.query("""
+            try await connection.run("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: logger)
+            try await connection.run("""
                 CREATE TABLE IF NOT EXISTS esb_migration (identifier text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())
                 """, logger: logger)
             var applied = Set<String>()
@@ -284,12 +284,12 @@ public final class PostgresODB: Sendable {
             for migration in migrations where !applied.contains(migration.identifier) {
                 guard let statements = migration.postgresql else { continue }
                 for statement in statements {
-                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    try await connection.run(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }
-                try await connection.query("INSERT INTO esb_migration(identifier) VALUES (\(migration.identifier))", logger: logger)
+                try await connection.run("INSERT INTO esb_migration(identifier) VALUES (\(migration.identifier))", logger: logger)
                 logger.info("ODB migrated", metadata: ["esb.odb": "\(settings)", "esb.migration": "\(migration.identifier)"])
             }
-            try await connection.query("COMMIT", logger: logger)
+            try await connection.run("COMMIT", logger: logger)
         } catch {
             _ = try? await connection.query("ROLLBACK", logger: logger)
             throw error
@@ -329,11 +329,7 @@ public final class PostgresODB: Sendable {
     ///   ``statementTimeout``; else the engine's error.
     @discardableResult
     public func execute(_ query: PostgresQuery, logger: Logger) async throws -> Int {
-        try await withLeasedConnection { connection in
-            var count = 0
-            for try await _ in try await connection.query(query, logger: logger) { count += 1 }
-            return count
-        }
+        try await withLeasedConnection { try await $0.run(query, logger: logger) }
     }
 
     /// Runs `body` in one transaction on one leased connection: committed when it returns,

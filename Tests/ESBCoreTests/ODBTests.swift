@@ -7,10 +7,7 @@ import ESBStore
 
 /// GRDB's Linux support is not tested upstream: these run it against a real file.
 @Suite struct ODBTests {
-    func temporaryDatabase() -> String {
-        FileManager.default.temporaryDirectory
-            .appendingPathComponent("esb-odb-\(UUID().uuidString)/esb.db").path
-    }
+    func temporaryDatabase() -> String { TestODB.sqlitePath() }
 
     @Test func opensInWALModeWithMigrationsApplied() async throws {
         let odb = try ODB(path: temporaryDatabase())
@@ -174,7 +171,7 @@ extension ODB {
 
 @Suite struct SQLiteSchemaVersionTests {
     @Test func aSchemaNewerThanTheServerIsRefusedNamingBothVersions() async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("esb-odb-\(UUID().uuidString)/esb.db").path
+        let path = TestODB.sqlitePath()
         let odb = try ODB(path: path)
         try await odb.sqlite.write { db in
             try db.execute(sql: "INSERT INTO grdb_migrations(identifier) VALUES ('v99-from-the-future')")

@@ -11,14 +11,19 @@ import Testing
 @Suite struct SchedulerRunRecordTests {
     typealias Records = StoreRecordsTests
 
-    @Test(arguments: ODB.Engine.allCases)
-    func aRunHasOneRecordWhateverEndsIt(engine: ODB.Engine) async throws {
-        let (records, store) = try await Records.scheduler(engine)
-        let body = try await Records.storeJob(store, "once")
-        try await records.sync([Records.reset("once", "k", next: 1000, body: body)])
+    /// Job `job` (every second) on `odb`, its run due at 1000 claimed (cid `cid-JOB-1000`).
+    static func claimedRun(_ odb: ODB, _ job: String) async throws -> any SchedulerRecords {
+        let (records, store) = try await Records.scheduler(odb)
+        try await records.sync([Records.reset(job, "k", next: 1000, body: try await Records.storeJob(store, job))])
         let claimed = try await records.claim(now: 1000, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: [],
                                               Records.startAll(now: 1000))
-        #expect(claimed.count == 1)
+        try #require(claimed.count == 1)
+        return records
+    }
+
+    @Test(arguments: ODB.Engine.allCases)
+    func aRunHasOneRecordWhateverEndsIt(engine: ODB.Engine) async throws {
+        let records = try await Self.claimedRun(try await TestODB.make(engine), "once")
         // Going: listed as running, and the job's last run.
         var runs = try await records.runs(job: "once", limit: 10)
         #expect(runs.map(\.cid) == ["cid-once-1000"])
@@ -52,9 +57,7 @@ import Testing
 
     @Test(arguments: ODB.Engine.allCases)
     func aRunNothingHereRunsIsRecordedInterruptedWithItsOwnTimes(engine: ODB.Engine) async throws {
-        let (records, store) = try await Records.scheduler(engine)
-        try await records.sync([Records.reset("swept", "k", next: 1000, body: try await Records.storeJob(store, "swept"))])
-        _ = try await records.claim(now: 1000, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: [], Records.startAll(now: 1000))
+        let records = try await Self.claimedRun(try await TestODB.make(engine), "swept")
         #expect(try await records.runningHere().map(\.cid) == ["cid-swept-1000"])
         // What the scheduler's sweep stores: the cid with "now" times; the record keeps the run's.
         let swept = JobRun(job: "swept", cid: "cid-swept-1000", scheduledAt: 8000, startedAt: 8000, finishedAt: 8000, durationMS: nil,
@@ -68,9 +71,7 @@ import Testing
 
     @Test(arguments: ODB.Engine.allCases)
     func runsAreListedByStartTimeWithTheRunGoingAmongThem(engine: ODB.Engine) async throws {
-        let (records, store) = try await Records.scheduler(engine)
-        try await records.sync([Records.reset("long", "k", next: 1000, body: try await Records.storeJob(store, "long"))])
-        _ = try await records.claim(now: 1000, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: [], Records.startAll(now: 1000))
+        let records = try await Self.claimedRun(try await TestODB.make(engine), "long")
         // The next tick finds it going: recorded skipped, later than the run it skipped for.
         let skipped = try await records.claim(now: 2000, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: []) { states in
             states.map { ClaimOutcome(job: $0.job, nextRunAt: 3000, runsDone: $0.runsDone,
@@ -90,9 +91,7 @@ import Testing
 
     @Test(arguments: ODB.Engine.allCases)
     func aRunCutAtShutdownKeepsHowLongItRan(engine: ODB.Engine) async throws {
-        let (records, store) = try await Records.scheduler(engine)
-        try await records.sync([Records.reset("cut", "k", next: 1000, body: try await Records.storeJob(store, "cut"))])
-        _ = try await records.claim(now: 1000, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: [], Records.startAll(now: 1000))
+        let records = try await Self.claimedRun(try await TestODB.make(engine), "cut")
         try await records.finish([JobRun(job: "cut", cid: "cid-cut-1000", scheduledAt: 1000, startedAt: 1000, finishedAt: 1700,
                                          durationMS: 700, status: .interrupted, error: "the server stopped", server: "a")], release: true)
         let run = try #require(try await records.runs(job: "cut", limit: 10).first)
@@ -102,9 +101,7 @@ import Testing
     /// A timed-out run whose record could not be written (the server stopping) is recorded
     /// `interrupted` when its service returns, not lost.
     @Test func onSQLiteATimedOutRunWhoseRecordFailedIsRecordedAtItsRelease() async throws {
-        let (records, store) = try await Records.scheduler(.sqlite)
-        try await records.sync([Records.reset("t", "k", next: 1000, body: try await Records.storeJob(store, "t"))])
-        _ = try await records.claim(now: 1000, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: [], Records.startAll(now: 1000))
+        let records = try await Self.claimedRun(try await TestODB.make(.sqlite), "t")
         try await records.release(job: "t", cid: "cid-t-1000")
         #expect(try await records.runs(job: "t", limit: 10).map(\.status) == [.interrupted])
         #expect(try await records.states()["t"]?.runningCID == nil)
@@ -113,10 +110,8 @@ import Testing
     /// On SQLite a run is one row, written when it ended, in a table with no index to keep up.
     @Test func onSQLiteARunIsWrittenOnceWhenItEnded() async throws {
         let odb = try await TestODB.make(.sqlite)
-        guard case .sqlite(let pool) = odb.connection else { Issue.record("not SQLite"); return }
-        let (records, store) = try await Records.scheduler(odb)
-        try await records.sync([Records.reset("w", "k", next: 1000, body: try await Records.storeJob(store, "w"))])
-        _ = try await records.claim(now: 1000, jobs: nil, orphans: [], foreignAfter: 3000, limit: 10, ends: [], Records.startAll(now: 1000))
+        let pool = odb.sqlite
+        let records = try await Self.claimedRun(odb, "w")
         let rows = { try await pool.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM scheduler_run") ?? -1 } }
         #expect(try await rows() == 0, "a claimed run is its state row")
         try await records.finish([JobRun(job: "w", cid: "cid-w-1000", scheduledAt: 1000, startedAt: 1000, finishedAt: 1001,
@@ -139,7 +134,7 @@ import Testing
     /// A server of the version before v12 stopped mid-run: its `running` record becomes
     /// `interrupted` as the ODB is migrated, once.
     @Test func runsGoingWhenAServerBeforeV12StoppedAreInterruptedByTheMigration() async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("esb-odb-\(UUID().uuidString)/esb.db").path
+        let path = TestODB.sqlitePath()
         let before = Array(ODBSchema.migrations.prefix { $0.identifier != Scheduler.runsWrittenOnce.identifier })
         let old = try ODB(path: path, schema: before)
         try await old.sqlite.write { db in
@@ -150,8 +145,7 @@ import Testing
                 """)
         }
         let odb = try ODB(path: path)
-        guard case .sqlite(let pool) = odb.connection else { Issue.record("not SQLite"); return }
-        let records = SQLiteSchedulerRecords(pool: pool, server: "a")
+        let records = SQLiteSchedulerRecords(pool: odb.sqlite, server: "a")
         #expect(try await records.recover(now: 9000) == 0, "interrupted by the migration, not again")
         let runs = try await records.runs(job: "j", limit: 10)
         #expect(runs.map(\.cid) == ["c1"] && runs.map(\.status) == [.interrupted])

@@ -19,7 +19,7 @@ import Testing
     }
 
     @Test func aDeploymentStatusThisServerDoesNotKnowIsANamedError() async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("esb-odb-\(UUID().uuidString)/esb.db").path
+        let path = TestODB.sqlitePath()
         let odb = try ODB(path: path)
         let store = DeploymentStore(odb: odb)
         try await store.recordDeployed(unit: "a.swift", kind: .service, hash: "h", source: Data("x".utf8), services: ["a"], keep: 1)

@@ -33,11 +33,14 @@ enum TestODB {
         return postgresSettings(database: name)
     }
 
+    /// A path for a new SQLite ODB, in a directory of its own.
+    static func sqlitePath() -> String { FileManager.default.temporaryDirectory.appendingPathComponent("esb-odb-\(UUID().uuidString)/esb.db").path }
+
     /// A new ODB on `engine` with the server's schema.
     static func make(_ engine: ODB.Engine) async throws -> ODB {
         switch engine {
         case .sqlite:
-            try ODB(path: FileManager.default.temporaryDirectory.appendingPathComponent("esb-odb-\(UUID().uuidString)/esb.db").path)
+            try ODB(path: sqlitePath())
         case .postgresql:
             try await ODB.open(.postgresql(createPostgresDatabase()), schema: ODBSchema.migrations, logger: logger)
         }

@@ -84,11 +84,11 @@ struct PostgresAsyncRecords: AsyncRecords {
                 held = true
             }
             guard held else { throw AsyncClaimLost(cid: record.cid) }
-            try await Self.update(record, on: { query in try await connection.query(query, logger: odb.logger) })
+            try await Self.update(record, on: { query in try await connection.run(query, logger: odb.logger) })
         }
     }
 
-    private static func update(_ r: AsyncRecord, on run: (PostgresQuery) async throws -> PostgresRowSequence) async throws {
+    private static func update(_ r: AsyncRecord, on run: (PostgresQuery) async throws -> Int) async throws {
         let errors = try errorsJSON(r)
         _ = try await run("""
             UPDATE async_invocation SET kind = \(r.kind.rawValue), source = \(r.source), orig_cid = \(r.origCID),
@@ -115,10 +115,10 @@ struct PostgresAsyncRecords: AsyncRecords {
                 """, logger: odb.logger))
             for index in due.indices {
                 due[index].claim(now: now)
-                try await Self.update(due[index], on: { query in try await connection.query(query, logger: odb.logger) })
+                try await Self.update(due[index], on: { query in try await connection.run(query, logger: odb.logger) })
             }
             if !due.isEmpty {
-                try await connection.query(
+                try await connection.run(
                     "UPDATE async_invocation SET claimed_by = \(server) WHERE cid = ANY(\(due.map(\.cid)))", logger: odb.logger)
             }
             return due

@@ -53,7 +53,7 @@ actor PostgresClusterRecords: ClusterRecords {
             try await holdODBShared(on: connection)
             let id = try await register(on: connection, name: name, cluster: cluster)
             try await takeName(on: connection, id: id)
-            try await connection.query("""
+            try await connection.run("""
                 UPDATE esb_server SET address = \(address), version = \(version), started_at = \(unescaped: Self.now),
                   last_seen = \(unescaped: Self.now), stopped_at = NULL WHERE id = \(id)
                 """, logger: logger)
@@ -67,22 +67,22 @@ actor PostgresClusterRecords: ClusterRecords {
 
     /// Checks the cluster name and makes sure `name` has its row; returns its id.
     private func register(on connection: PostgresConnection, name: String, cluster: String) async throws -> Int32 {
-        try await connection.query("BEGIN", logger: logger)
+        try await connection.run("BEGIN", logger: logger)
         do {
-            try await connection.query(
+            try await connection.run(
                 "INSERT INTO esb_meta(key, value) VALUES ('cluster_name', \(cluster)) ON CONFLICT (key) DO NOTHING", logger: logger)
             for try await existing in try await connection.query(
                 "SELECT value FROM esb_meta WHERE key = 'cluster_name'", logger: logger).decode(String.self) where existing != cluster {
                 throw StoreError(.refused, "[cluster] name '\(cluster)' is not the cluster of ODB \(odb.settings): it belongs to "
                     + "cluster '\(existing)'. Every server of one ODB names the same cluster")
             }
-            try await connection.query("INSERT INTO esb_server(name) VALUES (\(name)) ON CONFLICT (name) DO NOTHING", logger: logger)
+            try await connection.run("INSERT INTO esb_server(name) VALUES (\(name)) ON CONFLICT (name) DO NOTHING", logger: logger)
             var id: Int32?
             for try await value in try await connection.query(
                 "SELECT id FROM esb_server WHERE name = \(name)", logger: logger).decode(Int32.self) {
                 id = value
             }
-            try await connection.query("COMMIT", logger: logger)
+            try await connection.run("COMMIT", logger: logger)
             guard let id else { throw StoreError("ODB \(odb.settings): server '\(name)' has no row after it was recorded") }
             return id
         } catch {

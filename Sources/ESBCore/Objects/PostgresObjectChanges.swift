@@ -19,7 +19,7 @@ enum PostgresObjectChanges {
     /// Sends the notification inside the transaction on `connection`.
     static func notify(_ connection: PostgresConnection, server: String, kinds: Set<String>, logger: Logger) async throws {
         guard !kinds.isEmpty else { return }
-        try await connection.query("SELECT pg_notify(\(channel), \(payload(server: server, kinds: kinds)))", logger: logger)
+        try await connection.run("SELECT pg_notify(\(channel), \(payload(server: server, kinds: kinds)))", logger: logger)
     }
 
     /// Follows other servers' changes until the task is cancelled: `changed` hears the kinds

@@ -103,22 +103,22 @@ struct PostgresObjectRecords: ObjectRecords {
             let now = Date()
             switch write.action {
             case .insert(let body):
-                try await connection.query("""
+                try await connection.run("""
                     INSERT INTO config_object(kind, name, body, secret, created_at, updated_at)
                     VALUES (\(write.kind), \(write.name), \(body), \(write.sealedSecret), \(now), \(now))
                     """, logger: logger)
             case .update(let body):
-                try await connection.query("""
+                try await connection.run("""
                     UPDATE config_object SET body = \(body), secret = coalesce(\(write.sealedSecret), secret), updated_at = \(now)
                     WHERE kind = \(write.kind) AND name = \(write.name)
                     """, logger: logger)
             case .setSecret:
-                try await connection.query("""
+                try await connection.run("""
                     UPDATE config_object SET secret = \(write.sealedSecret), updated_at = \(now)
                     WHERE kind = \(write.kind) AND name = \(write.name)
                     """, logger: logger)
             case .delete:
-                try await connection.query(
+                try await connection.run(
                     "DELETE FROM config_object WHERE kind = \(write.kind) AND name = \(write.name)", logger: logger)
             }
         }

@@ -34,7 +34,6 @@ struct PostgresSchedulerRecords: SchedulerRecords {
 
     private static let stateColumns =
         "job, schedule_key, active, anchor_at, next_run_at, runs_done, running_cid, running_server, running_since"
-    private static let runColumns = "job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server"
 
     /// Whether the server named by `column` is alive: not stopped, heartbeat within the lease.
     private func alive(_ column: String) -> String {
@@ -149,7 +148,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
 
     private func insert(_ run: JobRun, on connection: PostgresConnection) async throws {
         try await connection.run("""
-            INSERT INTO scheduler_run(\(unescaped: Self.runColumns)) VALUES (\(run.job), \(run.cid), \(run.scheduledAt),
+            INSERT INTO scheduler_run(\(unescaped: JobRun.columns)) VALUES (\(run.job), \(run.cid), \(run.scheduledAt),
               \(run.startedAt), \(run.finishedAt), \(run.durationMS), \(run.status.rawValue), \(run.error), \(run.server))
             """, logger: odb.logger)
     }
@@ -239,7 +238,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
             var count = 0
             for try await _ in try await connection.query("""
                 UPDATE scheduler_run SET status = 'interrupted', finished_at = \(now),
-                  error = 'the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)'
+                  error = \(JobRun.stoppedMidRun)
                 WHERE status = 'running' AND server = \(server) RETURNING id
                 """, logger: odb.logger) { count += 1 }
             try await connection.run("""
@@ -279,7 +278,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
     func lastRuns() async throws -> [String: JobRun] {
         var runs: [String: JobRun] = [:]
         for try await row in try await odb.query("""
-            SELECT DISTINCT ON (job) \(unescaped: Self.runColumns) FROM scheduler_run ORDER BY job, started_at DESC, id DESC
+            SELECT DISTINCT ON (job) \(unescaped: JobRun.columns) FROM scheduler_run ORDER BY job, started_at DESC, id DESC
             """, logger: odb.logger) {
             let run = try Self.run(row.makeRandomAccess())
             runs[run.job] = run
@@ -290,7 +289,7 @@ struct PostgresSchedulerRecords: SchedulerRecords {
     func runs(job: String, limit: Int) async throws -> [JobRun] {
         var runs: [JobRun] = []
         for try await row in try await odb.query("""
-            SELECT \(unescaped: Self.runColumns) FROM scheduler_run WHERE job = \(job) ORDER BY started_at DESC, id DESC LIMIT \(Int64(limit))
+            SELECT \(unescaped: JobRun.columns) FROM scheduler_run WHERE job = \(job) ORDER BY started_at DESC, id DESC LIMIT \(Int64(limit))
             """, logger: odb.logger) {
             runs.append(try Self.run(row.makeRandomAccess()))
         }

@@ -32,12 +32,13 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     /// `scheduler_run` loses its indexes.
     static func storeRunsOnce(_ db: Database) throws {
         try db.execute(sql: """
-            UPDATE scheduler_run SET status = 'interrupted', finished_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000,
-              error = 'the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)'
-            WHERE status = 'running';
-            UPDATE scheduler_state SET running_cid = NULL, running_server = NULL, running_since = NULL;
+            UPDATE scheduler_run SET status = 'interrupted', finished_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000, error = ?
+            WHERE status = 'running'
+            """, arguments: [JobRun.stoppedMidRun])
+        try db.execute(sql: """
             ALTER TABLE scheduler_state ADD COLUMN running_due INTEGER;
             ALTER TABLE scheduler_state ADD COLUMN running_recorded INTEGER;
+            UPDATE scheduler_state SET \(notRunning);
             DROP INDEX scheduler_run_job;
             DROP INDEX scheduler_run_cid;
             DROP INDEX scheduler_run_running;
@@ -88,18 +89,17 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
                         """).execute(arguments: [state.active, state.nextRunAt, state.job, state.scheduleKey, state.active, state.job, change.body])
                 }
             }
-            // Runs are written only for jobs with a state row: a deleted job's runs go with its
-            // row, and the table (no index) is scanned only when a job was deleted.
-            let gone = try String.fetchAll(db, sql: """
-                SELECT job FROM scheduler_state WHERE NOT EXISTS (
+            try db.execute(sql: """
+                DELETE FROM scheduler_state WHERE NOT EXISTS (
                   SELECT 1 FROM config_object o WHERE o.kind = 'scheduler' AND o.name = scheduler_state.job)
                 """)
-            for job in gone {
-                try db.execute(sql: "DELETE FROM scheduler_state WHERE job = ?", arguments: [job])
-            }
-            if !gone.isEmpty {
-                try db.execute(sql: "DELETE FROM scheduler_run WHERE job IN (SELECT value FROM json_each(?))",
-                               arguments: [String(decoding: try JSONEncoder().encode(gone), as: UTF8.self)])
+            // Runs are written only for jobs with a state row: a deleted job's runs go with its
+            // row, and the table (no index) is scanned only when a job was deleted.
+            if db.changesCount > 0 {
+                try db.execute(sql: """
+                    DELETE FROM scheduler_run WHERE NOT EXISTS (
+                      SELECT 1 FROM config_object o WHERE o.kind = 'scheduler' AND o.name = scheduler_run.job)
+                    """)
             }
         }
     }
@@ -125,9 +125,10 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
         }
     }
 
-    /// A state row's columns for a run going, cleared.
+    /// A state row's columns for a run going: set (to its cid, server, start and due time,
+    /// no record yet), and cleared.
+    static let running = "running_cid = ?, running_server = ?, running_since = ?, running_due = ?, running_recorded = NULL"
     static let notRunning = "running_cid = NULL, running_server = NULL, running_since = NULL, running_due = NULL, running_recorded = NULL"
-    static let runColumns = "job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server"
     /// How runs are listed, kept and pruned: newest start first (a run is stored when it
     /// ended, after the ticks it made skip were).
     static let newestFirst = "ORDER BY started_at DESC, id DESC"
@@ -138,33 +139,32 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
                                   error: "the server running it stopped mid-run", db: db)
         }
         if let start = outcome.start {
-            try db.cachedStatement(sql: """
-                UPDATE scheduler_state SET next_run_at = ?, runs_done = ?, running_cid = ?, running_server = ?, running_since = ?,
-                  running_due = ?, running_recorded = NULL
-                WHERE job = ?
-                """).execute(arguments: [outcome.nextRunAt, outcome.runsDone, start.cid, start.server, start.startedAt,
-                                 start.scheduledAt, outcome.job])
+            try db.cachedStatement(sql: "UPDATE scheduler_state SET next_run_at = ?, runs_done = ?, \(running) WHERE job = ?")
+                .execute(arguments: [outcome.nextRunAt, outcome.runsDone] + runningValues(start) + [outcome.job])
+        } else if outcome.interrupted != nil {
+            try db.cachedStatement(sql: "UPDATE scheduler_state SET next_run_at = ?, runs_done = ?, \(notRunning) WHERE job = ?")
+                .execute(arguments: [outcome.nextRunAt, outcome.runsDone, outcome.job])
         } else {
-            try db.cachedStatement(sql: """
-                UPDATE scheduler_state SET next_run_at = ?, runs_done = ?,
-                  running_cid = CASE WHEN ? THEN NULL ELSE running_cid END,
-                  running_server = CASE WHEN ? THEN NULL ELSE running_server END,
-                  running_since = CASE WHEN ? THEN NULL ELSE running_since END,
-                  running_due = CASE WHEN ? THEN NULL ELSE running_due END,
-                  running_recorded = CASE WHEN ? THEN NULL ELSE running_recorded END
-                WHERE job = ?
-                """).execute(arguments: [outcome.nextRunAt, outcome.runsDone, outcome.interrupted != nil, outcome.interrupted != nil,
-                                 outcome.interrupted != nil, outcome.interrupted != nil, outcome.interrupted != nil, outcome.job])
+            try db.cachedStatement(sql: "UPDATE scheduler_state SET next_run_at = ?, runs_done = ? WHERE job = ?")
+                .execute(arguments: [outcome.nextRunAt, outcome.runsDone, outcome.job])
         }
         if let record = outcome.record { try insert(record, db: db) }
     }
 
     /// Stores a run record that no state row stands for (a skipped tick).
     static func insert(_ run: JobRun, db: Database) throws {
-        try db.cachedStatement(sql: """
-            INSERT INTO scheduler_run(\(runColumns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """).execute(arguments: [run.job, run.cid, run.scheduledAt, run.startedAt, run.finishedAt, run.durationMS,
-                             run.status.rawValue, run.error, run.server])
+        try db.cachedStatement(sql: "INSERT INTO scheduler_run(\(JobRun.columns)) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            .execute(arguments: values(run))
+    }
+
+    /// A run's values in ``JobRun/columns``'s order.
+    static func values(_ run: JobRun) -> StatementArguments {
+        [run.job, run.cid, run.scheduledAt, run.startedAt, run.finishedAt, run.durationMS, run.status.rawValue, run.error, run.server]
+    }
+
+    /// The values of ``running`` for a run that starts.
+    static func runningValues(_ run: JobRun) -> StatementArguments {
+        [run.cid, run.server, run.startedAt, run.scheduledAt]
     }
 
     /// Stores the end of the job's going run, if its state row still stands for it without a
@@ -172,10 +172,9 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     /// followed by a late end).
     static func insertEnd(_ run: JobRun, db: Database) throws {
         try db.cachedStatement(sql: """
-            INSERT INTO scheduler_run(\(runColumns)) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? FROM scheduler_state
+            INSERT INTO scheduler_run(\(JobRun.columns)) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? FROM scheduler_state
             WHERE job = ? AND running_cid = ? AND running_recorded IS NULL
-            """).execute(arguments: [run.job, run.cid, run.scheduledAt, run.startedAt, run.finishedAt, run.durationMS,
-                             run.status.rawValue, run.error, run.server, run.job, run.cid])
+            """).execute(arguments: values(run) + [run.job, run.cid])
     }
 
     /// Records the run the job's state row says is going (of `job` and `cid`, or of every job
@@ -186,7 +185,7 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
     static func recordInterrupted(job: String?, cid: String?, finishedAt: Int64?, durationMS: Int64?, error: String,
                                   db: Database) throws -> Int {
         let select = """
-            INSERT INTO scheduler_run(\(runColumns))
+            INSERT INTO scheduler_run(\(JobRun.columns))
             SELECT s.job, s.running_cid, coalesce(s.running_due, s.running_since), s.running_since, ?, ?, 'interrupted', ?,
               s.running_server
             FROM scheduler_state s WHERE s.running_cid IS NOT NULL AND s.running_recorded IS NULL
@@ -222,10 +221,8 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
                 try Self.recordInterrupted(job: run.job, cid: previous, finishedAt: nil, durationMS: nil,
                                            error: "its task ended without recording the end", db: db)
             }
-            try db.cachedStatement(sql: """
-                UPDATE scheduler_state SET running_cid = ?, running_server = ?, running_since = ?, running_due = ?, running_recorded = NULL
-                WHERE job = ?
-                """).execute(arguments: [run.cid, run.server, run.startedAt, run.scheduledAt, run.job])
+            try db.cachedStatement(sql: "UPDATE scheduler_state SET \(Self.running) WHERE job = ?")
+                .execute(arguments: Self.runningValues(run) + [run.job])
             return db.changesCount == 1
         }
     }
@@ -284,7 +281,7 @@ struct SQLiteSchedulerRecords: SchedulerRecords {
         try await committer.write { db in
             let count = try Self.recordInterrupted(
                 job: nil, cid: nil, finishedAt: now, durationMS: nil,
-                error: "the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)", db: db)
+                error: JobRun.stoppedMidRun, db: db)
             try db.execute(sql: "UPDATE scheduler_state SET \(Self.notRunning) WHERE running_cid IS NOT NULL")
             return count
         }

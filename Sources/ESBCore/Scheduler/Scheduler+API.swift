@@ -71,10 +71,16 @@ extension Scheduler {
 
     /// One job with its next run time and last run.
     public func job(_ name: String) async throws -> JobListing {
+        try await job(name, runs: 1).job
+    }
+
+    /// One job with its newest `runs` runs (the first is its last run), read once: the
+    /// dashboard's job page shows both.
+    public func job(_ name: String, runs limit: Int) async throws -> (job: JobListing, runs: [JobRun]) {
         let fields = try await store.get(ObjectKinds.scheduler, name)
         let state = try await records.states()[name]
-        let last = try await records.runs(job: name, limit: 1).first
-        return JobListing(fields: fields, nextRunAt: state?.nextRunAt, lastRun: last, running: state?.runningCID != nil)
+        let runs = try await records.runs(job: name, limit: limit)
+        return (JobListing(fields: fields, nextRunAt: state?.nextRunAt, lastRun: runs.first, running: state?.runningCID != nil), runs)
     }
 
     /// A job's runs, newest first (at most ``keptRuns``).

@@ -45,7 +45,7 @@ extension Scheduler {
                    server: server)
         }
         guard !stranded.isEmpty, (try? await records.finish(stranded, release: true)) != nil else { return }
-        Counter(label: "esb_scheduler_interrupted_total").increment(by: stranded.count)
+        metrics.interrupted.increment(by: stranded.count)
         logger.warning("scheduled runs nothing here ran recorded as interrupted", metadata: ["esb.runs": "\(stranded.count)"])
     }
 
@@ -107,21 +107,17 @@ extension Scheduler {
         }
     }
 
-    /// The call's outcome, or `timed_out` (the call cancelled) after `limit` seconds (0: none).
+    /// The call's outcome, or `timed_out` (the call cancelled) after `limit` seconds.
     static func outcome(of call: Task<(JobRun.Status, String?), Never>, limit: Int) async -> (JobRun.Status, String?) {
-        guard limit > 0 else { return await call.value }
-        let first = FirstOutcome<(JobRun.Status, String?)>()
-        let timer = Task {
-            try? await Task.sleep(for: .seconds(limit))
-            if !Task.isCancelled {
-                call.cancel()
-                first.offer((.timedOut, "ran longer than max_run_seconds = \(limit); cancelled"))
-            }
+        do {
+            return try await withDeadline(.seconds(limit)) { await call.value }
+        } catch is DeadlineExceeded {
+            call.cancel()
+            return (.timedOut, "ran longer than max_run_seconds = \(limit); cancelled")
+        } catch {
+            // This run was cancelled (a shutdown), and the call with it: what it ended with.
+            return await call.value
         }
-        Task { first.offer(await call.value) }
-        let result = await first.value()
-        timer.cancel()
-        return result
     }
 
     /// Stores a run's end and counts it.

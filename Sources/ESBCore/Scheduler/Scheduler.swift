@@ -91,7 +91,7 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
         do {
             let interrupted = try await records.recover(now: JobDefinition.now())
             if interrupted > 0 {
-                Counter(label: "esb_scheduler_interrupted_total").increment(by: interrupted)
+                metrics.interrupted.increment(by: interrupted)
                 logger.warning("scheduled runs cut short by the last stop recorded as interrupted", metadata: ["esb.runs": "\(interrupted)"])
             }
         } catch {
@@ -262,7 +262,7 @@ public final class Scheduler: ServiceLifecycle.Service, Sendable, CustomStringCo
 
     func takeOver() async {
         if let cut = try? await cancelWhenGracefulShutdown({ try await self.records.takeOver(now: JobDefinition.now(), leaseMS: self.lease.components.seconds * 1000) }), cut > 0 {
-            Counter(label: "esb_scheduler_interrupted_total").increment(by: cut)
+            metrics.interrupted.increment(by: cut)
             logger.warning("scheduled runs of a server that stopped or went silent recorded as interrupted", metadata: ["esb.runs": "\(cut)"])
         }
         if let services = try? await cancelWhenGracefulShutdown({ try await self.records.servicesDeployedElsewhere() }) {

@@ -5,19 +5,26 @@ import Synchronization
 /// cost more than the run).
 final class SchedulerMetrics: Sendable {
     let startDelay = Timer(label: "esb_scheduler_start_delay_seconds", preferredDisplayUnit: .seconds)
-    private let counters = Mutex<[String: Counter]>([:])
+    let interrupted = Counter(label: "esb_scheduler_interrupted_total")
+    private let counters = Mutex<[Key: Counter]>([:])
+
+    /// A job's counter: of runs with a status, or of failures (`status` nil).
+    private struct Key: Hashable {
+        let job: String
+        let status: JobRun.Status?
+    }
 
     func runs(_ job: String, _ status: JobRun.Status) -> Counter {
-        counter("runs\u{0}\(job)\u{0}\(status.rawValue)") {
+        counter(Key(job: job, status: status)) {
             Counter(label: "esb_scheduler_runs_total", dimensions: [("job", job), ("status", status.rawValue)])
         }
     }
 
     func failures(_ job: String) -> Counter {
-        counter("failures\u{0}\(job)") { Counter(label: "esb_scheduler_failures_total", dimensions: [("job", job)]) }
+        counter(Key(job: job, status: nil)) { Counter(label: "esb_scheduler_failures_total", dimensions: [("job", job)]) }
     }
 
-    private func counter(_ key: String, _ make: () -> Counter) -> Counter {
+    private func counter(_ key: Key, _ make: () -> Counter) -> Counter {
         counters.withLock { counters in
             if let counter = counters[key] { return counter }
             let counter = make()

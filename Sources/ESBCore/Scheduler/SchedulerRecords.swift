@@ -21,6 +21,11 @@ public struct JobRun: Sendable, Equatable {
     enum Keys: String, CodingKey {
         case job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server
     }
+
+    /// The `scheduler_run` columns of a run, in ``Keys``'s order, for both engines' SQL.
+    static let columns = "job, cid, scheduled_at, started_at, finished_at, duration_ms, status, error, server"
+    /// Why a run going at a server's stop has no end, as its record says.
+    static let stoppedMidRun = "the server stopped mid-run (a crash, a kill or a shutdown that did not wait for it)"
 }
 
 /// As the API shows a run: times in ISO 8601 (UTC), absent values null.

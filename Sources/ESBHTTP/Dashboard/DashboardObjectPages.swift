@@ -223,14 +223,14 @@ struct DashboardObjectPages {
 
     /// A job's next run, "run now", pause or resume, and its runs, newest first.
     private func jobState(_ request: Request, name: String, base: String, object: ObjectFields) async throws -> String {
-        let job = try await scheduler.job(name)
+        let (job, runs) = try await scheduler.job(name, runs: Scheduler.keptRuns)
         let active = object["is_active"] != .bool(false)
         var html = "<h2>Schedule</h2><p id=\"job-state\">Next run: \(HTML.escape(job.nextRunAt.map(JobDefinition.formatDate) ?? "(none)"))"
             + (job.running ? " · " + HTML.badge("running") : "") + "</p>"
         html += HTML.form(action: base + "/execute", csrf: csrf(request), id: "execute", submit: "Run now", "")
         html += HTML.form(action: base + "/active", csrf: csrf(request), id: "pause", submit: active ? "Pause" : "Resume",
                           "<input type=\"hidden\" name=\"is_active\" value=\"\(active ? "false" : "true")\">")
-        let rows = try await scheduler.runs(name).map { run in
+        let rows = runs.map { run in
             [HTML.escape(JobDefinition.formatDate(run.scheduledAt)), HTML.escape(JobDefinition.formatDate(run.startedAt)),
              run.durationMS.map(String.init) ?? "", HTML.badge(run.status.rawValue), HTML.escape(run.error ?? ""),
              HTML.escape(run.cid), HTML.escape(run.server)]

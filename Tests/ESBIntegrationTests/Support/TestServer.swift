@@ -119,34 +119,31 @@ final class TestServer: @unchecked Sendable {
 
     var admin: (String, String) { ("admin", password) }
 
+    /// The dashboard's cookie jar and address.
+    private var dashboardSession: (jar: String, base: String) { (directory + "/cookies.txt", "http://127.0.0.1:\(port)") }
+
     /// A dashboard page as a signed-in browser gets it (curl with a cookie jar).
     func dashboardPage(_ path: String) async throws -> String {
-        let jar = directory + "/cookies.txt", base = "http://127.0.0.1:\(port)"
+        let (jar, base) = dashboardSession
         let form = try await runCommand("/usr/bin/env", ["curl", "-s", "-c", jar, "-b", jar, base + "/esb/dashboard/login"]).stdout
-        guard let range = form.range(of: #"name="csrf" value="([^"]+)""#, options: .regularExpression) else {
+        guard let token = Self.csrfToken(in: form) else {
             // Signed in already (an earlier page): the sign-in page sends the browser on.
             if FileManager.default.fileExists(atPath: jar) && form.isEmpty {
                 return try await runCommand("/usr/bin/env", ["curl", "-s", "-b", jar, base + path]).stdout
             }
             throw TestFailure("no csrf token on the sign-in page: \(form)")
         }
-        let token = form[range].split(separator: "\"")[3]
         _ = try await runCommand("/usr/bin/env", ["curl", "-s", "-c", jar, "-b", jar, "--data-urlencode", "csrf=\(token)",
                                                   "--data-urlencode", "username=admin", "--data-urlencode", "password=\(password)",
                                                   base + "/esb/dashboard/login"])
         return try await runCommand("/usr/bin/env", ["curl", "-s", "-b", jar, base + path]).stdout
     }
 
-    /// Runs the `esb` command line against this server (ESB_URL, ESB_USER, ESB_PASSWORD).
     /// Submits a dashboard form as a signed-in browser would, with the csrf token of the page
     /// at `page`; returns the status and where a redirect goes.
     func dashboardPost(_ path: String, from page: String, fields: [String: String] = [:]) async throws -> (status: Int, location: String) {
-        let html = try await dashboardPage(page)
-        guard let range = html.range(of: #"name="csrf" value="([^"]+)""#, options: .regularExpression) else {
-            throw TestFailure("no csrf token on \(page)")
-        }
-        let token = html[range].split(separator: "\"")[3]
-        let jar = directory + "/cookies.txt", base = "http://127.0.0.1:\(port)"
+        guard let token = Self.csrfToken(in: try await dashboardPage(page)) else { throw TestFailure("no csrf token on \(page)") }
+        let (jar, base) = dashboardSession
         var arguments = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-b", jar, "-c", jar,
                          "-H", "Origin: \(base)", "--data-urlencode", "csrf=\(token)"]
         for (name, value) in fields { arguments += ["--data-urlencode", "\(name)=\(value)"] }
@@ -154,6 +151,12 @@ final class TestServer: @unchecked Sendable {
         return (Int(out.first ?? "") ?? 0, out.count > 1 ? String(out[1]) : "")
     }
 
+    /// The csrf token of a dashboard form in `html`.
+    static func csrfToken(in html: String) -> Substring? {
+        html.range(of: #"name="csrf" value="([^"]+)""#, options: .regularExpression).map { html[$0].split(separator: "\"")[3] }
+    }
+
+    /// Runs the `esb` command line against this server (ESB_URL, ESB_USER, ESB_PASSWORD).
     func esb(_ arguments: [String]) async throws -> CommandResult {
         let environment = ProcessInfo.processInfo.environment.merging([
             "ESB_URL": "http://127.0.0.1:\(port)", "ESB_USER": "admin", "ESB_PASSWORD": password]) { $1 }
